@@ -1,0 +1,127 @@
+"""Transformer building blocks shared by both towers (Radford et al. 2021, Sec. 2.4; OpenAI's clip/model.py).
+
+Names and parameter layout are OpenAI's (`attn.in_proj_weight`, `mlp.c_fc`, `ln_1`, ...), so OpenAI state dicts load
+unchanged. Deliberate differences from OpenAI's code, none of which changes the numbers beyond float rounding:
+- tensors are batch-first (N, L, D) rather than (L, N, D);
+- attention runs through torch's fused `scaled_dot_product_attention` (with `is_causal` for text) instead of
+  `nn.MultiheadAttention` with an explicit mask, keeping the packed `in_proj_weight` of shape (3D, D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .configs import Activation
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 whatever the input dtype (as OpenAI's), cast back afterwards."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): the GELU approximation OpenAI's CLIP models were trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def activation_layer(name: Activation) -> nn.Module:
+    if name == "quick_gelu":
+        return QuickGELU()
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"unknown activation '{name}': use 'quick_gelu' (OpenAI models) or 'gelu'")
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with OpenAI's packed q/k/v projection (`in_proj_weight`, `in_proj_bias`)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by {heads} heads")
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        # nn.MultiheadAttention's own initialisation, which OpenAI's vision towers keep.
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
+        n, length, width = x.shape  # (N, L, D)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (N, L, 3D)
+        q, k, v = qkv.view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (N, h, L, hd)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (N, h, L, hd)
+        return self.out_proj(out.transpose(1, 2).reshape(n, length, width))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, activation: Activation):
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width)
+        self.gelu = activation_layer(activation)
+        self.c_proj = nn.Linear(4 * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, width: int, heads: int, activation: Activation):
+        super().__init__()
+        self.ln_1 = LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.ln_2 = LayerNorm(width)
+        self.mlp = MLP(width, activation)
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), causal=causal)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width: int, layers: int, heads: int, activation: Activation):
+        super().__init__()
+        self.width = width
+        self.layers = layers
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, activation) for _ in range(layers))
+        self.grad_checkpointing = False  # trade compute for memory in training (the paper's recipe uses it)
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
+        for block in self.resblocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, causal=causal, use_reentrant=False)
+            else:
+                x = block(x, causal=causal)
+        return x
+
+    def init_openai(self) -> None:
+        """OpenAI's initialisation of the text transformer (CLIP.initialize_parameters)."""
+        proj_std = self.width**-0.5 * (2 * self.layers) ** -0.5
+        attn_std = self.width**-0.5
+        fc_std = (2 * self.width) ** -0.5
+        for block in self.resblocks:
+            nn.init.normal_(block.attn.in_proj_weight, std=attn_std)
+            nn.init.normal_(block.attn.out_proj.weight, std=proj_std)
+            nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+            nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+
+
+def scaled_randn(*shape: int, scale: float) -> nn.Parameter:
+    return nn.Parameter(scale * torch.randn(*shape))
+
+
+def default_logit_scale() -> float:
+    """ln(1 / 0.07): the paper's initial temperature of 0.07."""
+    return math.log(1 / 0.07)

@@ -1,0 +1,198 @@
+"""CLIP's byte-level BPE tokenizer (Radford et al., 2021, Sec. 2.4; OpenAI's `clip/simple_tokenizer.py`).
+
+Text is cleaned (ftfy, HTML unescaped twice, whitespace collapsed, lowercased), split into words by a unicode
+regex, and each word's UTF-8 bytes are merged by the first 48,894 ranked merges of `bpe_simple_vocab_16e6.txt.gz`.
+The 49,408 ids are: 256 byte symbols, the same 256 marking the end of a word (`</w>`), one id per merge, then
+`<|startoftext|>` = 49406 and `<|endoftext|>` = 49407. `tokenize` gives exactly the ids of OpenAI's `clip.tokenize`.
+
+Deliberate differences from the reference:
+- `tokenize` raises `ValueError` (not `RuntimeError`) for a text too long for the context, naming the text and
+  its length and suggesting `truncate=True`; it also rejects non-string texts and context lengths below 2.
+- `decode` drops special tokens and trailing zero padding instead of rendering them as `<|endoftext|>` and `!!!`;
+  for all other ids it returns the reference's string (each end of word becomes one space).
+- The word cache is a bounded LRU, not an unbounded dict, so tokenizing a large corpus cannot grow memory forever.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import html
+import importlib.resources
+from collections.abc import Iterable, Sequence
+
+import ftfy
+import regex
+import torch
+
+VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+NUM_MERGES = 49152 - 256 - 2  # the vocabulary was sized to 49,152 before the 256 `</w>` forms were added
+SOT = "<|startoftext|>"
+EOT = "<|endoftext|>"
+END_OF_WORD = "</w>"
+
+# OpenAI's split pattern. IGNORECASE matters even though text is lowercased first: it lets the contraction
+# branches match case-folding equivalents, e.g. the long s in "it'ſ" splits off as "'ſ" just like "'s".
+_WORD_PATTERN = regex.compile(
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+    regex.IGNORECASE,
+)
+_WHITESPACE = regex.compile(r"\s+")
+
+
+def byte_symbols() -> dict[int, str]:
+    """A printable unicode character for every byte value, in id order (GPT-2's reversible byte encoding).
+
+    Bytes that are already visible Latin-1 characters stand for themselves and come first; the other 68 bytes
+    (controls, space, soft hyphen, ...) are shifted to code points 256.. so no BPE symbol contains whitespace.
+    Insertion order fixes ids 0..255: id 0 is "!" (byte 33), not byte 0.
+    """
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    hidden = [b for b in range(256) if b not in visible]
+    return {b: chr(b) for b in visible} | {b: chr(256 + n) for n, b in enumerate(hidden)}
+
+
+def clean(text: str) -> str:
+    """Normalise text the way CLIP's training captions were: fix mojibake, unescape HTML, collapse whitespace."""
+    # Unescaping twice turns doubly-escaped web text such as "&amp;amp;" into "&".
+    text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    return _WHITESPACE.sub(" ", text).strip().lower()
+
+
+class Tokenizer:
+    """Byte-level BPE with OpenAI CLIP's vocabulary; ids are identical to `clip.simple_tokenizer.SimpleTokenizer`."""
+
+    def __init__(self, *, cache_size: int = 1 << 16) -> None:
+        """Load the merges shipped as package data; `cache_size` words keep their BPE result (LRU)."""
+        self._byte_to_symbol = byte_symbols()
+        symbols = list(self._byte_to_symbol.values())
+        # The first line is a header; only the first NUM_MERGES merges were used to train CLIP.
+        lines = self._read_vocab().decode("utf-8").split("\n")[1 : NUM_MERGES + 1]
+        merges = [tuple(line.split()) for line in lines]
+        vocab = symbols + [s + END_OF_WORD for s in symbols] + ["".join(m) for m in merges] + [SOT, EOT]
+        self._ids = {token: i for i, token in enumerate(vocab)}
+        self._ranks = {merge: rank for rank, merge in enumerate(merges)}
+        self._special = {SOT: self._ids[SOT], EOT: self._ids[EOT]}
+
+        # Every id as raw bytes, the end-of-word marker as a space, so decoding is one join and one UTF-8 decode.
+        symbol_to_byte = {s: bytes([b]) for b, s in self._byte_to_symbol.items()}
+        self._id_bytes = [
+            b"".join(symbol_to_byte[c] for c in token.removesuffix(END_OF_WORD))
+            + (b" " if token.endswith(END_OF_WORD) else b"")
+            for token in vocab[: -len(self._special)]
+        ] + [b""] * len(self._special)
+
+        self._word_ids = functools.lru_cache(maxsize=cache_size)(self._bpe)
+
+    @staticmethod
+    def _read_vocab() -> bytes:
+        return gzip.decompress(importlib.resources.files("clipworks").joinpath(VOCAB_FILE).read_bytes())
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._id_bytes)
+
+    @property
+    def sot_token_id(self) -> int:
+        return self._special[SOT]
+
+    @property
+    def eot_token_id(self) -> int:
+        return self._special[EOT]
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text` after cleaning, without start/end tokens or any length limit.
+
+        A literal "<|startoftext|>" or "<|endoftext|>" in the text becomes the special id, as in the reference.
+        """
+        ids: list[int] = []
+        for word in _WORD_PATTERN.findall(clean(text)):
+            special = self._special.get(word)
+            ids.extend((special,) if special is not None else self._word_ids(word))
+        return ids
+
+    def _bpe(self, word: str) -> tuple[int, ...]:
+        """Apply the ranked merges to one word's bytes; the last symbol carries the end-of-word marker."""
+        parts = [self._byte_to_symbol[b] for b in word.encode("utf-8")]
+        parts[-1] += END_OF_WORD
+        while len(parts) > 1:
+            # Merge the adjacent pair that was learned earliest, as training did, until no pair is a merge.
+            # A pair that is not a merge ranks after all merges (NUM_MERGES acts as infinity).
+            pair = min(zip(parts, parts[1:]), key=lambda p: self._ranks.get(p, NUM_MERGES))
+            if pair not in self._ranks:
+                break
+            merged: list[str] = []
+            i = 0
+            while i < len(parts):
+                # Left to right and non-overlapping: "a a a" with merge (a, a) becomes "aa a".
+                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
+                    merged.append(parts[i] + parts[i + 1])
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            parts = merged
+        return tuple(self._ids[p] for p in parts)
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
+        """Text of `ids`: each end of word becomes a space, so "a photo of a cat." decodes to "a photo of a cat . ".
+
+        Special tokens are dropped wherever they appear, and trailing zeros are dropped as padding; a real
+        encoding never ends in id 0 ("!" without end of word), so a row of `tokenize` decodes to its text.
+        Byte sequences that are not valid UTF-8 (a cut in a multi-byte character) decode to U+FFFD.
+        """
+        if isinstance(ids, torch.Tensor):
+            if ids.dim() != 1:
+                raise ValueError(f"decode takes one sequence of ids, got a tensor of shape {tuple(ids.shape)}; "
+                                 "decode the rows one at a time")
+            ids = ids.tolist()
+        ids = list(ids)
+        while ids and ids[-1] == 0:
+            ids.pop()
+        for i in ids:
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} is outside the vocabulary [0, {self.vocab_size})")
+        return b"".join(self._id_bytes[i] for i in ids).decode("utf-8", errors="replace")
+
+
+@functools.cache
+def get_tokenizer() -> Tokenizer:
+    """The shared default tokenizer, built on first use (loading the merges takes a fraction of a second)."""
+    return Tokenizer()
+
+
+def tokenize(texts: str | Sequence[str], context_length: int = 77, *, truncate: bool = False) -> torch.LongTensor:
+    """Ids of each text framed by start and end tokens and zero-padded: a LongTensor of shape (N, context_length).
+
+    A text longer than `context_length` tokens raises ValueError unless `truncate`, which keeps the first
+    `context_length` ids and overwrites the last with <|endoftext|> so the model still finds an end token.
+    """
+    if context_length < 2:
+        raise ValueError(f"context_length must be at least 2 (start and end tokens), got {context_length}")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"tokenize takes a string or a sequence of strings; texts[{i}] is "
+                            f"{type(text).__name__}: {text!r:.60}")
+
+    tokenizer = get_tokenizer()
+    sot, eot = tokenizer.sot_token_id, tokenizer.eot_token_id
+    result = torch.zeros(len(texts), context_length, dtype=torch.long)  # (N, context_length), 0 is padding
+    for i, text in enumerate(texts):
+        ids = [sot, *tokenizer.encode(text), eot]
+        if len(ids) > context_length:
+            if not truncate:
+                preview = text if len(text) <= 50 else text[:50] + "..."
+                raise ValueError(
+                    f"texts[{i}] ({preview!r}) is {len(ids)} tokens long including start and end tokens, "
+                    f"more than context_length={context_length}; pass truncate=True to cut it to "
+                    f"{context_length} tokens ending in <|endoftext|>, or shorten the text"
+                )
+            ids = ids[: context_length - 1] + [eot]
+        result[i, : len(ids)] = torch.tensor(ids)
+    return result
+
+
+def decode(ids: Iterable[int] | torch.Tensor) -> str:
+    """`Tokenizer.decode` with the shared default tokenizer."""
+    return get_tokenizer().decode(ids)

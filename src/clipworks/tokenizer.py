@@ -26,7 +26,8 @@ import regex
 import torch
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
-NUM_MERGES = 49152 - 256 - 2  # the vocabulary was sized to 49,152 before the 256 `</w>` forms were added
+# OpenAI's count: 49,152 ids less 256 bytes and 2 special tokens; the 256 `</w>` forms come on top (49,408).
+NUM_MERGES = 49152 - 256 - 2
 SOT = "<|startoftext|>"
 EOT = "<|endoftext|>"
 END_OF_WORD = "</w>"
@@ -53,7 +54,7 @@ def byte_symbols() -> dict[int, str]:
 
 
 def clean(text: str) -> str:
-    """Normalise text the way CLIP's training captions were: fix mojibake, unescape HTML, collapse whitespace."""
+    """Normalise text as OpenAI's tokenizer does: fix mojibake, unescape HTML, collapse whitespace, lowercase."""
     # Unescaping twice turns doubly-escaped web text such as "&amp;amp;" into "&".
     text = html.unescape(html.unescape(ftfy.fix_text(text)))
     return _WHITESPACE.sub(" ", text).strip().lower()

@@ -1,0 +1,33 @@
+"""The contrastive objective of CLIP (Radford et al. 2021, Sec. 2.3 and Figure 3's pseudocode).
+
+A pure function of tensors: symmetric cross-entropy over the image->text and text->image logits
+`scale * norm(I) @ norm(T).T`, where the i-th image and the i-th text are the positive pair.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+MAX_LOGIT_SCALE = math.log(100.0)  # the paper clips the learned temperature so that exp(scale) <= 100
+
+
+def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """Mean of the two cross-entropies. `image_emb`, `text_emb`: (B, E), not necessarily normalised;
+    `logit_scale`: the learned log-temperature (a scalar), exponentiated here."""
+    if image_emb.shape != text_emb.shape:
+        raise ValueError(f"image and text embeddings differ in shape: {tuple(image_emb.shape)} vs "
+                         f"{tuple(text_emb.shape)}")
+    image_emb = F.normalize(image_emb.float(), dim=-1)
+    text_emb = F.normalize(text_emb.float(), dim=-1)
+    logits = logit_scale.float().exp() * image_emb @ text_emb.t()  # (B, B): rows are images, columns texts
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+
+
+@torch.no_grad()
+def clamp_logit_scale_(logit_scale: torch.Tensor) -> None:
+    """In place, after each optimizer step: keep exp(logit_scale) in [1, 100] as OpenAI's training did."""
+    logit_scale.clamp_(0, MAX_LOGIT_SCALE)

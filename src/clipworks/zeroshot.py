@@ -1,0 +1,50 @@
+"""Zero-shot classification (Radford et al. 2021, Sec. 3.1.2 and 3.1.4).
+
+Each class is described by prompts ("a photo of a {}."); the classifier weight of a class is the mean of its
+L2-normalised prompt embeddings, re-normalised (prompt ensembling). Images are classified by cosine similarity to
+those weights, scaled by 100 as OpenAI's notebooks do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .model import CLIP
+from .tokenizer import tokenize
+
+DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
+
+
+@torch.no_grad()
+def zero_shot_classifier(model: CLIP, classnames: Sequence[str], templates: Sequence[str | Callable[[str], str]]
+                         = DEFAULT_TEMPLATES, *, batch_size: int = 256) -> torch.Tensor:
+    """(embed_dim, n_classes) classifier weights. A template is a str with one "{}" or a callable name -> prompt."""
+    if not classnames:
+        raise ValueError("zero_shot_classifier needs at least one class name")
+    if not templates:
+        raise ValueError("zero_shot_classifier needs at least one template, e.g. 'a photo of a {}.'")
+    for t in templates:
+        if isinstance(t, str) and "{}" not in t:
+            raise ValueError(f"template {t!r} has no '{{}}' where the class name goes")
+    prompts = [t.format(c) if isinstance(t, str) else t(c) for c in classnames for t in templates]
+    device = next(model.parameters()).device
+    tokens = tokenize(prompts, model.context_length, truncate=True)
+    embeddings = torch.cat([model.encode_text(tokens[i:i + batch_size].to(device), normalize=True)
+                            for i in range(0, len(prompts), batch_size)])  # (C * T, E)
+    weights = embeddings.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, E)
+    return torch.nn.functional.normalize(weights, dim=-1).t()  # (E, C)
+
+
+def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """(N, E) image embeddings x (E, C) classifier -> (N, C) logits, 100 * cosine similarity."""
+    return 100.0 * torch.nn.functional.normalize(image_features.float(), dim=-1) @ classifier.float()
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Fraction of rows whose label is among the K highest logits (K capped at the number of classes)."""
+    n_classes = logits.shape[1]
+    top = logits.topk(min(max(ks), n_classes), dim=1).indices  # (N, K)
+    hits = top == labels.view(-1, 1)
+    return {f"top{k}": hits[:, :min(k, n_classes)].any(dim=1).float().mean().item() for k in ks}

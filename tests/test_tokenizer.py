@@ -1,0 +1,261 @@
+"""Tests for clipworks.tokenizer: exact id parity with OpenAI's `clip/simple_tokenizer.py` and `clip.tokenize`.
+
+The reference package `clip` does not import here (it needs pkg_resources and torchvision), so its tokenizer
+module, which needs only ftfy and regex, is loaded by file path and `clip.tokenize` is restated below.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import random
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from clipworks.tokenizer import VOCAB_FILE, Tokenizer, decode, get_tokenizer, tokenize
+
+SOT, EOT = 49406, 49407
+REFERENCE_PATH = Path(sysconfig.get_paths()["purelib"]) / "clip" / "simple_tokenizer.py"
+
+
+# ---- reference --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def reference() -> object:
+    """OpenAI's SimpleTokenizer, reading the vocab file bundled with the reference, not ours."""
+    if not REFERENCE_PATH.exists():
+        pytest.skip(f"reference tokenizer not installed at {REFERENCE_PATH} (`make test` installs clip-anytorch)")
+    spec = importlib.util.spec_from_file_location("reference_simple_tokenizer", REFERENCE_PATH)
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SimpleTokenizer()
+
+
+def reference_tokenize(
+    ref: object, texts: list[str], context_length: int = 77, *, truncate: bool = False
+) -> torch.Tensor:
+    """`clip.tokenize` from OpenAI's clip.py, restated: SOT + encode + EOT, zero-padded, EOT last when truncated."""
+    sot, eot = ref.encoder["<|startoftext|>"], ref.encoder["<|endoftext|>"]
+    result = torch.zeros(len(texts), context_length, dtype=torch.long)
+    for i, text in enumerate(texts):
+        tokens = [sot] + ref.encode(text) + [eot]
+        if len(tokens) > context_length:
+            if not truncate:
+                raise RuntimeError(f"Input {text} is too long for context length {context_length}")
+            tokens = tokens[:context_length]
+            tokens[-1] = eot
+        result[i, : len(tokens)] = torch.tensor(tokens)
+    return result
+
+
+# ---- a deterministic corpus of awkward text ---------------------------------------------------------------------
+
+WORDS = (
+    "a photo of the cat dog bird car tree house person people man woman child street city beach sunset "
+    "mountain river snow red blue green black white small large old new two three running sitting on in at "
+    "with and next to under over playing holding wearing looking standing riding eating CLIP ViT ResNet "
+    "tokenizer contrastive zero-shot ImageNet don't it's we're they've I'm you'll she'd O'Neill rock'n'roll"
+).split()
+PUNCTUATION = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") + ["...", "?!", "--", "!!!", ":)", "¿", "¡", "«»", "—", "…"]
+ACCENTED = ["é", "ñ", "ü", "café", "niño", "über", "façade", "Ærø", "Straße", "naïve", "e\u0301", "n\u0303", "İstanbul"]
+SCRIPTS = [
+    "猫の写真", "一只猫", "고양이 사진", "中文分词测试",  # CJK
+    "صورة قطة", "مرحبا بالعالم",  # Arabic
+    "фото кошки", "Привет, мир", "ЁЖИК",  # Cyrillic
+    "φωτογραφία", "תמונה של חתול", "बिल्ली की तस्वीर", "รูปแมว", "ქართული",
+]
+EMOJI = [
+    "😀", "🐱", "👍🏽", "❤️", "👨\u200d👩\u200d👧\u200d👦", "🏳️\u200d🌈", "👩🏾\u200d💻",  # skin tones, ZWJ sequences
+    "🇺🇸", "🇯🇵", "🇫🇷🇩🇪", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # flags, tag sequence
+    "☕", "✨", "1️⃣", "#️⃣",
+]
+ENTITIES = ["&amp;", "&lt;", "&gt;", "&#39;", "&quot;", "&nbsp;", "&amp;amp;", "&amp;lt;b&amp;gt;", "&#x27;",
+            "&eacute;", "&#8217;", "&copy", "&notanentity;", "&#0;", "&#xD800;"]
+WHITESPACE = [" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u200b", "\u2028", "\u2029", "\x0b", "\x0c",
+              "\x1c", "\x85", "\u1680", "\u2009", "\ufeff", "\u200d"]
+# Strings that exercise the split pattern's special branches: literal special tokens, contractions (also
+# their case-folding equivalents such as the long s), and the end-of-word marker appearing in the text.
+TRICKY = ["<|startoftext|>", "<|endoftext|>", "<|EndOfText|>", "<|endoftext", "</w>", "'s", "'S", "'ll", "'ſ",
+          "'ve'", "''", "K", "ﬁ", "ǅ", "\ud83d\ude00", "\ud800", "\x00", "\x7f", "\ufffd"]
+
+
+def mojibake(rng: random.Random) -> str:
+    """UTF-8 text misread as Windows-1252 or Latin-1, the kind of damage ftfy.fix_text undoes."""
+    text = rng.choice(ACCENTED + SCRIPTS + EMOJI + ["“quoted”", "it’s", "€5"])
+    return text.encode("utf-8").decode(rng.choice(["windows-1252", "latin-1"]), errors="replace")
+
+
+def random_piece(rng: random.Random) -> str:
+    kind = rng.randrange(12)
+    if kind == 0:
+        return "".join(rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", k=rng.randint(1, 15)))
+    if kind == 1:
+        return rng.choice(PUNCTUATION) * rng.randint(1, 3)
+    if kind == 2:
+        return rng.choice([str(rng.randint(0, 10**rng.randint(1, 9))), f"{rng.uniform(-1e3, 1e3):.3f}",
+                           f"{rng.randint(1, 999)},{rng.randint(0, 999):03d}", "٣٤", "²", "½", "Ⅻ"])
+    if kind == 3:
+        return rng.choice(ACCENTED)
+    if kind == 4:
+        return rng.choice(SCRIPTS)
+    if kind == 5:
+        return "".join(rng.choices(EMOJI, k=rng.randint(1, 3)))
+    if kind == 6:
+        return rng.choice(ENTITIES)
+    if kind == 7:
+        return mojibake(rng)
+    if kind == 8:
+        return rng.choice(TRICKY)
+    if kind == 9:
+        # Any code point but surrogates (which cannot be UTF-8 encoded): controls, combining marks, unassigned.
+        return "".join(chr(rng.choice([rng.randrange(0xD800), rng.randrange(0xE000, 0x30000)]))
+                       for _ in range(rng.randint(1, 4)))
+    return rng.choice(WORDS).upper() if kind == 10 else rng.choice(WORDS)
+
+
+def random_text(rng: random.Random, max_pieces: int = 12) -> str:
+    text = rng.choice(["", "", rng.choice(WHITESPACE)])
+    for _ in range(rng.randint(1, max_pieces)):
+        text += random_piece(rng) + rng.choice([" "] * 6 + [""] + WHITESPACE)
+    return text
+
+
+def file_lines(limit: int = 3000) -> list[str]:
+    """Real-world lines from Python's own standard library, spread evenly over its files (none if unreadable)."""
+    lines: list[str] = []
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        try:
+            lines += [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line]
+        except OSError:
+            continue
+    return lines[:: max(1, len(lines) // limit)][:limit]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    rng = random.Random(20210226)  # CLIP's arXiv date
+    texts = ["", " ", "\t\n", "a photo of a cat.", "A Photo Of A CAT!!", *WHITESPACE, *TRICKY, *ENTITIES, *EMOJI]
+    texts += [random_text(rng) for _ in range(10_000)]
+    # Long texts: thousands of characters, far past 77 tokens, so truncation is exercised on every one.
+    texts += [" ".join(random_text(rng) for _ in range(rng.randint(50, 150))) for _ in range(40)]
+    texts += file_lines()
+    return texts
+
+
+# ---- parity with the reference ----------------------------------------------------------------------------------
+
+def test_corpus_is_large_and_varied(corpus: list[str]) -> None:
+    assert len(corpus) - len(file_lines()) >= 10_000  # enough even on a machine with no readable files
+    assert sum(len(t) > 2000 for t in corpus) >= 30
+    assert any("\u200d" in t for t in corpus) and any("Ã" in t for t in corpus) and any("&amp;" in t for t in corpus)
+
+
+def test_tokenize_matches_reference(reference: object, corpus: list[str]) -> None:
+    ours = tokenize(corpus, truncate=True)
+    theirs = reference_tokenize(reference, corpus, truncate=True)
+    assert ours.shape == (len(corpus), 77) and ours.dtype == torch.long
+    mismatched = [text for text, a, b in zip(corpus, ours, theirs) if not torch.equal(a, b)]
+    assert not mismatched, f"{len(mismatched)} texts differ from clip.tokenize, e.g. {mismatched[:3]!r}"
+
+
+def test_encode_matches_reference_without_context_limit(reference: object, corpus: list[str]) -> None:
+    tokenizer = Tokenizer()
+    subset = corpus[::4] + [text for text in corpus if len(text) > 2000]
+    mismatched = [text for text in subset if tokenizer.encode(text) != reference.encode(text)]
+    assert not mismatched, f"{len(mismatched)} texts encode differently, e.g. {mismatched[:3]!r}"
+
+
+def test_decode_matches_reference_without_special_tokens(reference: object, corpus: list[str]) -> None:
+    tokenizer = get_tokenizer()
+    checked = 0
+    for text in corpus[::4]:
+        ids = reference.encode(text)
+        if SOT in ids or EOT in ids:  # the reference spells special tokens out; we drop them (tested below)
+            continue
+        assert tokenizer.decode(ids) == reference.decode(ids), text
+        checked += 1
+    assert checked > 2000
+
+
+def test_too_long_without_truncate_agrees_with_reference(reference: object, corpus: list[str]) -> None:
+    for text in corpus[:2000]:
+        fits = len(reference.encode(text)) + 2 <= 77
+        if fits:
+            tokenize(text)
+        else:
+            with pytest.raises(ValueError, match="truncate=True"):
+                tokenize(text)
+
+
+# ---- hand-checked cases -----------------------------------------------------------------------------------------
+
+def test_empty_text_is_start_and_end_then_padding() -> None:
+    assert tokenize("").tolist() == [[SOT, EOT] + [0] * 75]
+
+
+def test_a_photo_of_a_cat() -> None:
+    # a=320, photo=1125, of=539, cat=2368, "."=269: every word ends a word, so each is one `</w>` token.
+    expected = [SOT, 320, 1125, 539, 320, 2368, 269, EOT] + [0] * 69
+    assert tokenize("a photo of a cat.").tolist() == [expected]
+    assert tokenize(["a photo of a cat.", "A  PHOTO of a cat. "]).tolist() == [expected, expected]
+
+
+def test_too_long_text_error_names_text_length_and_fix() -> None:
+    text = "a " * 100  # 100 tokens of "a", 102 with start and end
+    with pytest.raises(ValueError, match=r"texts\[0\] \('a a a a .*\.\.\.'\) is 102 tokens long .* "
+                                         r"context_length=77; pass truncate=True"):
+        tokenize(text)
+    with pytest.raises(ValueError, match=r"texts\[1\] .* is 5 tokens long .* context_length=4"):
+        tokenize(["a", "a a a"], context_length=4)
+
+
+def test_truncate_keeps_the_first_ids_and_ends_with_eot() -> None:
+    row = tokenize("a " * 100, truncate=True)[0].tolist()
+    assert row == [SOT] + [320] * 75 + [EOT]
+    assert tokenize("a photo of a cat.", context_length=4, truncate=True).tolist() == [[SOT, 320, 1125, EOT]]
+    assert tokenize("a photo", context_length=2, truncate=True).tolist() == [[SOT, EOT]]
+
+
+def test_decode_round_trip_of_ordinary_text() -> None:
+    assert decode(tokenize("a photo of a cat.")[0]) == "a photo of a cat . "
+    assert decode(get_tokenizer().encode("Two dogs, running!")) == "two dogs , running ! "
+    assert decode([]) == ""
+
+
+def test_decode_drops_special_tokens_and_padding_only() -> None:
+    # Id 0 is "!" inside a word: it survives in the middle, and only trailing zeros count as padding.
+    assert decode([SOT, 320, EOT, 0, 0, 0]) == "a "
+    assert decode([0, 320]) == "!a "
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        decode([49408])
+    with pytest.raises(ValueError, match="decode the rows one at a time"):
+        decode(tokenize(["a", "b"]))
+
+
+def test_literal_special_tokens_in_text_become_special_ids() -> None:
+    # The reference's split pattern matches them before anything else, so user text can contain them.
+    assert get_tokenizer().encode("<|endoftext|> hi <|StartOfText|>") == [EOT, 1883, SOT]
+
+
+def test_vocabulary_size_and_special_ids() -> None:
+    tokenizer = get_tokenizer()
+    assert (tokenizer.vocab_size, tokenizer.sot_token_id, tokenizer.eot_token_id) == (49408, SOT, EOT)
+
+
+def test_vocab_file_is_package_data() -> None:
+    data = importlib.resources.files("clipworks").joinpath(VOCAB_FILE).read_bytes()
+    assert len(data) == 1_356_917
+
+
+def test_input_validation() -> None:
+    with pytest.raises(TypeError, match=r"texts\[1\] is int"):
+        tokenize(["a cat", 3])
+    with pytest.raises(TypeError, match=r"texts\[0\] is bytes"):
+        tokenize([b"a cat"])
+    with pytest.raises(ValueError, match="context_length must be at least 2"):
+        tokenize("a cat", context_length=1)
+    assert tokenize([]).shape == (0, 77)

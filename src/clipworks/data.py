@@ -1,0 +1,297 @@
+"""Datasets: the user's image–caption CSV/TSV, labelled images (class folders or a labels CSV), the built-in world.
+
+The CSV layout is open_clip's (`--csv-img-key filepath --csv-caption-key title` there; ours defaults to
+`filepath,caption`). Relative image paths are resolved against the CSV's folder, or `root` when given.
+
+Unreadable images (missing, not an image, truncated) are skipped, not fatal: `__getitem__` returns None for them
+and `collate_skip_bad` drops the Nones from the batch. Each dataset counts the bad images it met (`n_bad`, in this
+process: DataLoader workers keep their own counts), and stops with a `DataError` naming examples once more than half
+of the images it checked were bad, which almost always means wrong paths rather than a few damaged files.
+`scan()` checks every image up front. It decodes (at 1/8 scale for JPEG), because `Image.verify()` passes
+truncated JPEGs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
+from .world import World
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+MAX_BAD_FRACTION = 0.5  # more bad images than this, among those checked, stops with a DataError
+_MIN_CHECKED = 32  # the lazy check waits for this many images (or the whole set, if smaller) before judging
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+class DataError(ValueError):
+    """The data cannot be used as given; the message says what was found and what to change."""
+
+
+def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
+               ) -> list[dict[str, str]]:
+    """Rows of a CSV/TSV that must have `columns`. `sep` None: tab for .tsv, comma for .csv, else sniffed.
+
+    `flags` names the options that choose the columns, for the error message (e.g. "--image-key/--caption-key").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        text = f.read()
+    if not text.strip():
+        raise DataError(f"{path} is empty; expected a header line naming the columns ({','.join(columns)}) "
+                        "and one row per image")
+    if sep is None:
+        sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
+    reader = csv.DictReader(text.splitlines(), delimiter=sep)
+    header = reader.fieldnames or []
+    for column in columns:
+        if column not in header:
+            raise DataError(f"{path} has no column {column!r} (columns found: {', '.join(header)}; separator "
+                            f"{sep!r}). Set {flags} to the columns to use.")
+    rows = [{k: (row.get(k) or "") for k in columns} for row in reader]
+    if not rows:
+        raise DataError(f"{path} has a header but no rows")
+    return rows
+
+
+def _sniff(text: str) -> str:
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",\t;|").delimiter
+    except csv.Error:
+        return ","
+
+
+def check_image(path: Path) -> str | None:
+    """None if `path` decodes as an image, else the reason it does not."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale; the whole stream is still read
+            image.load()
+    except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _open(path: Path) -> tuple[Image.Image | None, str | None]:
+    """The decoded image in its own mode (the transform converts to RGB after resizing, as OpenAI), or the reason
+    it could not be read."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy(), None  # a copy outlives the closed file
+    except Exception as e:  # as in check_image
+        return None, f"{type(e).__name__}: {e}"
+
+
+class _ImageFiles(Dataset):
+    """Shared bookkeeping: a list of image paths, bad-image counts and the >50% bad stop."""
+
+    def __init__(self, paths: list[Path], *, source: str) -> None:
+        self.paths = paths
+        self.source = source  # what the paths came from, for error messages
+        self.n_checked = 0
+        self.bad: list[tuple[Path, str]] = []  # (path, reason) of every bad image met in this process
+
+    @property
+    def n_bad(self) -> int:
+        return len(self.bad)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _load(self, index: int) -> Image.Image | None:
+        image, reason = _open(self.paths[index])
+        self._record(self.paths[index], reason)
+        if reason is not None and self.n_checked >= min(_MIN_CHECKED, len(self)):
+            self._stop_if_mostly_bad(self.bad, self.n_checked)
+        return image
+
+    def _record(self, path: Path, reason: str | None) -> None:
+        self.n_checked += 1
+        if reason is not None:
+            self.bad.append((path, reason))
+            log.warning("skipping unreadable image %s (%s)", path, reason)
+
+    def _stop_if_mostly_bad(self, bad: list[tuple[Path, str]], n_checked: int) -> None:
+        if len(bad) > MAX_BAD_FRACTION * n_checked:
+            examples = "; ".join(f"{p} ({reason})" for p, reason in bad[:3])
+            raise DataError(f"{len(bad)} of {n_checked} images from {self.source} could not be read, "
+                            f"e.g. {examples}. Check that the paths are right: relative paths are resolved "
+                            "against the data file's folder, or against `root` when the dataset is given one.")
+
+    def scan(self) -> list[Path]:
+        """Decode every image; drop the bad ones from the dataset and return their paths.
+
+        Raises DataError if more than half are bad.
+        """
+        keep, bad = [], []
+        for i, path in enumerate(self.paths):
+            reason = check_image(path)
+            self._record(path, reason)
+            if reason is None:
+                keep.append(i)
+            else:
+                bad.append((path, reason))
+        self._stop_if_mostly_bad(bad, len(self.paths))
+        self._keep(keep)
+        return [p for p, _ in bad]
+
+    def _keep(self, indices: list[int]) -> None:
+        self.paths = [self.paths[i] for i in indices]
+
+
+def _resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+class CsvDataset(_ImageFiles):
+    """(image tensor, caption) pairs from a CSV/TSV; caption is token ids if `tokenize_fn` is given, else a str."""
+
+    def __init__(self, path: str | os.PathLike, *, transform: Transform,
+                 tokenize_fn: Callable[[list[str]], torch.Tensor] | None = None, image_key: str = "filepath",
+                 caption_key: str = "caption", sep: str | None = None, root: str | os.PathLike | None = None) -> None:
+        rows = read_table(path, columns=(image_key, caption_key), flags="--image-key/--caption-key", sep=sep)
+        base = Path(root) if root is not None else Path(path).parent
+        super().__init__([_resolve(r[image_key], base) for r in rows], source=str(path))
+        self.captions = [r[caption_key] for r in rows]
+        self.transform = transform
+        self.tokenize_fn = tokenize_fn  # list[str] -> (N, context) ids, as clipworks.tokenize
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor | str] | None:
+        image = self._load(index)
+        if image is None:
+            return None
+        caption = self.captions[index]
+        return self.transform(image), caption if self.tokenize_fn is None else self.tokenize_fn([caption])[0]
+
+    def _keep(self, indices: list[int]) -> None:
+        super()._keep(indices)
+        self.captions = [self.captions[i] for i in indices]
+
+
+class _LabelledImages(_ImageFiles):
+    """(image tensor, class index) pairs; `classes[i]` is the name of class i."""
+
+    def __init__(self, paths: list[Path], labels: list[int], classes: list[str], *, transform: Transform,
+                 source: str) -> None:
+        super().__init__(paths, source=source)
+        self.labels = labels
+        self.classes = classes
+        self.transform = transform
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        image = self._load(index)
+        return None if image is None else (self.transform(image), self.labels[index])
+
+    def _keep(self, indices: list[int]) -> None:
+        super()._keep(indices)
+        self.labels = [self.labels[i] for i in indices]
+
+
+class ImageFolderDataset(_LabelledImages):
+    """root/<class name>/**/<image>: classes are the sub-folder names, sorted. Non-image files are skipped."""
+
+    def __init__(self, root: str | os.PathLike, transform: Transform) -> None:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist")
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise DataError(f"{root} has no sub-folders; expected one folder per class, e.g. {root}/cat/0001.jpg")
+        paths, labels = [], []
+        self.n_skipped = 0  # files without an image extension
+        for label, name in enumerate(classes):
+            for file in sorted(p for p in (root / name).rglob("*") if p.is_file()):
+                if file.suffix.lower() in IMAGE_EXTENSIONS:
+                    paths.append(file)
+                    labels.append(label)
+                else:
+                    self.n_skipped += 1
+        if not paths:
+            raise DataError(f"no images under {root} ({self.n_skipped} other files skipped); image files end in "
+                            f"{', '.join(sorted(IMAGE_EXTENSIONS))}")
+        super().__init__(paths, labels, classes, transform=transform, source=str(root))
+
+
+class LabelCsvDataset(_LabelledImages):
+    """A CSV/TSV of image path and class name; classes are the sorted distinct labels unless `classes` is given."""
+
+    def __init__(self, path: str | os.PathLike, *, transform: Transform, image_key: str = "filepath",
+                 label_key: str = "label", classes: Sequence[str] | None = None, sep: str | None = None,
+                 root: str | os.PathLike | None = None) -> None:
+        rows = read_table(path, columns=(image_key, label_key), flags="--image-key/--label-key", sep=sep)
+        base = Path(root) if root is not None else Path(path).parent
+        names = list(classes) if classes is not None else sorted({r[label_key] for r in rows})
+        unknown = sorted({r[label_key] for r in rows} - set(names))
+        if unknown:
+            raise DataError(f"{path} has labels not among the given classes: {', '.join(unknown[:5])}")
+        index = {name: i for i, name in enumerate(names)}
+        super().__init__([_resolve(r[image_key], base) for r in rows], [index[r[label_key]] for r in rows], names,
+                         transform=transform, source=str(path))
+
+
+def collate_skip_bad(batch: list[tuple[torch.Tensor, Any] | None]) -> tuple[torch.Tensor, Any] | None:
+    """DataLoader collate that drops unreadable samples (None). Returns None if the whole batch was bad.
+
+    Images are stacked to (B, 3, H, W); the second items become a (B, ...) tensor for token ids or labels, and
+    stay a list for str captions.
+    """
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        return None
+    images = torch.stack([image for image, _ in kept])
+    seconds = [second for _, second in kept]
+    if isinstance(seconds[0], torch.Tensor):
+        return images, torch.stack(seconds)
+    if isinstance(seconds[0], int):
+        return images, torch.tensor(seconds)
+    return images, seconds
+
+
+class WorldDataset(Dataset):
+    """The world's pre-rendered uint8 images (N, H, W, 3) and token ids (N, context), normalised per access.
+
+    `batch(indices)` normalises a whole batch in one call: the fast path for training loops that index directly.
+    """
+
+    def __init__(self, images: np.ndarray, tokens: torch.Tensor, *, mean: Sequence[float] = OPENAI_MEAN,
+                 std: Sequence[float] = OPENAI_STD, captions: Sequence[str] | None = None) -> None:
+        if len(images) != len(tokens):
+            raise ValueError(f"{len(images)} images but {len(tokens)} token rows; they must pair up one to one")
+        self.images = images
+        self.tokens = tokens
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.captions = list(captions) if captions is not None else None
+
+    @classmethod
+    def from_world(cls, world: World, split: str, n: int, tokenize_fn: Callable[[list[str]], torch.Tensor], *,
+                   cache_dir: str | os.PathLike | None = None) -> WorldDataset:
+        images, captions, _ = world.arrays(split, n, cache_dir=cache_dir)
+        return cls(images, tokenize_fn(captions), captions=captions)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_tensor_batch(self.images[index:index + 1], mean=self.mean, std=self.std)[0], self.tokens[index]
+
+    def batch(self, indices: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) normalised images and (B, context) token ids for `indices`."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return to_tensor_batch(self.images[idx.numpy()], mean=self.mean, std=self.std), self.tokens[idx]

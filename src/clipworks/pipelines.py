@@ -1,0 +1,205 @@
+"""Glue between the data sources and the training/evaluation functions, used by the CLI and the demo.
+
+`run_training` turns a `TrainConfig` into batches (the built-in world or a CSV) and an evaluator, then calls
+`train.train`. `evaluate_world` is the built-in world's evaluation: zero-shot accuracy per attribute, zero-shot on
+held-out colour-shape combinations, and retrieval recall@K. `run_zeroshot` is `clipworks zeroshot`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .checkpoints import load
+from .configs import get_config
+from .data import CsvDataset, DataError, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
+from .model import CLIP
+from .retrieval import recall_at_k
+from .tokenizer import tokenize
+from .train import Batch, TrainConfig, TrainResult, train
+from .transforms import image_transform
+from .world import World, WorldConfig
+from .zeroshot import DEFAULT_TEMPLATES, topk_accuracy, zero_shot_classifier, zero_shot_logits
+
+
+def cache_dir() -> Path:
+    """Where rendered world data is cached: $CLIPWORKS_CACHE, else ~/.cache/clipworks."""
+    return Path(os.environ.get("CLIPWORKS_CACHE", "~/.cache/clipworks")).expanduser()
+
+
+def world_batches(data: WorldDataset, batch_size: int, seed: int) -> Iterator[Batch]:
+    """Endless shuffled batches; each epoch is a fresh permutation from (seed, epoch). The last partial batch is
+    dropped so every step contrasts the same number of negatives."""
+    if len(data) < batch_size:
+        raise DataError(f"{len(data)} training samples are fewer than --batch-size {batch_size}")
+    epoch = 0
+    while True:
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            yield data.batch(order[i:i + batch_size])
+        epoch += 1
+
+
+def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int) -> Iterator[Batch]:
+    """Endless batches from a DataLoader, skipping unreadable images (and batches with fewer than two left)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, collate_fn=collate_skip_bad,
+                                         generator=torch.Generator().manual_seed(seed),
+                                         persistent_workers=workers > 0)
+    while True:
+        for batch in loader:
+            if batch is not None and len(batch[0]) >= 2:
+                yield batch
+
+
+def world_data(cfg: TrainConfig, split: str, n: int) -> tuple[World, WorldDataset]:
+    model_cfg = get_config(cfg.model)
+    world = World(WorldConfig(seed=cfg.world_seed, image_size=model_cfg.vision.image_size))
+    length = model_cfg.text.context_length
+    data = WorldDataset.from_world(world, split, n, lambda caps: tokenize(caps, length, truncate=True),
+                                   cache_dir=cache_dir())
+    return world, data
+
+
+@torch.no_grad()
+def encode_images(model: CLIP, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    device = next(model.parameters()).device
+    return torch.cat([model.encode_image(images[i:i + batch_size].to(device), normalize=True).float()
+                      for i in range(0, len(images), batch_size)])
+
+
+def evaluate_world(world: World, n: int = 1000) -> Callable[[CLIP], dict[str, float]]:
+    """An evaluator over `n` validation and `n` held-out samples (rendered once, reused every call)."""
+    splits = {}
+    for split in ("val", "heldout"):
+        images, captions, attributes = world.arrays(split, n, cache_dir=cache_dir())
+        splits[split] = (WorldDataset(images, torch.zeros(n, 1, dtype=torch.long)).batch(range(n))[0], captions,
+                         attributes)
+    tasks = world.zero_shot_tasks()
+
+    def evaluate(model: CLIP) -> dict[str, float]:
+        features = {split: encode_images(model, images) for split, (images, _, _) in splits.items()}
+        metrics: dict[str, float] = {}
+        for name, task in tasks.items():
+            _, _, attributes = splits[task.split]
+            labels = torch.tensor([task.label(a) for a in attributes])
+            classifier = zero_shot_classifier(model, task.classnames, task.templates).float()
+            acc = topk_accuracy(zero_shot_logits(features[task.split], classifier), labels, ks=(1,))
+            metrics[f"zeroshot_{name}"] = acc["top1"]
+        _, captions, _ = splits["val"]
+        device = next(model.parameters()).device
+        tokens = tokenize(captions, model.context_length, truncate=True)
+        text = torch.cat([model.encode_text(tokens[i:i + 256].to(device), normalize=True).float()
+                          for i in range(0, len(tokens), 256)])
+        for key, value in recall_at_k(features["val"] @ text.t(), range(len(captions))).items():
+            metrics[key] = value
+        return metrics
+
+    return evaluate
+
+
+def evaluate_captions(dataset: CsvDataset, batch_size: int) -> Callable[[CLIP], dict[str, float]]:
+    """Retrieval recall@K on a held-out CSV of image paths and captions."""
+
+    def evaluate(model: CLIP) -> dict[str, float]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_bad)
+        device = next(model.parameters()).device
+        image_features, text_features = [], []
+        for batch in loader:
+            if batch is None:
+                continue
+            images, tokens = batch
+            image_features.append(model.encode_image(images.to(device), normalize=True).float())
+            text_features.append(model.encode_text(tokens.to(device), normalize=True).float())
+        image_features, text_features = torch.cat(image_features), torch.cat(text_features)
+        return recall_at_k(image_features @ text_features.t(), range(len(text_features)))
+
+    return evaluate
+
+
+def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
+    cfg.validate()
+    model_cfg = get_config(cfg.model)
+    length, size = model_cfg.text.context_length, model_cfg.vision.image_size
+    if cfg.data == "world":
+        world, data = world_data(cfg, "train", cfg.world_samples)
+        batches = world_batches(data, cfg.batch_size, cfg.seed)
+        evaluate = evaluate_world(world)
+    else:
+        tok = lambda caps: tokenize(caps, length, truncate=True)  # noqa: E731
+        dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
+                             image_key=cfg.image_key, caption_key=cfg.caption_key)
+        dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
+        batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
+        evaluate = None
+        if cfg.val_data:
+            val = CsvDataset(cfg.val_data, transform=image_transform(size), tokenize_fn=tok,
+                             image_key=cfg.image_key, caption_key=cfg.caption_key)
+            val.scan()
+            evaluate = evaluate_captions(val, cfg.batch_size)
+    return train(cfg, batches, evaluate, progress=progress)
+
+
+@torch.no_grad()
+def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: str | None = None,
+                 templates: Sequence[str] | None = None, data: str | None = None, images: Sequence[str] = (),
+                 top: int = 3, batch_size: int = 64) -> dict[str, Any]:
+    """Labels for `images` and/or top-1/top-5 accuracy on a labelled set `data` (class folders or filepath,label CSV).
+
+    Class names come from `classes` (comma-separated), `classes_file` (one per line) or, for `data`, the folder names.
+    """
+    if not data and not images:
+        raise ValueError("give image files to label, or --data with a labelled image set")
+    model, preprocess = load(checkpoint)
+    names: list[str] | None = None
+    if classes:
+        names = [c.strip() for c in classes.split(",") if c.strip()]
+    elif classes_file:
+        names = [line.strip() for line in Path(classes_file).read_text().splitlines() if line.strip()]
+    templates = list(templates or DEFAULT_TEMPLATES)
+    report: dict[str, Any] = {"checkpoint": str(checkpoint), "templates": templates}
+    if data:
+        if Path(data).is_dir():
+            dataset = ImageFolderDataset(data, preprocess)
+            if names is not None and sorted(names) != dataset.classes:
+                raise DataError(f"the class names do not match the folders of {data}: folders "
+                                f"{', '.join(dataset.classes)}; classes {', '.join(sorted(names))}")
+        else:
+            dataset = LabelCsvDataset(data, transform=preprocess, classes=names)
+        names = list(dataset.classes)
+        classifier = zero_shot_classifier(model, names, templates)
+        logits, labels = [], []
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_bad)
+        for batch in loader:
+            if batch is not None:
+                logits.append(zero_shot_logits(model.encode_image(batch[0]), classifier))
+                labels.append(batch[1])
+        if not logits:
+            raise DataError(f"no readable images in {data}")
+        report.update(n_images=sum(len(x) for x in labels), n_classes=len(names), n_skipped=dataset.n_bad,
+                      accuracy=topk_accuracy(torch.cat(logits), torch.cat(labels), ks=(1, 5)))
+    if images:
+        if not names:
+            raise ValueError("labelling images needs class names: pass --classes 'cat,dog' or --classes-file")
+        classifier = zero_shot_classifier(model, names, templates)
+        predictions = []
+        for path in images:
+            try:
+                with Image.open(path) as im:
+                    x = preprocess(im).unsqueeze(0)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"image {path} does not exist") from None
+            except (OSError, SyntaxError, ValueError) as e:
+                raise DataError(f"{path} is not a readable image ({e})") from None
+            probs = zero_shot_logits(model.encode_image(x), classifier).softmax(dim=-1)[0]
+            best = probs.topk(min(top, len(names)))
+            predictions.append({"image": str(path), "top": [{"label": names[i], "prob": p}
+                                                             for p, i in zip(best.values.tolist(),
+                                                                             best.indices.tolist())]})
+        report["predictions"] = predictions
+    return report

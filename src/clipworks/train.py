@@ -1,0 +1,186 @@
+"""Contrastive training of CLIP from scratch or from a checkpoint (Radford et al. 2021, Sec. 2.3-2.5).
+
+One readable loop: setup, data, model, optimizer, resume, then steps of (batch -> symmetric contrastive loss ->
+AdamW -> clamp the temperature), with periodic evaluation and atomic checkpoints. The data is either the built-in
+world (`data="world"`) or the user's CSV/TSV of image paths and captions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm import tqdm
+
+from .checkpoints import LATEST, load_model, load_training_state, resolve_checkpoint, save_checkpoint, \
+    write_text_atomic
+from .configs import get_config
+from .loss import clamp_logit_scale_, clip_loss
+from .model import CLIP, create_model
+from .optim import cosine_lr, create_optimizer, set_lr
+
+_ALL_SDPA = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+             SDPBackend.MATH]
+Batch = tuple[torch.Tensor, torch.Tensor]  # (images (B, 3, H, W) normalised, token ids (B, L))
+
+
+@dataclass
+class TrainConfig:
+    model: str = "ViT-Tiny"  # registry name (see `clipworks models`)
+    init: str | None = None  # start from this checkpoint instead of random weights (fine-tuning)
+    data: str = "world"  # "world" (built-in generated data) or a CSV/TSV of image path + caption
+    val_data: str | None = None  # CSV/TSV for periodic retrieval evaluation (the world brings its own)
+    image_key: str = "filepath"  # CSV column of image paths
+    caption_key: str = "caption"  # CSV column of captions
+    world_seed: int = 0  # the built-in world's seed
+    world_samples: int = 20_000  # training pairs rendered from the world (cached on disk)
+    output_dir: str = "runs/train"  # checkpoints, log.jsonl, config.json
+    steps: int = 1_000  # optimizer steps
+    batch_size: int = 256  # the paper used 32,768; contrastive learning wants it as large as fits
+    lr: float = 5e-4  # peak learning rate (the paper: 5e-4 for RN50 ... 4e-4 for ViT-L/14)
+    min_lr: float = 0.0  # cosine schedule floor
+    warmup_steps: int = 100  # linear warm-up (the paper: 2,000 of ~400k steps)
+    weight_decay: float = 0.2  # on weight matrices only
+    beta1: float = 0.9
+    beta2: float = 0.98  # the paper: 0.98 for ViTs, 0.999 for ResNets
+    eps: float = 1e-6  # the paper: 1e-6 for ViTs, 1e-8 for ResNets
+    grad_clip: float = 0.0  # max global grad norm; 0 disables
+    precision: Literal["fp32", "bf16"] = "bf16"  # bf16 autocast (CPU and GPU); weights and optimizer stay fp32
+    grad_checkpointing: bool = False  # recompute activations in backward to save memory
+    eval_every: int = 250  # steps between evaluations; 0 disables
+    save_every: int = 500  # steps between checkpoints (the last step always saves)
+    keep: int = 2  # checkpoints kept on disk
+    workers: int = 2  # DataLoader workers for CSV data
+    seed: int = 0  # model init, data order
+    device: str = "cpu"
+    resume: bool = False  # continue from output_dir's latest checkpoint
+
+    def validate(self) -> None:
+        get_config(self.model)  # raises a clear error for an unknown name
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("--batch-size must be at least 2: a contrastive batch needs negatives")
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision}")
+
+
+@dataclass
+class TrainResult:
+    model: CLIP
+    checkpoint: Path
+    history: list[dict[str, Any]]  # one entry per logged step: step, loss, lr, logit_scale, samples_per_s
+    evals: list[dict[str, Any]]  # one entry per evaluation: step + metrics
+
+
+def train(cfg: TrainConfig, batches: Iterator[Batch],
+          evaluate: Callable[[CLIP], dict[str, float]] | None = None, *, progress: bool = True) -> TrainResult:
+    """Train for cfg.steps optimizer steps on `batches` (an endless iterator); see `make_batches` in cli/demo."""
+    # ---- setup ----
+    cfg.validate()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    # ---- model and optimizer ----
+    model = load_model(cfg.init, device=device) if cfg.init else create_model(cfg.model, seed=cfg.seed).to(device)
+    model.set_grad_checkpointing(cfg.grad_checkpointing)
+    model.train()
+    optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
+                                 eps=cfg.eps)
+    start, history, evals = 0, [], []
+    log_file = out / "log.jsonl"
+    if cfg.resume and (out / "checkpoints" / LATEST).exists():
+        ckpt = resolve_checkpoint(out)
+        model.load_state_dict(load_model(ckpt, device=device).state_dict())
+        state = load_training_state(ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+        torch.set_rng_state(state["rng"])
+        print(f"resumed from {ckpt} at step {start}")
+    elif log_file.exists():
+        log_file.unlink()  # a fresh run starts a fresh log
+
+    def log(record: dict[str, Any]) -> None:
+        with log_file.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def checkpoint(step: int) -> Path:
+        name = f"step_{step:07d}"
+        training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()}
+        path = save_checkpoint(out / "checkpoints" / name, model, training_state=training_state,
+                               metadata={"step": step, "train_config": dataclasses.asdict(cfg)})
+        write_text_atomic(out / "checkpoints" / LATEST, name)  # the pointer moves only after the save is complete
+        for old in sorted((out / "checkpoints").glob("step_*"))[:-cfg.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    # ---- steps ----
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
+    path = None
+    t_prev, rate = time.perf_counter(), 0.0
+    for step in range(start, cfg.steps):
+        images, tokens = next(batches)
+        images, tokens = images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
+        lr = cosine_lr(step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
+                       min_lr=cfg.min_lr)
+        set_lr(optimizer, lr)
+        # On CPU the math SDPA backend trains ~25% faster than the flash kernel at these sequence lengths (measured
+        # on ViT-Tiny, bf16, batch 128: 0.51 s vs 0.65 s a step); on GPU torch picks its fused kernels.
+        with autocast, sdpa_kernel([SDPBackend.MATH] if device.type == "cpu" else _ALL_SDPA):
+            loss = clip_loss(model.encode_image(images), model.encode_text(tokens), model.logit_scale)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower --lr or set --grad-clip 1.0")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        clamp_logit_scale_(model.logit_scale)
+
+        now = time.perf_counter()
+        step_rate = images.shape[0] / max(now - t_prev, 1e-9)
+        rate, t_prev = (step_rate if rate == 0 else 0.9 * rate + 0.1 * step_rate), now  # smoothed samples/s
+        record = {"step": step + 1, "loss": loss.item(), "lr": lr, "logit_scale": model.logit_scale.exp().item(),
+                  "samples_per_s": rate}
+        history.append(record)
+        log(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", samples_s=f"{record['samples_per_s']:.0f}",
+                        T=f"{record['logit_scale']:.1f}")
+        bar.update(1)
+
+        # ---- evaluation ----
+        done = step + 1 == cfg.steps
+        if evaluate is not None and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or done):
+            model.eval()
+            with torch.no_grad(), autocast:
+                metrics = {"step": step + 1, **evaluate(model)}
+            model.train()
+            evals.append(metrics)
+            log({"eval": metrics})
+            bar.write("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in metrics.items()))
+            t_prev = time.perf_counter()  # evaluation time is not training throughput
+
+        # ---- checkpoint ----
+        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            path = checkpoint(step + 1)
+    bar.close()
+    if path is None:  # resumed at or past the final step
+        path = resolve_checkpoint(out)
+    return TrainResult(model=model.eval(), checkpoint=path, history=history, evals=evals)

@@ -1,0 +1,204 @@
+"""Datasets on small files written here: CSV/TSV parsing, path resolution, bad images, folders, the world."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from clipworks.data import (
+    CsvDataset,
+    DataError,
+    ImageFolderDataset,
+    LabelCsvDataset,
+    WorldDataset,
+    collate_skip_bad,
+)
+from clipworks.transforms import image_transform, to_tensor_batch
+from clipworks.world import World
+
+T = image_transform(32)
+
+
+def _image(path: Path, colour=(200, 30, 30), mode: str = "RGB", size=(40, 36)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    image = image.convert(mode) if mode != "RGB" else image
+    image.save(path)
+    return path
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _mixed_set(tmp_path: Path, n_good: int) -> Path:
+    """A CSV of `n_good` readable images and three bad entries: truncated JPEG, text named .png, missing file."""
+    rows = []
+    for i in range(n_good):
+        _image(tmp_path / "img" / f"good{i}.png", colour=(10 * i, 100, 50))
+        rows.append(f"img/good{i}.png,good {i}")
+    _truncated_jpeg(tmp_path / "img" / "truncated.jpg")
+    _write(tmp_path / "img" / "text.png", "this is not a png")
+    rows += ["img/truncated.jpg,bad one", "img/text.png,bad two", "img/missing.png,bad three"]
+    return _write(tmp_path / "set.csv", "filepath,caption\n" + "\n".join(rows) + "\n")
+
+
+def test_bad_images_are_skipped_and_counted(tmp_path: Path) -> None:
+    ds = CsvDataset(_mixed_set(tmp_path, n_good=3), transform=T)
+    batches = list(DataLoader(ds, batch_size=4, collate_fn=collate_skip_bad))
+    assert batches[1] is None  # rows 4-5 are both bad: a loop skips such a batch
+    batches = batches[:1]
+    images = torch.cat([b[0] for b in batches])
+    captions = [c for b in batches for c in b[1]]
+    assert images.shape == (3, 3, 32, 32)
+    assert captions == ["good 0", "good 1", "good 2"]
+    assert ds.n_bad == 3
+    assert {p.name for p, _ in ds.bad} == {"truncated.jpg", "text.png", "missing.png"}
+
+
+def test_scan_reports_and_drops_bad_images(tmp_path: Path) -> None:
+    ds = CsvDataset(_mixed_set(tmp_path, n_good=3), transform=T)
+    bad = ds.scan()
+    assert sorted(p.name for p in bad) == ["missing.png", "text.png", "truncated.jpg"]  # verify() alone misses one
+    assert len(ds) == 3 and ds.captions == ["good 0", "good 1", "good 2"]
+    assert all(ds[i] is not None for i in range(len(ds)))
+
+
+def test_mostly_bad_stops_with_error_naming_files(tmp_path: Path) -> None:
+    csv_path = _mixed_set(tmp_path, n_good=1)
+    with pytest.raises(DataError, match=r"3 of 4 images .* could not be read.*truncated\.jpg.*text\.png.*missing"):
+        CsvDataset(csv_path, transform=T).scan()
+    with pytest.raises(DataError, match="Check that the paths are right"):
+        list(DataLoader(CsvDataset(csv_path, transform=T), batch_size=2, collate_fn=collate_skip_bad))
+
+
+def test_all_bad_batch_collates_to_none() -> None:
+    assert collate_skip_bad([None, None]) is None
+
+
+def test_missing_column_lists_columns_and_flags(tmp_path: Path) -> None:
+    path = _write(tmp_path / "x.csv", "path,text\na.png,hello\n")
+    message = r"no column 'filepath' \(columns found: path, text.*--image-key/--caption-key"
+    with pytest.raises(ValueError, match=message):
+        CsvDataset(path, transform=T)
+    _image(tmp_path / "a.png")
+    assert CsvDataset(path, transform=T, image_key="path", caption_key="text")[0][1] == "hello"
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        CsvDataset(tmp_path / "nope.csv", transform=T)
+    with pytest.raises(DataError, match="is empty"):
+        CsvDataset(_write(tmp_path / "empty.csv", "\n"), transform=T)
+    with pytest.raises(DataError, match="no rows"):
+        CsvDataset(_write(tmp_path / "header.csv", "filepath,caption\n"), transform=T)
+
+
+def test_paths_resolve_against_csv_folder_root_or_absolute(tmp_path: Path) -> None:
+    red = _image(tmp_path / "data" / "pics" / "red.png", colour=(255, 0, 0))
+    blue = _image(tmp_path / "elsewhere" / "pics" / "red.png", colour=(0, 0, 255))
+    absolute = _image(tmp_path / "abs.png", colour=(0, 255, 0))
+    path = _write(tmp_path / "data" / "set.csv", f"filepath,caption\npics/red.png,a\n{absolute},b\n")
+    ds = CsvDataset(path, transform=T)
+    assert ds.paths == [red, absolute]
+    assert CsvDataset(path, transform=T, root=tmp_path / "elsewhere").paths == [blue, absolute]
+    assert torch.equal(ds[0][0], T(Image.open(red)))
+
+
+def test_separator_from_suffix_or_sniffed_and_quoted_commas(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    tsv = CsvDataset(_write(tmp_path / "s.tsv", "filepath\tcaption\na.png\ta red, round thing\n"), transform=T)
+    assert tsv.captions == ["a red, round thing"]
+    sniffed = CsvDataset(_write(tmp_path / "s.txt", "filepath\tcaption\na.png\tx, y\n"), transform=T)
+    assert sniffed.captions == ["x, y"]
+    quoted = CsvDataset(_write(tmp_path / "q.csv", 'filepath,caption\na.png,"one, two"\n'), transform=T)
+    assert quoted.captions == ["one, two"]
+
+
+def test_dataset_keeps_openai_order_for_rgba(tmp_path: Path) -> None:
+    rgba = Image.fromarray(np.random.default_rng(2).integers(0, 256, (50, 70, 4), dtype=np.uint8), "RGBA")
+    rgba.save(tmp_path / "a.png")
+    ds = CsvDataset(_write(tmp_path / "s.csv", "filepath,caption\na.png,x\n"), transform=T)
+    assert torch.equal(ds[0][0], T(Image.open(tmp_path / "a.png")))  # resized as RGBA, converted after the crop
+
+
+def test_tokenize_fn_gives_stacked_ids(tmp_path: Path) -> None:
+    _image(tmp_path / "a.png")
+    _image(tmp_path / "b.png")
+
+    def tokenize(texts: list[str]) -> torch.Tensor:
+        return torch.tensor([[len(t), 0, 0] for t in texts])
+
+    ds = CsvDataset(_write(tmp_path / "s.csv", "filepath,caption\na.png,hi\nb.png,hello\n"), transform=T,
+                    tokenize_fn=tokenize)
+    images, ids = collate_skip_bad([ds[0], ds[1]])
+    assert images.shape == (2, 3, 32, 32) and ids.tolist() == [[2, 0, 0], [5, 0, 0]]
+
+
+def test_image_folder_sorts_classes_and_skips_other_files(tmp_path: Path) -> None:
+    for name in ("dog", "cat", "bird"):
+        _image(tmp_path / name / "1.png")
+    _image(tmp_path / "cat" / "nested" / "2.jpg")
+    _write(tmp_path / "cat" / "notes.txt", "not an image")
+    ds = ImageFolderDataset(tmp_path, T)
+    assert ds.classes == ["bird", "cat", "dog"]
+    assert [(p.relative_to(tmp_path).as_posix(), label) for p, label in zip(ds.paths, ds.labels)] == [
+        ("bird/1.png", 0), ("cat/1.png", 1), ("cat/nested/2.jpg", 1), ("dog/1.png", 2)]
+    assert ds.n_skipped == 1
+    images, labels = collate_skip_bad([ds[i] for i in range(len(ds))])
+    assert images.shape == (4, 3, 32, 32) and labels.tolist() == [0, 1, 1, 2]
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        ImageFolderDataset(tmp_path / "missing", T)
+    (tmp_path / "flat").mkdir()
+    _image(tmp_path / "flat" / "1.png")
+    with pytest.raises(DataError, match="one folder per class"):
+        ImageFolderDataset(tmp_path / "flat", T)
+    _write(tmp_path / "only_text" / "cat" / "readme.md", "#")
+    with pytest.raises(DataError, match=r"no images .*1 other files skipped"):
+        ImageFolderDataset(tmp_path / "only_text", T)
+
+
+def test_label_csv(tmp_path: Path) -> None:
+    for name in ("x", "y", "z"):
+        _image(tmp_path / f"{name}.png")
+    path = _write(tmp_path / "labels.csv", "filepath,label\nx.png,star\ny.png,circle\nz.png,star\n")
+    ds = LabelCsvDataset(path, transform=T)
+    assert ds.classes == ["circle", "star"] and ds.labels == [1, 0, 1]
+    assert LabelCsvDataset(path, transform=T, classes=["star", "circle", "heart"]).labels == [0, 1, 0]
+    with pytest.raises(DataError, match="not among the given classes: circle"):
+        LabelCsvDataset(path, transform=T, classes=["star"])
+
+
+def test_world_dataset_matches_batch_path() -> None:
+    world = World()
+
+    def tokenize(texts: list[str]) -> torch.Tensor:
+        return torch.tensor([[len(t)] for t in texts])
+
+    ds = WorldDataset.from_world(world, "val", 6, tokenize)
+    images, _, _ = world.arrays("val", 6)
+    batch_images, batch_tokens = ds.batch([4, 1])
+    assert torch.equal(batch_images, to_tensor_batch(images[[4, 1]]))
+    assert torch.equal(ds[4][0], batch_images[0]) and torch.equal(ds[1][1], batch_tokens[1])
+    assert batch_tokens[:, 0].tolist() == [len(ds.captions[4]), len(ds.captions[1])]
+    with pytest.raises(ValueError, match="pair up"):
+        WorldDataset(images, torch.zeros(5, 3))

@@ -1,0 +1,104 @@
+"""End to end through the `clipworks` command line: train on the world, reload, zero-shot; bad input gives one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipworks import cli
+from clipworks.checkpoints import load, load_training_state
+from clipworks.world import World, WorldConfig
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "40", "--batch-size", "32", "--world-samples", "64",
+                     "--lr", "2e-3", "--warmup-steps", "5", "--eval-every", "0", "--save-every", "20",
+                     "--output-dir", str(out), "--quiet"])
+    mp.undo()
+    assert code == 0
+    return out
+
+
+def test_train_lowers_the_loss_and_writes_checkpoints(trained_run: Path) -> None:
+    records = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5  # 64 pairs, 2 batches: it must memorise them
+    assert (trained_run / "checkpoints" / "latest").read_text() == "step_0000040"
+    assert sorted(p.name for p in (trained_run / "checkpoints").glob("step_*")) == ["step_0000020", "step_0000040"]
+    state = load_training_state(trained_run)
+    assert state["step"] == 40 and "optimizer" in state
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "RN-Tiny" and config["steps"] == 40
+
+
+def test_checkpoint_reloads_to_identical_outputs(trained_run: Path) -> None:
+    model, preprocess = load(trained_run)  # a run directory resolves to its latest checkpoint
+    again, _ = load(trained_run / "checkpoints" / "step_0000040" / "model.safetensors")
+    sample = World(WorldConfig(image_size=64)).sample("val", 0)
+    image = preprocess(sample.image).unsqueeze(0)
+    text = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27])
+    with torch.no_grad():
+        assert torch.equal(model.encode_image(image), again.encode_image(image))
+        assert torch.equal(model.encode_text(text), again.encode_text(text))
+    assert image.shape == (1, 3, 64, 64)
+
+
+def test_zeroshot_labels_images_and_scores_a_labelled_folder(trained_run: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    out = World(WorldConfig()).export("val", 12, tmp_path / "world", task="colour", class_folders=True)
+    classes = ",".join(sorted(p.name for p in (out / "colour").iterdir()))
+    assert cli.main(["zeroshot", "--checkpoint", str(trained_run), "--data", str(out / "colour"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_images"] == 12 and 0.0 <= report["accuracy"]["top1"] <= report["accuracy"]["top5"] <= 1.0
+    image = next((out / "colour").rglob("*.png"))
+    assert cli.main(["zeroshot", "--checkpoint", str(trained_run), "--classes", classes, "--top", "2",
+                     str(image)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: ") and line.count(",") == 1  # two labels with probabilities
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clipworks.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "ViT-B-23"], "unknown model 'ViT-B-23'. Did you mean"),
+    (["train", "--no-such-flag", "1"], "unrecognized arguments: --no-such-flag"),
+    (["train", "--batch-size", "1"], "--batch-size must be at least 2"),
+    (["train", "--data", "missing.csv"], "data file missing.csv does not exist"),
+    (["zeroshot", "--checkpoint", "nowhere", "x.png", "--classes", "a,b"], "nowhere: no such file or directory"),
+])
+def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_zeroshot_on_a_non_image_file_is_one_line(trained_run: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    result = run_cli("zeroshot", "--checkpoint", str(trained_run), "--classes", "a,b", str(bad))
+    assert result.returncode == 2 and "is not a readable image" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_the_registry_with_parameter_counts() -> None:
+    result = run_cli("models")
+    assert result.returncode == 0
+    assert "ViT-B-32" in result.stdout and "151,277,313" in result.stdout and "RN50x64" in result.stdout

@@ -102,3 +102,27 @@ def test_models_lists_the_registry_with_parameter_counts() -> None:
     result = run_cli("models")
     assert result.returncode == 0
     assert "ViT-B-32" in result.stdout and "151,277,313" in result.stdout and "RN50x64" in result.stdout
+
+
+def test_train_on_a_csv_skips_and_counts_corrupt_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = World(WorldConfig()).export("train", 24, tmp_path / "set")
+    images = sorted((out / "images").glob("*.png"))
+    images[0].write_bytes(images[0].read_bytes()[:100])  # truncated PNG
+    images[1].write_text("not an image")
+    code = cli.main(["train", "--data", str(out / "captions.csv"), "--model", "RN-Tiny", "--steps", "2",
+                     "--batch-size", "8", "--workers", "0", "--eval-every", "0", "--output-dir", str(tmp_path / "r"),
+                     "--quiet"])
+    assert code == 0
+    assert "skipped 2 unreadable images of 24" in capsys.readouterr().out
+    assert (tmp_path / "r" / "checkpoints" / "step_0000002" / "model.safetensors").is_file()
+
+
+def test_train_on_a_mostly_corrupt_csv_stops_with_a_clear_error(tmp_path: Path) -> None:
+    out = World(WorldConfig()).export("train", 6, tmp_path / "set")
+    for image in sorted((out / "images").glob("*.png"))[:4]:
+        image.write_text("garbage")
+    result = run_cli("train", "--data", str(out / "captions.csv"), "--steps", "2", "--batch-size", "2",
+                     "--output-dir", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "4 of 6 images from" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r" / "checkpoints").exists()

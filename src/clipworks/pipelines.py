@@ -134,7 +134,9 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         tok = lambda caps: tokenize(caps, length, truncate=True)  # noqa: E731
         dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
                              image_key=cfg.image_key, caption_key=cfg.caption_key)
-        dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
+        bad = dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
+        if bad:
+            print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {cfg.data} (first: {bad[0]})")
         batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
         evaluate = None
         if cfg.val_data:

@@ -22,10 +22,11 @@ import math
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -205,8 +206,8 @@ class World:
         along_y = a.position in ("left", "right")
         # A lone object wanders +-0.04 both ways; a group only across its row, each member +-0.01 along it.
         ax, ay = _ANCHORS[a.position]
-        wander = [rng.uniform(-0.04, 0.04), rng.uniform(-0.04, 0.04) if a.count == 1 else 0.0]
-        ax, ay = (ax + wander[0], ay + wander[1]) if along_y else (ax + wander[1], ay + wander[0])
+        across, along = rng.uniform(-0.04, 0.04), rng.uniform(-0.04, 0.04) if a.count == 1 else 0.0
+        ax, ay = (ax + across, ay + along) if along_y else (ax + along, ay + across)
         for k in range(a.count):
             offset = (k - (a.count - 1) / 2) * _SPACING[a.count] + (rng.uniform(-0.01, 0.01) if a.count > 1 else 0.0)
             x, y = (ax, ay + offset) if along_y else (ax + offset, ay)

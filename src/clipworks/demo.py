@@ -21,7 +21,7 @@ from .pipelines import evaluate_world, world_batches, world_data  # noqa: E402
 from .train import TrainConfig, TrainResult, train  # noqa: E402
 
 # The demo's recipe: the convolutional tower learns shapes several times faster per second than ViT-Tiny here.
-DEMO_CONFIG = TrainConfig(model="RN-Tiny", world_samples=40_000, steps=1_000, batch_size=256, lr=2e-3,
+DEMO_CONFIG = TrainConfig(model="RN-Tiny", world_samples=40_000, steps=750, batch_size=256, lr=2e-3,
                           warmup_steps=50, beta2=0.999, eps=1e-8, eval_every=250, save_every=250,
                           precision="bf16")
 EVAL_SAMPLES = 1_000  # validation and held-out images for the final report

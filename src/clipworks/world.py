@@ -272,11 +272,16 @@ class World:
     def zero_shot_tasks(self) -> dict[str, ZeroShotTask]:
         """colour, shape, size, count, position (on "val") and combination (all 48 pairs, on "heldout")."""
         pairs = self.train_pairs
+        # Colour, shape and combination prompts are ensembled over counts too: singular and plural nouns
+        # ("cross", "crosses") are different tokens, and images show one to three objects.
+        counts = tuple(NUMBER_WORDS)
         return {
             "colour": ZeroShotTask("colour", self.colours,
-                                   tuple(partial(_colour_prompt, shape=s) for s in self.shapes), "val"),
+                                   tuple(partial(_colour_prompt, shape=s, count=n) for s in self.shapes for n in counts),
+                                   "val"),
             "shape": ZeroShotTask("shape", self.shapes,
-                                  tuple(partial(_shape_prompt, colour=c) for c in self.colours), "val"),
+                                  tuple(partial(_shape_prompt, colour=c, count=n) for c in self.colours for n in counts),
+                                  "val"),
             "size": ZeroShotTask("size", SIZES, tuple(partial(_size_prompt, colour=c, shape=s) for c, s in pairs),
                                  "val"),
             "count": ZeroShotTask("count", tuple(NUMBER_WORDS.values()),
@@ -284,7 +289,8 @@ class World:
             "position": ZeroShotTask("position", POSITIONS,
                                      tuple(partial(_position_prompt, colour=c, shape=s) for c, s in pairs), "val"),
             "combination": ZeroShotTask("combination", tuple(f"{c} {s}" for c in self.colours for s in self.shapes),
-                                        tuple(partial(_combination_prompt, frame=f) for f in ("{}", "a photo of {}")),
+                                        tuple(partial(_combination_prompt, frame=f, count=n)
+                                              for f in ("{}", "a photo of {}") for n in counts),
                                         "heldout"),
         }
 
@@ -293,12 +299,12 @@ ZERO_SHOT_TASKS: tuple[str, ...] = ("colour", "shape", "size", "count", "positio
 
 
 # Prompt builders: module-level functions (not lambdas) so tasks print and pickle.
-def _colour_prompt(colour: str, *, shape: str) -> str:
-    return noun_phrase(colour, shape)
+def _colour_prompt(colour: str, *, shape: str, count: int = 1) -> str:
+    return noun_phrase(colour, shape, count=count)
 
 
-def _shape_prompt(shape: str, *, colour: str) -> str:
-    return noun_phrase(colour, shape)
+def _shape_prompt(shape: str, *, colour: str, count: int = 1) -> str:
+    return noun_phrase(colour, shape, count=count)
 
 
 def _size_prompt(size: str, *, colour: str, shape: str) -> str:
@@ -314,9 +320,9 @@ def _position_prompt(position: str, *, colour: str, shape: str) -> str:
     return f"{noun_phrase(colour, shape)} {_POSITION_PHRASES[position][0]}"
 
 
-def _combination_prompt(pair: str, *, frame: str) -> str:
+def _combination_prompt(pair: str, *, frame: str, count: int = 1) -> str:
     colour, shape = pair.split(" ", 1)
-    return frame.format(noun_phrase(colour, shape))
+    return frame.format(noun_phrase(colour, shape, count=count))
 
 
 # ---------------------------------------------------------------- drawing helpers

@@ -194,12 +194,15 @@ def test_export_writes_readable_csv_and_images(world: World, tmp_path) -> None:
 def test_zero_shot_tasks_prompt_like_captions(world: World) -> None:
     tasks = world.zero_shot_tasks()
     assert set(tasks) == {"colour", "shape", "size", "count", "position", "combination"}
-    assert tasks["colour"].templates[3]("orange") == "an orange star"
+    assert [t("orange") for t in tasks["colour"].templates[9:12]] == [
+        "an orange star", "two orange stars", "three orange stars"]  # ensembled over shapes and counts
     assert tasks["count"].templates[0]("two").startswith("two ") and tasks["count"].templates[0]("two").endswith("s")
     assert tasks["position"].templates[0]("top").endswith("at the top")
     combination = tasks["combination"]
     assert len(combination.classnames) == 48 and combination.split == "heldout"
-    assert [t("red triangle") for t in combination.templates] == ["a red triangle", "a photo of a red triangle"]
+    assert [t("red cross") for t in combination.templates] == [
+        "a red cross", "two red crosses", "three red crosses",
+        "a photo of a red cross", "a photo of two red crosses", "a photo of three red crosses"]
     sample = world.sample("heldout", 0)
     assert combination.classnames[combination.label(sample.attributes)] == (
         f"{sample.attributes.colour} {sample.attributes.shape}")

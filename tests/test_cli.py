@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,25 @@ def test_train_on_a_mostly_corrupt_csv_stops_with_a_clear_error(tmp_path: Path) 
     assert result.returncode == 2
     assert "4 of 6 images from" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_resume_on_the_world_continues_bit_identically(tmp_path: Path) -> None:
+    common = ["train", "--model", "RN-Tiny", "--batch-size", "8", "--world-samples", "24", "--warmup-steps", "2",
+              "--eval-every", "0", "--quiet"]
+    assert cli.main([*common, "--steps", "6", "--output-dir", str(tmp_path / "straight")]) == 0
+    # The interrupted run stops after 4 steps (3 batches an epoch: it crosses an epoch boundary), then resumes.
+    assert cli.main([*common, "--steps", "6", "--save-every", "4", "--output-dir", str(tmp_path / "resumed")]) == 0
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    shutil.rmtree(checkpoints / "step_0000006")  # as if killed between the saves at steps 4 and 6
+    (checkpoints / "latest").write_text("step_0000004")
+    assert cli.main([*common, "--steps", "6", "--output-dir", str(tmp_path / "resumed"), "--resume"]) == 0
+    a, _ = load(tmp_path / "straight")
+    b, _ = load(tmp_path / "resumed")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_a_fresh_run_refuses_to_overwrite_earlier_checkpoints(trained_run: Path) -> None:
+    result = run_cli("train", "--model", "RN-Tiny", "--steps", "1", "--output-dir", str(trained_run))
+    assert result.returncode == 2 and "already holds checkpoints" in result.stderr and "--resume" in result.stderr
+    assert (trained_run / "checkpoints" / "latest").read_text() == "step_0000040"

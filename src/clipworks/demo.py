@@ -8,6 +8,7 @@ classifies images by name, including colour-shape combinations that never appear
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, progres
     heldout = ", ".join(f"{c} {s}" for c, s in world.heldout_pairs)
     print(f"world ready in {time.perf_counter() - t0:.0f}s. Never shown together in training: {heldout}.")
     evaluate = evaluate_world(world, EVAL_SAMPLES)
+    if (out / "checkpoints").exists():
+        print(f"replacing the previous demo run in {out}")
+        shutil.rmtree(out / "checkpoints")
     t1 = time.perf_counter()
     result = train(cfg, world_batches(data, cfg.batch_size, cfg.seed), evaluate, progress=progress)
     minutes = (time.perf_counter() - t1) / 60

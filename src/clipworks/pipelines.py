@@ -32,29 +32,41 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CLIPWORKS_CACHE", "~/.cache/clipworks")).expanduser()
 
 
-def world_batches(data: WorldDataset, batch_size: int, seed: int) -> Iterator[Batch]:
-    """Endless shuffled batches; each epoch is a fresh permutation from (seed, epoch). The last partial batch is
-    dropped so every step contrasts the same number of negatives."""
+def world_batches(data: WorldDataset, batch_size: int, seed: int) -> Callable[[int], Iterator[Batch]]:
+    """Endless shuffled batches from any step; each epoch is a fresh permutation from (seed, epoch), so batch k is
+    the same whether the run started at 0 or resumed at k. The last partial batch of an epoch is dropped so every
+    step contrasts the same number of negatives."""
     if len(data) < batch_size:
         raise DataError(f"{len(data)} training samples are fewer than --batch-size {batch_size}")
-    epoch = 0
-    while True:
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            yield data.batch(order[i:i + batch_size])
-        epoch += 1
+    per_epoch = len(data) // batch_size
+
+    def batches(start: int) -> Iterator[Batch]:
+        epoch, first = divmod(start, per_epoch)
+        while True:
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+            for i in range(first, per_epoch):
+                yield data.batch(order[i * batch_size:(i + 1) * batch_size])
+            epoch, first = epoch + 1, 0
+
+    return batches
 
 
-def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int) -> Iterator[Batch]:
-    """Endless batches from a DataLoader, skipping unreadable images (and batches with fewer than two left)."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                         num_workers=workers, collate_fn=collate_skip_bad,
-                                         generator=torch.Generator().manual_seed(seed),
-                                         persistent_workers=workers > 0)
-    while True:
-        for batch in loader:
-            if batch is not None and len(batch[0]) >= 2:
-                yield batch
+def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int
+                   ) -> Callable[[int], Iterator[Batch]]:
+    """Endless batches from a DataLoader, skipping unreadable images (and batches with fewer than two left).
+    A resumed run reshuffles from (seed, start step) rather than replaying the exact data position."""
+
+    def batches(start: int) -> Iterator[Batch]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                             num_workers=workers, collate_fn=collate_skip_bad,
+                                             generator=torch.Generator().manual_seed(seed * 100_003 + start),
+                                             persistent_workers=workers > 0)
+        while True:
+            for batch in loader:
+                if batch is not None and len(batch[0]) >= 2:
+                    yield batch
+
+    return batches
 
 
 def world_data(cfg: TrainConfig, split: str, n: int) -> tuple[World, WorldDataset]:

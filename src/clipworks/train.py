@@ -85,12 +85,16 @@ class TrainResult:
     evals: list[dict[str, Any]]  # one entry per evaluation: step + metrics
 
 
-def train(cfg: TrainConfig, batches: Iterator[Batch],
+def train(cfg: TrainConfig, batches: Callable[[int], Iterator[Batch]],
           evaluate: Callable[[CLIP], dict[str, float]] | None = None, *, progress: bool = True) -> TrainResult:
-    """Train for cfg.steps optimizer steps on `batches` (an endless iterator); see `make_batches` in cli/demo."""
+    """Train for cfg.steps optimizer steps. `batches(start_step)` gives an endless iterator of batches beginning at
+    that step, so a resumed run continues from its data position (see `pipelines.world_batches`)."""
     # ---- setup ----
     cfg.validate()
     out = Path(cfg.output_dir)
+    if not cfg.resume and any((out / "checkpoints").glob("step_*")):
+        raise ValueError(f"{out} already holds checkpoints of an earlier run; pass --resume to continue it, or "
+                         "choose another --output-dir (nothing was overwritten)")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     torch.manual_seed(cfg.seed)
@@ -113,8 +117,11 @@ def train(cfg: TrainConfig, batches: Iterator[Batch],
         start = int(state["step"])
         torch.set_rng_state(state["rng"])
         print(f"resumed from {ckpt} at step {start}")
-    elif log_file.exists():
-        log_file.unlink()  # a fresh run starts a fresh log
+    else:
+        if cfg.resume:
+            print(f"--resume: no checkpoint in {out / 'checkpoints'} yet; starting from step 0")
+        if log_file.exists():
+            log_file.unlink()  # a fresh run starts a fresh log
 
     def log(record: dict[str, Any]) -> None:
         with log_file.open("a") as f:
@@ -131,11 +138,12 @@ def train(cfg: TrainConfig, batches: Iterator[Batch],
         return path
 
     # ---- steps ----
+    data = batches(start)
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
     path = None
     t_prev, rate = time.perf_counter(), 0.0
     for step in range(start, cfg.steps):
-        images, tokens = next(batches)
+        images, tokens = next(data)
         images, tokens = images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         lr = cosine_lr(step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
                        min_lr=cfg.min_lr)

@@ -58,3 +58,54 @@ def test_zero_shot_classifier_averages_normalised_template_embeddings() -> None:
     assert logits.shape == (4, 2) and logits.abs().max() <= 100.0 + 1e-4
     with pytest.raises(ValueError, match="no '\\{\\}'"):
         zero_shot_classifier(model, classes, ["a photo"])
+
+
+def test_confusion_matrix_and_per_class_recall_by_hand() -> None:
+    from clipworks.zeroshot import confusion_matrix, mean_per_class_recall, per_class_recall
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    predictions = torch.tensor([0, 1, 0, 1, 0, 1])
+    cm = confusion_matrix(predictions, labels, 4)  # class 3 has no items
+    assert cm.tolist() == [[2, 1, 0, 0], [1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    recall = per_class_recall(cm)
+    assert recall[:3].tolist() == pytest.approx([2 / 3, 1 / 2, 0.0]) and recall[3].isnan()
+    assert mean_per_class_recall(cm) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)  # empty class left out
+    # Top-1 accuracy is 3/6 here, mean per-class recall ~0.389: the two differ on unbalanced sets.
+    with pytest.raises(ValueError, match="5 predictions for 6 labels"):
+        confusion_matrix(predictions[:5], labels, 3)
+
+
+def test_chunked_recall_equals_dense_on_random_data() -> None:
+    from clipworks.retrieval import recall_at_k_chunked
+
+    g = torch.Generator().manual_seed(0)
+    images, texts = torch.randn(37, 16, generator=g, dtype=torch.float64), torch.randn(90, 16, generator=g,
+                                                                                     dtype=torch.float64)
+    owner = torch.randint(0, 37, (90,), generator=g)  # some images have several captions, some none
+    dense = recall_at_k(images @ texts.t(), owner, ks=(1, 5, 10))
+    for max_elements in (1, 90, 500, 10_000):  # one image per block ... everything in one block
+        assert recall_at_k_chunked(images, texts, owner, ks=(1, 5, 10), max_elements=max_elements) == dense
+
+
+def test_chunked_recall_equals_dense_with_ties() -> None:
+    from clipworks.retrieval import recall_at_k_chunked
+
+    # Small integer embeddings: every dot product is exact in fp32 and many scores tie.
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(-2, 3, (25, 4), generator=g).float()
+    texts = torch.randint(-2, 3, (60, 4), generator=g).float()
+    owner = torch.arange(60) % 25
+    dense = recall_at_k(images @ texts.t(), owner, ks=(1, 3, 10))
+    assert recall_at_k_chunked(images, texts, owner, ks=(1, 3, 10), max_elements=130) == dense
+
+
+def test_chunked_recall_with_several_captions_by_hand() -> None:
+    from clipworks.retrieval import recall_at_k_chunked
+
+    # The hand-checked case above, as embeddings: identity images make the similarity matrix the texts' columns.
+    sim = torch.tensor([[0.9, 0.1, 0.8, 0.0, 0.2], [0.5, 0.4, 0.1, 0.3, 0.2], [0.1, 0.7, 0.2, 0.6, 0.3]])
+    r = recall_at_k_chunked(torch.eye(3), sim.t().contiguous(), [0, 0, 1, 2, 2], ks=(1, 2, 5), max_elements=5)
+    assert r["image_to_text_R@1"] == pytest.approx(1 / 3) and r["image_to_text_R@2"] == pytest.approx(2 / 3)
+    assert r["text_to_image_R@1"] == pytest.approx(3 / 5) and r["text_to_image_R@5"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="outside"):
+        recall_at_k_chunked(torch.eye(3), sim.t(), [0, 0, 1, 2, 3])

@@ -207,3 +207,33 @@ def test_zero_shot_tasks_prompt_like_captions(world: World) -> None:
     assert combination.classnames[combination.label(sample.attributes)] == (
         f"{sample.attributes.colour} {sample.attributes.shape}")
     assert tasks["count"].label(sample.attributes) == sample.attributes.count - 1
+
+
+@pytest.mark.parametrize("style", ["outline", "texture", "noise", "unseen-background"])
+def test_styles_render_the_same_scene_differently_and_deterministically(style: str) -> None:
+    flat, shifted = World(), World(WorldConfig(style=style))
+    index = next(i for i in range(100) if flat.sample("val", i).attributes.size == "large")  # outlines show best
+    a, b = flat.sample("val", index), shifted.sample("val", index)
+    assert a.attributes == b.attributes and a.caption == b.caption  # same scene, only the painting differs
+    assert b.image.mode == "RGB" and b.image.size == a.image.size
+    assert b.image.tobytes() != a.image.tobytes()
+    assert World(WorldConfig(style=style)).sample("val", index).image.tobytes() == b.image.tobytes()
+    pixels, plain = np.asarray(b.image).astype(int), np.asarray(a.image).astype(int)
+    if style == "outline":  # the interior of a filled shape shows the background again: fewer object pixels
+        colour = np.array(COLOURS[a.attributes.colour])
+        near = lambda im: (np.abs(im - colour).sum(-1) < 60).sum()  # noqa: E731
+        assert near(pixels) < 0.8 * near(plain)
+    if style == "noise":
+        assert 20 < np.abs(pixels - plain).mean() < 40
+    if style == "unseen-background":
+        corner = tuple(pixels[0, 0])
+        assert all(np.abs(np.array(corner) - np.array(rgb)).sum() > 30 for rgb in BACKGROUNDS.values())
+
+
+def test_flat_style_keeps_the_cache_key_and_unknown_styles_are_refused(tmp_path) -> None:
+    World().arrays("val", 4, cache_dir=tmp_path)
+    World(WorldConfig(style="noise")).arrays("val", 4, cache_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.glob("*.npz"))
+    assert len(names) == 2  # one entry per style
+    with pytest.raises(ValueError, match="unknown style"):
+        World(WorldConfig(style="sketch"))

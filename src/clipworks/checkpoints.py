@@ -1,28 +1,35 @@
 """Saving and loading clipworks checkpoints.
 
-A checkpoint is a directory:
+A clipworks checkpoint is a directory:
     model.safetensors     the weights, in OpenAI's state-dict layout (no pickle, no code execution on load)
     config.json           {"model": CLIPConfig as a dict, "step": ..., ...}
     training_state.pt     optional: optimizer state, step, RNG states (tensors and plain data; loaded weights_only)
 Writes are atomic: everything goes to a temporary sibling directory that is renamed into place, so a crash mid-save
 never leaves a half-written checkpoint. A run directory holds `checkpoints/step_NNNNNNN/` and a `latest` pointer.
+
+`load` / `load_model` also take every foreign format `formats.py` reads (OpenAI, open_clip, HF transformers) and
+can resize positional embeddings (`resize`) and change dtype on the way in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .configs import CLIPConfig
+from .formats import Checkpoint, CheckpointError, read_foreign, registry_name
 from .model import CLIP
 from .transforms import image_transform
 
@@ -30,10 +37,6 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TRAINING_STATE = "training_state.pt"
 LATEST = "latest"
-
-
-class CheckpointError(Exception):
-    """A file that is not a loadable clipworks checkpoint; the message names the file and what was expected."""
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -91,28 +94,130 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> CLIP:
+def is_native(path: str | Path) -> bool:
+    """True for a clipworks checkpoint dir, its model.safetensors, or a run dir (not for HF/open_clip layouts)."""
+    path = Path(path)
+    try:
+        path = resolve_checkpoint(path)
+        return "model" in json.loads((path / CONFIG).read_text())
+    except (CheckpointError, json.JSONDecodeError, OSError):
+        return False
+
+
+def _read_native(path: Path) -> Checkpoint:
     path = resolve_checkpoint(path)
     try:
         config = CLIPConfig.from_dict(json.loads((path / CONFIG).read_text())["model"])
     except (json.JSONDecodeError, KeyError, ValueError) as e:
         raise CheckpointError(f"{path / CONFIG}: not a clipworks config ({e})") from e
     try:
-        state = load_file(str(path / WEIGHTS), device=str(device))
+        state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path / WEIGHTS}: unreadable safetensors file ({e}); it may be truncated") from e
-    model = CLIP(config).to(device)
+    return Checkpoint(state, config, "clipworks checkpoint", [])
+
+
+def _resize_grid(pos: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1 + g*g, D) -> (1 + grid*grid, D): bicubic on the g x g grid, the first (class / mean) token kept."""
+    old = round((pos.shape[0] - 1) ** 0.5)
+    if old == grid:
+        return pos
+    first, rest = pos[:1], pos[1:].float().reshape(1, old, old, -1).permute(0, 3, 1, 2)  # (1, D, g, g)
+    rest = F.interpolate(rest, size=(grid, grid), mode="bicubic", align_corners=False)
+    return torch.cat([first, rest.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(pos.dtype)])
+
+
+def resize(ckpt: Checkpoint, *, image_size: int | None = None, context_length: int | None = None) -> Checkpoint:
+    """Adapt positional embeddings to a new image size and/or text context length.
+
+    Images: bicubic interpolation of the positional grid (ViT) or the attention pool's grid (ResNet).
+    Text: a shorter context keeps the first positions; a longer one keeps all trained positions unchanged and fills
+    the new ones with copies of the last trained position (untrained: a note says so). Texts that fit the old context
+    therefore encode exactly as before.
+    """
+    state, config = dict(ckpt.state), ckpt.config
+    if image_size and image_size != config.vision.image_size:
+        vision = dataclasses.replace(config.vision, image_size=image_size)  # validates patch / 32 divisibility
+        key = "visual.positional_embedding" if vision.kind == "vit" else "visual.attnpool.positional_embedding"
+        grid = image_size // (vision.patch_size if vision.kind == "vit" else 32)
+        state[key] = _resize_grid(state[key], grid)
+        config = dataclasses.replace(config, vision=vision)
+        ckpt.notes.append(f"image size {ckpt.config.vision.image_size} -> {image_size}: positional embedding "
+                          "interpolated bicubically")
+    old = config.text.context_length
+    if context_length and context_length != old:
+        pos = state["positional_embedding"]
+        if context_length < old:
+            state["positional_embedding"] = pos[:context_length].clone()
+        else:
+            extra = pos[-1:].expand(context_length - old, -1)
+            state["positional_embedding"] = torch.cat([pos, extra])
+            ckpt.notes.append(f"context length {old} -> {context_length}: positions {old}..{context_length - 1} are "
+                              f"untrained copies of position {old - 1}")
+        config = dataclasses.replace(config, text=dataclasses.replace(config.text, context_length=context_length))
+    return Checkpoint(state, config, ckpt.format, ckpt.notes)
+
+
+def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_length: int | None = None,
+                    activation: str | None = None, trust_code: bool = False) -> Checkpoint:
+    """Weights in OpenAI's layout + config from any supported format, positional embeddings resized on request."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory (expected a clipworks checkpoint directory or CLIP "
+                              "weights in OpenAI, open_clip or HF transformers format)")
+    if is_native(path) or (path.is_dir() and (path / WEIGHTS).exists() and not (path / CONFIG).exists()):
+        ckpt = _read_native(path)
+        if activation and activation != ckpt.config.activation:
+            ckpt.config = dataclasses.replace(ckpt.config, activation=activation)
+            ckpt.notes.append(f"activation overridden: {activation}")
+    elif path.is_dir() and not any(path.iterdir()):
+        raise CheckpointError(f"{path}: missing {WEIGHTS} or {CONFIG} (expected a clipworks checkpoint directory)")
+    else:
+        ckpt = read_foreign(path, activation=activation, trust_code=trust_code)
+    return resize(ckpt, image_size=image_size, context_length=context_length)
+
+
+def describe(path: str | Path, ckpt: Checkpoint) -> str:
+    """One line: the source format, the registry model it matches, the activation, and any assumption made."""
+    name = registry_name(ckpt.config)
+    match = f"matches registry model {name}" if name else "custom architecture"
+    notes = "".join(f"; {n}" for n in ckpt.notes)
+    return f"loaded {path} as {ckpt.format}: {match}, activation {ckpt.config.activation}{notes}"
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+               image_size: int | None = None, context_length: int | None = None, activation: str | None = None,
+               trust_code: bool = False) -> CLIP:
+    """A CLIP in eval mode from any supported checkpoint; weights in fp32 unless `dtype` says otherwise."""
+    return _build(read_checkpoint(path, image_size=image_size, context_length=context_length, activation=activation,
+                                  trust_code=trust_code), path, device=device, dtype=dtype)
+
+
+def _build(ckpt: Checkpoint, path: str | Path, *, device: str | torch.device, dtype: torch.dtype | None) -> CLIP:
+    with torch.device("meta"):
+        model = CLIP(ckpt.config)
+    state = {k: v.to(dtype or torch.float32) if v.is_floating_point() else v for k, v in ckpt.state.items()}
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1:2] or [str(e)]
-        raise CheckpointError(f"{path / WEIGHTS}: weights do not match {CONFIG} ({first[0].strip()})") from e
-    return model.eval()
+        expected = CONFIG if ckpt.format == "clipworks checkpoint" else "the architecture read from the file"
+        raise CheckpointError(f"{path}: weights do not match {expected} ({first[0].strip()}); expected one "
+                              "consistent CLIP state dict") from e
+    return model.to(device).eval()
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[CLIP, Callable]:
-    """(model in eval mode, preprocess) from a clipworks checkpoint, as OpenAI's `clip.load` returns."""
-    model = load_model(path, device=device)
+def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+         image_size: int | None = None, context_length: int | None = None, activation: str | None = None,
+         trust_code: bool = False) -> tuple[CLIP, Callable]:
+    """(model in eval mode, preprocess) from any supported checkpoint, as OpenAI's `clip.load` returns.
+
+    Prints one line (to stderr) naming the detected format, the matching registry model and the activation.
+    """
+    ckpt = read_checkpoint(path, image_size=image_size, context_length=context_length, activation=activation,
+                           trust_code=trust_code)
+    model = _build(ckpt, path, device=device, dtype=dtype)
+    print(describe(path, ckpt), file=sys.stderr)  # stderr: stdout stays clean for --json reports
     return model, image_transform(model.image_size)
 
 

@@ -1,4 +1,4 @@
-"""The `clipworks` command line: models, train, zeroshot, world, demo.
+"""The `clipworks` command line: models, train, zeroshot, convert, world, demo.
 
 Flags of `clipworks train` are generated from `TrainConfig`'s fields, so the CLI and the Python API cannot drift.
 A user's mistake (unknown flag or model, missing file, corrupt data) ends with one line on stderr and exit code 2;
@@ -100,6 +100,160 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, steps=args.steps, progress=not args.quiet)
 
 
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from .checkpoints import load, save_checkpoint
+    from .export import export_onnx, save_hf
+
+    model, _ = load(args.src, dtype=_DTYPES[args.dtype], image_size=args.image_size,
+                    context_length=args.context_length, activation=args.activation, trust_code=args.trust_code)
+    if args.to == "native":
+        save_checkpoint(args.dst, model, metadata={"converted_from": str(args.src)})
+    elif args.to == "hf":
+        save_hf(model, args.dst)
+    else:
+        export_onnx(model, args.dst)
+    print(f"wrote {args.to} {args.dtype if args.to != 'onnx' else 'fp32'} model to {args.dst}")
+
+
+def _eval_common(p: argparse.ArgumentParser, *, out: str) -> None:
+    p.add_argument("--checkpoint", required=True, help="a clipworks checkpoint (directory, training run or weights)")
+    p.add_argument("--out", default=out, help="where the JSON and markdown results go")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for reading images")
+    p.add_argument("--cache-dir", default=None, help="image-feature cache (default: <out>/cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _eval_kwargs(args: argparse.Namespace) -> dict:
+    return dict(out=args.out, device=args.device, batch_size=args.batch_size, workers=args.workers,
+                cache_dir=args.cache_dir, progress=not args.quiet)
+
+
+def _eval_prompts(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]:
+    from . import prompts
+
+    names = args.classnames or args.classes_file
+    return (prompts.classnames(names) if names else None), prompts.templates(args.templates)
+
+
+def _cmd_eval_zeroshot(args: argparse.Namespace) -> None:
+    from .evaluate import run_zeroshot
+
+    classnames, templates = _eval_prompts(args)
+    r = run_zeroshot(args.checkpoint, args.data, classnames=classnames, templates=templates, **_eval_kwargs(args))
+    for name, m in r["prompts"].items():
+        print(f"{name:<16} top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  mean per-class recall "
+              f"{m['mean_per_class_recall']:.4f}")
+    print(f"{r['n_images']} images, {len(r['classes'])} classes; results in {args.out}/zeroshot.{{json,md}}")
+
+
+def _cmd_eval_linear_probe(args: argparse.Namespace) -> None:
+    from .evaluate import run_linear_probe
+
+    r = run_linear_probe(args.checkpoint, args.train, args.test, val_fraction=args.val_fraction, shots=args.shots,
+                         seeds=args.seeds, **_eval_kwargs(args))
+    if args.shots:
+        f = r["few_shot"]
+        print(f"{args.shots}-shot linear probe ({args.seeds} seeds): top-1 {f['mean']:.4f} ± {f['std']:.4f}")
+    else:
+        print(f"linear probe: top-1 {r['top1']:.4f} (C = {r['c']:.3g}, validation top-1 {r['val_top1']:.4f})")
+    print(f"results in {args.out}/linear_probe.{{json,md}}")
+
+
+def _cmd_eval_retrieval(args: argparse.Namespace) -> None:
+    from .evaluate import run_retrieval
+
+    r = run_retrieval(args.checkpoint, args.data, image_key=args.image_key, caption_key=args.caption_key,
+                      **_eval_kwargs(args))
+    for direction in ("image_to_text", "text_to_image"):
+        print(f"{direction.replace('_', ' '):<14} " + "  ".join(f"R@{k} {r[f'{direction}_R@{k}']:.4f}"
+                                                             for k in (1, 5, 10)))
+    print(f"{r['n_images']} images, {r['n_captions']} captions; results in {args.out}/retrieval.{{json,md}}")
+
+
+def _cmd_eval_robustness(args: argparse.Namespace) -> None:
+    from .evaluate import run_robustness
+
+    datasets = {}
+    for item in args.data:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--data {item!r}: expected NAME=DIR (e.g. --data flat=world/flat)")
+        datasets[name] = path
+    classnames, templates = _eval_prompts(args)
+    r = run_robustness(args.checkpoint, datasets, classnames=classnames, templates=templates,
+                       probe_train=args.probe_train, **_eval_kwargs(args))
+    for name, m in r["datasets"].items():
+        probe = f"  linear probe {m['linear_probe_top1']:.4f}" if "linear_probe_top1" in m else ""
+        print(f"{name:<20} zero-shot top-1 {m['zeroshot_top1']:.4f}{probe}")
+    print(f"results in {args.out}/robustness.{{json,md}}")
+
+
+def _cmd_eval_report(args: argparse.Namespace) -> None:
+    from .report import run_report
+
+    run_report(args.checkpoint, out=args.out, n_train=args.n_train, n_test=args.n_test, seeds=args.seeds,
+               world_seed=args.world_seed, device=args.device, batch_size=args.batch_size,
+               cache_dir=args.cache_dir, progress=not args.quiet)
+    print((Path(args.out) / "report.md").read_text())
+
+
+def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    """`clipworks eval {zeroshot,linear-probe,retrieval,robustness,report}`: the paper's evaluations."""
+    group = sub.add_parser("eval", help="the paper's evaluations: zero-shot, linear probe, few-shot, retrieval, "
+                           "robustness, and a report on the built-in world")
+    evals = group.add_subparsers(dest="eval_command", required=True, parser_class=_Parser)
+
+    def prompt_flags(p: argparse.ArgumentParser) -> None:
+        names = p.add_mutually_exclusive_group()
+        names.add_argument("--classnames", choices=("imagenet", "cifar10", "cifar100"),
+                           help="built-in class names (in sorted-folder or label order)")
+        names.add_argument("--classes-file", help="one class name per line (default: the folder names or labels)")
+        p.add_argument("--templates", default="default", help="imagenet80, imagenet7, cifar, default ('a photo of "
+                       "a {}.') or a file with one template per line")
+
+    p = evals.add_parser("zeroshot", help="top-1/top-5, per-class recall, confusion matrix; one prompt vs ensemble")
+    _eval_common(p, out="runs/eval/zeroshot")
+    p.add_argument("--data", required=True, help="a folder of class folders, or a CSV of filepath,label")
+    prompt_flags(p)
+    p.set_defaults(func=_cmd_eval_zeroshot)
+
+    p = evals.add_parser("linear-probe", help="logistic regression on frozen features; --shots k for few-shot")
+    _eval_common(p, out="runs/eval/linear_probe")
+    p.add_argument("--train", required=True, help="labelled training set (class folders or filepath,label CSV)")
+    p.add_argument("--test", required=True, help="labelled test set with the same classes")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of --train held out to choose C")
+    p.add_argument("--shots", type=int, default=None, help="k examples per class (few-shot probe)")
+    p.add_argument("--seeds", type=int, default=5, help="few-shot draws to average")
+    p.set_defaults(func=_cmd_eval_linear_probe)
+
+    p = evals.add_parser("retrieval", help="recall@1/5/10 image->text and text->image on a caption CSV")
+    _eval_common(p, out="runs/eval/retrieval")
+    p.add_argument("--data", required=True, help="CSV of filepath,caption; repeated filepaths = several captions")
+    p.add_argument("--image-key", default="filepath")
+    p.add_argument("--caption-key", default="caption")
+    p.set_defaults(func=_cmd_eval_retrieval)
+
+    p = evals.add_parser("robustness", help="one zero-shot classifier on several datasets with the same classes")
+    _eval_common(p, out="runs/eval/robustness")
+    p.add_argument("--data", required=True, action="append", metavar="NAME=DIR", help="repeat for each dataset")
+    p.add_argument("--probe-train", default=None, help="also fit a linear probe on this set and test it on each")
+    prompt_flags(p)
+    p.set_defaults(func=_cmd_eval_robustness)
+
+    p = evals.add_parser("report", help="the paper's findings in miniature on the built-in world (PNG/markdown/JSON)")
+    _eval_common(p, out="runs/eval/report")
+    p.add_argument("--n-train", type=int, default=2000, help="world training images for the probes")
+    p.add_argument("--n-test", type=int, default=1000, help="world images per test set")
+    p.add_argument("--seeds", type=int, default=5, help="few-shot draws per k")
+    p.add_argument("--world-seed", type=int, default=0, help="the world the checkpoint was trained on")
+    p.set_defaults(func=_cmd_eval_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
 
@@ -127,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", help="image files to label")
     p.set_defaults(func=_cmd_zeroshot)
 
+    p = sub.add_parser("convert", help="convert OpenAI / open_clip / HF / clipworks weights to native, HF or ONNX")
+    p.add_argument("src", help="weights file or directory in any supported format")
+    p.add_argument("dst", help="output directory")
+    p.add_argument("--to", choices=("native", "hf", "onnx"), required=True)
+    p.add_argument("--dtype", choices=tuple(_DTYPES), default="fp32", help="weights dtype (ONNX is always fp32)")
+    p.add_argument("--image-size", type=int, help="interpolate the image positional embedding to this size")
+    p.add_argument("--context-length", type=int, help="shorten, or extend with untrained positions, the text context")
+    p.add_argument("--activation", choices=("quick_gelu", "gelu"), help="override the (possibly assumed) activation")
+    p.add_argument("--trust-code", action="store_true", help="allow torch.jit.load of TorchScript archives (runs "
+                   "code from the file; the default reads their tensors without it)")
+    p.set_defaults(func=_cmd_convert)
+
     p = sub.add_parser("world", help="write images of the built-in world to try the CLI on files")
     p.add_argument("--split", choices=("train", "val", "heldout"), default="heldout")
     p.add_argument("--n", type=int, default=200)
@@ -141,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the demo's ~5-minute budget)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+    _add_eval_parsers(sub)
     return parser
 
 

@@ -67,13 +67,16 @@ class CLIP(nn.Module):
         features = self.visual(images.to(self.dtype))
         return F.normalize(features, dim=-1) if normalize else features
 
-    def encode_text(self, text: torch.Tensor, *, normalize: bool = False) -> torch.Tensor:
-        """(N, L) token ids from `clipworks.tokenize` -> (N, embed_dim) text embeddings, pooled at end-of-text."""
+    def encode_text(self, text: torch.Tensor, *, normalize: bool = False, trim: bool = True) -> torch.Tensor:
+        """(N, L) token ids from `clipworks.tokenize` -> (N, embed_dim) text embeddings, pooled at end-of-text.
+
+        `trim=False` runs all L positions (same output): a graph with no data-dependent length, for ONNX export.
+        """
         if text.ndim != 2 or text.shape[1] > self.context_length:
             raise ValueError(f"encode_text expects (N, L<={self.context_length}) token ids, got {tuple(text.shape)}")
         text = text.long()  # argmax on int32 ids and embedding lookups both want int64 (openai/CLIP #219)
         eot = text.argmax(dim=-1)  # EOT has the largest id, so argmax finds it (OpenAI's pooling rule)
-        length = int(eot.max()) + 1 if text.numel() else 0
+        length = int(eot.max()) + 1 if trim and text.numel() else text.shape[1]
         text = text[:, :length]  # drop positions after the last EOT: they cannot change the output (see docstring)
         x = self.token_embedding(text).to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
         x = self.ln_final(self.transformer(x, causal=True))  # (N, L', D)

@@ -29,10 +29,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 Split = Literal["train", "val", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "val", "heldout")
+# Rendering styles. Training uses "flat"; the others are distribution shifts of the same scenes (same attributes,
+# geometry and caption) for robustness evaluation, in the spirit of the paper's Sec. 3.3 (ImageNet-Sketch, -R, ...).
+Style = Literal["flat", "outline", "texture", "noise", "unseen-background"]
+STYLES: tuple[str, ...] = ("flat", "outline", "texture", "noise", "unseen-background")
 
 # Saturated, mutually distant RGB values; each sample jitters them by up to `colour_jitter` per channel.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -43,6 +47,11 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "gray": (128, 128, 128), "beige": (215, 200, 165), "cyan": (160, 215, 225), "dark gray": (62, 62, 66),
     "pink": (235, 175, 195),
+}
+# Backgrounds of the "unseen-background" style only: never in training; drawn as a vertical gradient of two of them.
+UNSEEN_BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "teal": (20, 110, 110), "olive": (120, 120, 40), "lavender": (190, 180, 230), "mint": (170, 230, 190),
+    "navy": (25, 30, 90), "brown": (110, 70, 40),
 }
 MIN_CONTRAST = 100.0  # RGB distance below which a background is never paired with an object colour
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "heart")
@@ -77,6 +86,7 @@ class WorldConfig:
     colour_jitter: int = 12  # max per-channel deviation of an object's RGB from its named colour
     background_jitter: int = 8
     heldout_pairs: tuple[tuple[str, str], ...] = HELDOUT_PAIRS
+    style: Style = "flat"  # rendering only (see STYLES); captions and attributes do not change
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,8 @@ class World:
     """Samples, bulk arrays, file exports and zero-shot tasks of one configured world."""
 
     def __init__(self, config: WorldConfig = WorldConfig()) -> None:
+        if config.style not in STYLES:
+            raise ValueError(f"unknown style {config.style!r}; choose one of {', '.join(STYLES)}")
         for colour, shape in config.heldout_pairs:
             if colour not in COLOURS or shape not in SHAPES:
                 raise ValueError(f"held-out pair ({colour}, {shape}) is not a known colour and shape")
@@ -195,12 +207,19 @@ class World:
         return rng.choice(_FRAMES).format(phrase, be="is" if a.count == 1 else "are")
 
     def render(self, attributes: Attributes) -> Image.Image:
-        """The RGB image of `attributes`, image_size square; jitter comes from `attributes.variation` alone."""
+        """The RGB image of `attributes`, image_size square; jitter comes from `attributes.variation` alone.
+
+        Every style draws the same geometry and colours; only how the shapes and background are painted differs.
+        """
         a, cfg = attributes, self.config
         rng = random.Random(a.variation)
         canvas = cfg.image_size * cfg.supersample
-        image = Image.new("RGB", (canvas, canvas), _jitter(BACKGROUNDS[a.background], cfg.background_jitter, rng))
-        draw = ImageDraw.Draw(image)
+        background = _jitter(BACKGROUNDS[a.background], cfg.background_jitter, rng)
+        image = Image.new("RGB", (canvas, canvas), background)
+        # Flat (and noise) shapes are painted straight onto the image; the other styles paint a mask to composite.
+        direct = cfg.style in ("flat", "noise")
+        mask = None if direct else Image.new("L", (canvas, canvas), 0)
+        draw = ImageDraw.Draw(image if mask is None else mask)
         fill = _jitter(COLOURS[a.colour], cfg.colour_jitter, rng)
         radius = _RADIUS[(a.size, a.count)] * rng.uniform(0.94, 1.06)
         along_y = a.position in ("left", "right")
@@ -211,8 +230,18 @@ class World:
         for k in range(a.count):
             offset = (k - (a.count - 1) / 2) * _SPACING[a.count] + (rng.uniform(-0.01, 0.01) if a.count > 1 else 0.0)
             x, y = (ax, ay + offset) if along_y else (ax + offset, ay)
-            _draw_shape(draw, a.shape, x * canvas, y * canvas, radius * canvas, fill)
-        return image.reduce(cfg.supersample)
+            _draw_shape(draw, a.shape, x * canvas, y * canvas, radius * canvas, fill if mask is None else 255)
+        if cfg.style == "flat":
+            return image.reduce(cfg.supersample)
+        # A separate generator for the style's own randomness leaves the flat draws above untouched.
+        style_rng = random.Random(f"{a.variation}:{cfg.style}")
+        if mask is not None:
+            image = _stylise(cfg.style, mask, background, fill, a.colour, cfg.supersample, style_rng)
+        image = image.reduce(cfg.supersample)
+        if cfg.style == "noise":
+            noise = np.random.default_rng(style_rng.getrandbits(64)).normal(0.0, 32.0, (*image.size[::-1], 3))
+            image = Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).round().astype(np.uint8))
+        return image
 
     # ---------------------------------------------------------------- bulk data
     def arrays(self, split: Split, n: int, *, cache_dir: str | os.PathLike | None = None
@@ -223,7 +252,10 @@ class World:
         """
         path = None
         if cache_dir is not None:
-            key = json.dumps([dataclasses.asdict(self.config), split, n, _CACHE_VERSION], sort_keys=True)
+            config = dataclasses.asdict(self.config)
+            if config["style"] == "flat":
+                del config["style"]  # caches written before styles existed stay valid
+            key = json.dumps([config, split, n, _CACHE_VERSION], sort_keys=True)
             digest = hashlib.sha256(key.encode()).hexdigest()[:16]
             path = Path(cache_dir) / f"world-{split}-{n}-{digest}.npz"
             if path.exists():
@@ -367,6 +399,37 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         draw.polygon([(cx - 0.98 * r, cy - 0.15 * r), (cx + 0.98 * r, cy - 0.15 * r), (cx, cy + 0.95 * r)], fill=fill)
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+
+
+def _stylise(style: str, mask: Image.Image, background: tuple[int, int, int], fill: tuple[int, int, int],
+             colour: str, supersample: int, rng: random.Random) -> Image.Image:
+    """Composite the shapes' mask (L, 255 inside) onto a canvas in `style`, at the supersampled size."""
+    size = mask.size[0]
+    if style == "outline":
+        # Thick stroke: the mask minus its erosion by ~1.5 output pixels (a 3x3 min filter shrinks it by one pixel).
+        inner = mask
+        for _ in range(max(1, round(1.5 * supersample))):
+            inner = inner.filter(ImageFilter.MinFilter(3))
+        edge = Image.fromarray(np.asarray(mask) & ~np.asarray(inner))
+        return Image.composite(Image.new("RGB", mask.size, fill), Image.new("RGB", mask.size, background), edge)
+    if style == "texture":
+        # Stripes or dots of the object's colour over the background, about 3 output pixels per period.
+        period = 6 * supersample
+        yy, xx = np.mgrid[0:size, 0:size]
+        if rng.random() < 0.5:
+            pattern = ((xx + yy) // (period // 2)) % 2 == 0
+        else:
+            pattern = (xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2 < (period / 3) ** 2
+        paint = np.where(pattern[..., None], np.array(fill, np.uint8), np.array(background, np.uint8))
+        return Image.composite(Image.fromarray(paint.astype(np.uint8)), Image.new("RGB", mask.size, background), mask)
+    if style == "unseen-background":
+        names = [b for b, rgb in UNSEEN_BACKGROUNDS.items() if _distance(rgb, COLOURS[colour]) >= MIN_CONTRAST]
+        top, bottom = (np.array(UNSEEN_BACKGROUNDS[b], np.float64) for b in rng.sample(names, 2))
+        t = np.linspace(0.0, 1.0, size)[:, None, None]
+        gradient = np.broadcast_to((1 - t) * top + t * bottom, (size, size, 3)).round().astype(np.uint8)
+        return Image.composite(Image.new("RGB", mask.size, fill), Image.fromarray(np.ascontiguousarray(gradient)),
+                               mask)
+    raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
 
 
 def _save_atomically(path: Path, **arrays: np.ndarray) -> None:

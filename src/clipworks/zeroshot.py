@@ -48,3 +48,23 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] 
     top = logits.topk(min(max(ks), n_classes), dim=1).indices  # (N, K)
     hits = top == labels.view(-1, 1)
     return {f"top{k}": hits[:, :min(k, n_classes)].any(dim=1).float().mean().item() for k in ks}
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(n_classes, n_classes) counts: entry [i, j] is how many items of true class i were predicted as class j."""
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{predictions.numel()} predictions for {labels.numel()} labels")
+    flat = labels.long() * n_classes + predictions.long()
+    return torch.bincount(flat, minlength=n_classes * n_classes).view(n_classes, n_classes)
+
+
+def per_class_recall(confusion: torch.Tensor) -> torch.Tensor:
+    """Recall of each class (diagonal / row sum) from a confusion matrix; NaN for a class with no items."""
+    totals = confusion.sum(dim=1).double()
+    return confusion.diagonal().double() / totals.where(totals > 0, torch.tensor(float("nan"), dtype=torch.float64))
+
+
+def mean_per_class_recall(confusion: torch.Tensor) -> float:
+    """The mean of per-class recalls over classes that have items (the paper's metric for unbalanced sets)."""
+    recall = per_class_recall(confusion)
+    return recall[~recall.isnan()].mean().item()

@@ -65,3 +65,15 @@ def test_cosine_schedule_warms_up_then_decays() -> None:
     assert cosine_lr(9, **kw) == pytest.approx(1.0)
     assert cosine_lr(60, **kw) == pytest.approx(0.5)  # halfway through the cosine
     assert cosine_lr(110, **kw) == pytest.approx(0.0)
+
+
+def test_sharded_loss_averaged_over_ranks_equals_the_global_loss() -> None:
+    from clipworks.loss import local_clip_loss
+
+    g = torch.Generator().manual_seed(1)
+    img = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=1)
+    s = torch.tensor(1.5)
+    shards = [local_clip_loss(img[r * 2:(r + 1) * 2], txt[r * 2:(r + 1) * 2], img, txt, s, offset=r * 2)
+              for r in range(3)]
+    assert (sum(shards) / 3).item() == pytest.approx(clip_loss(img, txt, s).item(), rel=1e-6)

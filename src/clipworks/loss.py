@@ -22,9 +22,21 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
                          f"{tuple(text_emb.shape)}")
     image_emb = F.normalize(image_emb.float(), dim=-1)
     text_emb = F.normalize(text_emb.float(), dim=-1)
-    logits = logit_scale.float().exp() * image_emb @ text_emb.t()  # (B, B): rows are images, columns texts
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
+    return local_clip_loss(image_emb, text_emb, image_emb, text_emb, logit_scale, offset=0)
+
+
+def local_clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, all_image_emb: torch.Tensor,
+                    all_text_emb: torch.Tensor, logit_scale: torch.Tensor, *, offset: int) -> torch.Tensor:
+    """One rank's share of the sharded loss: its B normalised rows against all N gathered normalised columns.
+
+    Row i of this rank is pair `offset + i` of the global batch. The mean of this over ranks equals `clip_loss` of
+    the global batch, and it never builds the N x N matrix: each rank holds (B, N).
+    """
+    scale = logit_scale.float().exp()
+    labels = torch.arange(image_emb.shape[0], device=image_emb.device) + offset
+    image_to_text = scale * image_emb @ all_text_emb.t()  # (B, N)
+    text_to_image = scale * text_emb @ all_image_emb.t()  # (B, N)
+    return (F.cross_entropy(image_to_text, labels) + F.cross_entropy(text_to_image, labels)) / 2
 
 
 @torch.no_grad()

@@ -21,7 +21,8 @@ from .data import CsvDataset, DataError, ImageFolderDataset, LabelCsvDataset, Wo
 from .model import CLIP
 from .retrieval import recall_at_k
 from .tokenizer import tokenize
-from .train import Batch, TrainConfig, TrainResult, train
+from .distributed import Process
+from .train import Batch, Batches, TrainConfig, TrainResult, train
 from .transforms import image_transform
 from .world import World, WorldConfig
 from .zeroshot import DEFAULT_TEMPLATES, topk_accuracy, zero_shot_classifier, zero_shot_logits
@@ -32,39 +33,46 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CLIPWORKS_CACHE", "~/.cache/clipworks")).expanduser()
 
 
-def world_batches(data: WorldDataset, batch_size: int, seed: int) -> Callable[[int], Iterator[Batch]]:
+def world_batches(data: WorldDataset, batch_size: int, seed: int) -> Batches:
     """Endless shuffled batches from any step; each epoch is a fresh permutation from (seed, epoch), so batch k is
-    the same whether the run started at 0 or resumed at k. The last partial batch of an epoch is dropped so every
-    step contrasts the same number of negatives."""
+    the same whether the run started at 0 or resumed at k, and whatever the number of processes: process r takes
+    the r-th slice of each global batch. The last partial batch of an epoch is dropped so every step contrasts the
+    same number of negatives."""
     if len(data) < batch_size:
         raise DataError(f"{len(data)} training samples are fewer than --batch-size {batch_size}")
     per_epoch = len(data) // batch_size
 
-    def batches(start: int) -> Iterator[Batch]:
+    def batches(start: int, process: Process) -> Iterator[Batch]:
         epoch, first = divmod(start, per_epoch)
+        share = batch_size // process.world_size
         while True:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             for i in range(first, per_epoch):
-                yield data.batch(order[i * batch_size:(i + 1) * batch_size])
+                lo = i * batch_size + process.rank * share
+                yield data.batch(order[lo:lo + share])
             epoch, first = epoch + 1, 0
 
     return batches
 
 
-def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int
-                   ) -> Callable[[int], Iterator[Batch]]:
-    """Endless batches from a DataLoader, skipping unreadable images (and batches with fewer than two left).
-    A resumed run reshuffles from (seed, start step) rather than replaying the exact data position."""
+def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int) -> Batches:
+    """Endless batches from a DataLoader, skipping unreadable images (and batches with fewer than two left); each
+    process reads its own part of the data. A resumed run reshuffles from (seed, start step) rather than replaying
+    the exact data position."""
 
-    def batches(start: int) -> Iterator[Batch]:
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                             num_workers=workers, collate_fn=collate_skip_bad,
-                                             generator=torch.Generator().manual_seed(seed * 100_003 + start),
+    def batches(start: int, process: Process) -> Iterator[Batch]:
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=process.world_size, rank=process.rank,
+                                                      shuffle=True, seed=seed * 100_003 + start, drop_last=True)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size // process.world_size, sampler=sampler,
+                                             drop_last=True, num_workers=workers, collate_fn=collate_skip_bad,
                                              persistent_workers=workers > 0)
+        epoch = 0
         while True:
+            sampler.set_epoch(epoch)
             for batch in loader:
                 if batch is not None and len(batch[0]) >= 2:
                     yield batch
+            epoch += 1
 
     return batches
 

@@ -8,6 +8,7 @@ world (`data="world"`) or the user's CSV/TSV of image paths and captions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -27,7 +28,7 @@ from .checkpoints import LATEST, load_model, load_training_state, resolve_checkp
     write_text_atomic
 from .configs import get_config
 from .distributed import Process, all_reduce_mean, gather_with_grad, init_process
-from .loss import clamp_logit_scale_, local_clip_loss
+from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .model import CLIP, create_model
 from .optim import cosine_lr, create_optimizer, set_lr
 
@@ -72,6 +73,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max global grad norm; 0 disables
     precision: Literal["fp32", "bf16"] = "bf16"  # bf16 autocast (CPU and GPU); weights and optimizer stay fp32
     grad_checkpointing: bool = False  # recompute activations in backward to save memory
+    loss_tile: int = 0  # rows per tile of the tiled contrastive loss (memory O(tile * batch)); 0 = plain loss
     eval_every: int = 250  # steps between evaluations; 0 disables
     save_every: int = 500  # steps between checkpoints (the last step always saves)
     keep: int = 2  # checkpoints kept on disk
@@ -171,6 +173,9 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         return path
 
     # ---- steps ----
+    loss_fn = local_clip_loss
+    if cfg.loss_tile:
+        loss_fn = functools.partial(tiled_local_clip_loss, tile=cfg.loss_tile)
     data = batches(start, process)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and process.is_main), unit="step",
                dynamic_ncols=True)
@@ -190,8 +195,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         # The explicit gather: every process's embeddings, with gradients, so the whole global batch serves as
         # negatives; this process computes the loss of its own rows only (Sec. 2.5: sharded similarity).
         all_image_emb, all_text_emb = gather_with_grad(image_emb, process), gather_with_grad(text_emb, process)
-        loss = local_clip_loss(image_emb, text_emb, all_image_emb, all_text_emb, model.logit_scale,
-                               offset=process.rank * image_emb.shape[0])
+        loss = loss_fn(image_emb, text_emb, all_image_emb, all_text_emb, model.logit_scale,
+                       offset=process.rank * image_emb.shape[0])
         loss_value = all_reduce_mean(loss.item(), process)  # the global batch's loss, the same on every process
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {step}: lower --lr or set --grad-clip 1.0")

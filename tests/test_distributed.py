@@ -1,4 +1,5 @@
-"""Two processes under torchrun (gloo, CPU) train exactly like one process on the combined batch."""
+"""Two processes under torchrun (gloo, CPU), and K micro-batches (GradCache), train exactly like one process on
+the combined batch."""
 
 from __future__ import annotations
 
@@ -28,18 +29,30 @@ def losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
+def assert_same_training(a: Path, b: Path) -> None:
+    # Same global-batch loss at every step (each process computed only its rows against all gathered columns) ...
+    assert losses(b) == pytest.approx(losses(a), rel=1e-6)  # fp32 rounding
+    # ... and the same parameters after three AdamW updates. Adam's step lr * g / (|g| + eps) turns the rounding
+    # noise of gradients that are mathematically zero (e.g. the key bias of attention) into updates of up to lr;
+    # eps = lr keeps that magnification at 1, so the comparison measures the gradients, not the noise.
+    one, _ = load(a)
+    two, _ = load(b)
+    for (name, x), (_, y) in zip(one.state_dict().items(), two.state_dict().items()):
+        torch.testing.assert_close(y, x, atol=1e-6, rtol=0, msg=name)
+
+
 def test_two_processes_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun ships with torch; it should sit beside the interpreter"
     run([sys.executable, "-m", "clipworks.cli", *ARGS, "--output-dir", str(tmp_path / "one")], tmp_path)
     run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", *ARGS,
          "--output-dir", str(tmp_path / "two")], tmp_path)
-    # Same global-batch loss at every step (each process computed only its rows against all gathered columns) ...
-    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-6)  # fp32 rounding
-    # ... and the same parameters after three AdamW updates. Adam's step lr * g / (|g| + eps) turns the rounding
-    # noise of gradients that are mathematically zero (e.g. the key bias of attention) into updates of up to lr;
-    # eps = lr keeps that magnification at 1, so the comparison measures the gradients, not the noise.
-    one, _ = load(tmp_path / "one")
-    two, _ = load(tmp_path / "two")
-    for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items()):
-        torch.testing.assert_close(b, a, atol=1e-6, rtol=0, msg=name)
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+    # Gradient accumulation that keeps every negative (GradCache), alone and under two processes.
+    run([sys.executable, "-m", "clipworks.cli", *ARGS, "--micro-batches", "4", "--output-dir",
+         str(tmp_path / "micro")], tmp_path)
+    assert_same_training(tmp_path / "one", tmp_path / "micro")
+    run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", *ARGS, "--micro-batches", "2",
+         "--output-dir", str(tmp_path / "two-micro")], tmp_path)
+    assert_same_training(tmp_path / "one", tmp_path / "two-micro")
+

@@ -250,7 +250,8 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-train", type=int, default=2000, help="world training images for the probes")
     p.add_argument("--n-test", type=int, default=1000, help="world images per test set")
     p.add_argument("--seeds", type=int, default=5, help="few-shot draws per k")
-    p.add_argument("--world-seed", type=int, default=0, help="the world the checkpoint was trained on")
+    p.add_argument("--world-seed", type=int, default=None, help="the world's seed (default: the one the checkpoint "
+                   "was trained on, from its config.json)")
     p.set_defaults(func=_cmd_eval_report)
 
 

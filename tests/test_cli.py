@@ -16,22 +16,9 @@ from clipworks.checkpoints import load, load_training_state
 from clipworks.world import World, WorldConfig
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "40", "--batch-size", "32", "--world-samples", "64",
-                     "--lr", "2e-3", "--warmup-steps", "5", "--eval-every", "0", "--save-every", "20",
-                     "--output-dir", str(out), "--quiet"])
-    mp.undo()
-    assert code == 0
-    return out
+@pytest.fixture
+def trained_run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def test_train_lowers_the_loss_and_writes_checkpoints(trained_run: Path) -> None:

@@ -10,11 +10,6 @@ import pytest
 from clipworks.demo import run_demo
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 def test_short_demo_writes_report_metrics_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import clipworks.demo as demo
 

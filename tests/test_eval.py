@@ -76,21 +76,9 @@ def test_shots_matching_interpolates_on_a_log_scale() -> None:
 
 
 # ---------------------------------------------------------------- end to end on generated files
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    out = tmp_path_factory.mktemp("run")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CLIPWORKS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "20", "--batch-size", "32", "--world-samples", "64",
-                     "--lr", "2e-3", "--warmup-steps", "5", "--eval-every", "0", "--output-dir", str(out), "--quiet"])
-    mp.undo()
-    assert code == 0
-    return str(out)
+@pytest.fixture
+def checkpoint(tiny_run: Path) -> str:
+    return str(tiny_run)
 
 
 @pytest.fixture(scope="module")

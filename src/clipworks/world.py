@@ -308,12 +308,10 @@ class World:
         # ("cross", "crosses") are different tokens, and images show one to three objects.
         counts = tuple(NUMBER_WORDS)
         return {
-            "colour": ZeroShotTask("colour", self.colours,
-                                   tuple(partial(_colour_prompt, shape=s, count=n) for s in self.shapes for n in counts),
-                                   "val"),
-            "shape": ZeroShotTask("shape", self.shapes,
-                                  tuple(partial(_shape_prompt, colour=c, count=n) for c in self.colours for n in counts),
-                                  "val"),
+            "colour": ZeroShotTask("colour", self.colours, tuple(
+                partial(_colour_prompt, shape=s, count=n) for s in self.shapes for n in counts), "val"),
+            "shape": ZeroShotTask("shape", self.shapes, tuple(
+                partial(_shape_prompt, colour=c, count=n) for c in self.colours for n in counts), "val"),
             "size": ZeroShotTask("size", SIZES, tuple(partial(_size_prompt, colour=c, shape=s) for c, s in pairs),
                                  "val"),
             "count": ZeroShotTask("count", tuple(NUMBER_WORDS.values()),

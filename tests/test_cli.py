@@ -125,7 +125,7 @@ def test_resume_on_the_world_continues_bit_identically(tmp_path: Path) -> None:
     checkpoints = tmp_path / "resumed" / "checkpoints"
     shutil.rmtree(checkpoints / "step_0000006")  # as if killed between the saves at steps 4 and 6
     (checkpoints / "latest").write_text("step_0000004")
-    assert cli.main([*common, "--steps", "6", "--output-dir", str(tmp_path / "resumed"), "--resume"]) == 0
+    assert cli.main([*common, "--steps", "6", "--output-dir", str(tmp_path / "resumed"), "--resume", "latest"]) == 0
     a, _ = load(tmp_path / "straight")
     b, _ = load(tmp_path / "resumed")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

@@ -73,6 +73,14 @@ def save_checkpoint(path: str | Path, model: CLIP, *, training_state: dict[str, 
     return path
 
 
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the temporary files and directories that an interrupted `save_checkpoint` or pointer write left."""
+    if directory.is_dir():
+        for stale in directory.glob(".*"):
+            if ".tmp-" in stale.name or stale.name.endswith(".old") or stale.name.startswith(f".{LATEST}."):
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory from: a checkpoint dir, its model.safetensors, or a run dir (its latest checkpoint)."""
     path = Path(path)

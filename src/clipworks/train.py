@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import math
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,8 +28,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from .checkpoints import LATEST, load_model, load_training_state, resolve_checkpoint, save_checkpoint, \
-    write_text_atomic
+from .checkpoints import LATEST, load_model, load_training_state, remove_stale_temporaries, resolve_checkpoint, \
+    save_checkpoint, write_text_atomic
 from .configs import get_config
 from .distributed import Process, all_reduce_mean, gather_with_grad, init_process
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
@@ -83,7 +85,7 @@ class TrainConfig:
     workers: int = 2  # DataLoader workers for CSV data
     seed: int = 0  # model init, data order
     device: str = "cpu"
-    resume: bool = False  # continue from output_dir's latest checkpoint
+    resume: str | None = None  # "latest" (this output_dir's newest checkpoint) or a checkpoint directory
 
     def validate(self) -> None:
         get_config(self.model)  # raises a clear error for an unknown name
@@ -160,6 +162,41 @@ def contrastive_backward(towers: nn.Module, logit_scale: nn.Parameter, images: t
     return loss.detach()
 
 
+def rng_states() -> dict[str, Any]:
+    """Every random generator a run may draw from, in a form torch.load(weights_only=True) reads back."""
+    np_state = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def truncate_log(log_file: Path, step: int) -> None:
+    """Drop the records of steps after `step` (a killed run logged them; the resumed run logs them again)."""
+    if not log_file.exists():
+        return
+    kept = []
+    for line in log_file.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a killed run may be cut short
+            continue
+        if record.get("step", record.get("eval", {}).get("step", 0)) <= step:
+            kept.append(line + "\n")
+    write_text_atomic(log_file, "".join(kept))
+
+
 @dataclass
 class TrainResult:
     model: CLIP
@@ -183,8 +220,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {process.world_size} processes")
     out = Path(cfg.output_dir)
     if not cfg.resume and any((out / "checkpoints").glob("step_*")):
-        raise ValueError(f"{out} already holds checkpoints of an earlier run; pass --resume to continue it, or "
-                         "choose another --output-dir (nothing was overwritten)")
+        raise ValueError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
+                         "or choose another --output-dir (nothing was overwritten)")
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -205,15 +242,24 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
                                  eps=cfg.eps)
     start, history, evals = 0, [], []
     log_file = out / "log.jsonl"
-    if cfg.resume and (out / "checkpoints" / LATEST).exists():
-        ckpt = resolve_checkpoint(out)
-        model.load_state_dict(load_model(ckpt, device=device).state_dict())
-        state = load_training_state(ckpt)
+    if process.is_main:
+        remove_stale_temporaries(out / "checkpoints")  # what a kill during a save left behind
+    resume_from = None
+    if cfg.resume == "latest":
+        resume_from = resolve_checkpoint(out) if (out / "checkpoints" / LATEST).exists() else None
+    elif cfg.resume:
+        resume_from = resolve_checkpoint(cfg.resume)
+    if resume_from is not None:
+        model.load_state_dict(load_model(resume_from, device=device).state_dict())
+        state = load_training_state(resume_from)
+        if state is None:
+            raise ValueError(f"{resume_from} holds weights only, no optimizer state: use --init to fine-tune from it")
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
-        torch.set_rng_state(state["rng"])
+        set_rng_states(state["rng"])
         if process.is_main:
-            print(f"resumed from {ckpt} at step {start}")
+            truncate_log(log_file, start)  # steps after the checkpoint are done again
+            print(f"resumed from {resume_from} at step {start}")
     else:
         if cfg.resume and process.is_main:
             print(f"--resume: no checkpoint in {out / 'checkpoints'} yet; starting from step 0")
@@ -228,7 +274,7 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
 
     def checkpoint(step: int) -> Path:
         name = f"step_{step:07d}"
-        training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()}
+        training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_states()}
         path = save_checkpoint(out / "checkpoints" / name, model, training_state=training_state,
                                metadata={"step": step, "train_config": dataclasses.asdict(cfg)})
         write_text_atomic(out / "checkpoints" / LATEST, name)  # the pointer moves only after the save is complete

@@ -1,0 +1,68 @@
+"""Step-exact resume: kill -9 a run at random moments, including in the middle of writing a checkpoint, resume it
+with `--resume latest` each time, and the final weights are bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from clipworks import load
+
+ARGS = [sys.executable, "-m", "clipworks.cli", "train", "--model", "RN-Tiny", "--steps", "10", "--batch-size", "8",
+        "--world-samples", "24", "--save-every", "1", "--keep", "2", "--eval-every", "0", "--quiet"]
+
+
+def start(out: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([*ARGS, "--output-dir", str(out), "--resume", "latest"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def kill_when(process: subprocess.Popen, condition, timeout: float = 120.0) -> bool:
+    """SIGKILL the process as soon as `condition()` holds; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.001)
+    assert process.wait() == 0, process.stderr.read()[-2000:]
+    return False
+
+
+def test_kill_9_during_saves_and_steps_then_resume_is_bit_identical(tmp_path: Path, world_cache: Path) -> None:
+    env = {**os.environ, "CLIPWORKS_CACHE": str(world_cache), "OMP_NUM_THREADS": "1"}
+    subprocess.run([*ARGS, "--output-dir", str(tmp_path / "straight")], env=env, check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    checkpoints = out / "checkpoints"
+    saving = lambda: any(".tmp-" in p.name for p in checkpoints.glob(".*"))  # noqa: E731 - a save is in flight
+    rng = random.Random(0)
+    kills_in_save = kills_in_step = 0
+    # Twice in the middle of writing a checkpoint, then twice at a random moment after training has started.
+    for attempt in range(4):
+        process = start(out, env)
+        if attempt < 2:
+            kills_in_save += kill_when(process, saving)
+        else:
+            t = time.monotonic() + rng.uniform(0.2, 1.5)
+            kills_in_step += kill_when(process, lambda: (out / "log.jsonl").exists() and time.monotonic() > t)
+    process = start(out, env)
+    assert process.wait() == 0, process.stderr.read()[-2000:]
+    assert kills_in_save == 2 and kills_in_step >= 1
+
+    a, _ = load(tmp_path / "straight")
+    b, _ = load(out)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))  # each step logged once, in order, despite the repeats after each kill
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step_0000009", "step_0000010"]  # keep 2

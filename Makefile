@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # because it declares torchvision, which does not import beside torch 2.13.0.
 REFERENCE := clip-anytorch==2.6.0
 
-.PHONY: demo test test-slow clean
+.PHONY: demo test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,5 +28,19 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Benchmarks against open_clip need torchvision, which here means the torch 2.14.1 CUDA stack (~5.5 GB, from local
+# disk): a separate venv, never the test one.
+BENCH := .venv-bench
+$(BENCH)/.installed: pyproject.toml
+	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
+	$(BENCH)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BENCH)/bin/pip install --quiet open_clip_torch==3.3.0 transformers -e .
+	$(BENCH)/bin/pip install --quiet --no-deps $(REFERENCE)
+	touch $(BENCH)/.installed
+
+bench: $(BENCH)/.installed
+	$(BENCH)/bin/python bench/compare.py
+	$(BENCH)/bin/python bench/loss_memory.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(BENCH) runs .pytest_cache

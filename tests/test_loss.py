@@ -48,15 +48,14 @@ def test_logit_scale_clamp_caps_temperature_at_100() -> None:
 
 def test_weight_decay_only_on_weight_matrices() -> None:
     model = create_model("RN-Tiny")
-    decay, no_decay = param_groups(model, 0.2)
+    groups = param_groups(model, 0.2)
     names = {id(p): n for n, p in model.named_parameters()}
-    decayed = {names[id(p)] for p in decay["params"]}
-    undecayed = {names[id(p)] for p in no_decay["params"]}
-    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] == 0.2 for p in g["params"]}
+    undecayed = {names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
     assert "logit_scale" in undecayed and "ln_final.weight" in undecayed and "visual.bn1.bias" in undecayed
     assert "transformer.resblocks.0.attn.in_proj_weight" in decayed and "text_projection" in decayed
     assert all(model.get_parameter(n).ndim >= 2 for n in decayed)
-    assert len(decayed) + len(undecayed) == len(names)
+    assert len(decayed) + len(undecayed) == len(names) and not decayed & undecayed
 
 
 def test_cosine_schedule_warms_up_then_decays() -> None:

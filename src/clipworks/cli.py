@@ -1,6 +1,7 @@
 """The `clipworks` command line: models, train, zeroshot, convert, world, demo.
 
-Flags of `clipworks train` are generated from `TrainConfig`'s fields, so the CLI and the Python API cannot drift.
+Flags of `clipworks train` are generated from `TrainConfig`'s fields, so the CLI and the Python API cannot drift;
+`--config FILE` and `--recipe paper` (listed by `clipworks recipes`) supply values that explicit flags override.
 A user's mistake (unknown flag or model, missing file, corrupt data) ends with one line on stderr and exit code 2;
 only a bug in clipworks shows a traceback.
 """
@@ -20,6 +21,7 @@ import torch
 from .checkpoints import CheckpointError
 from .configs import MODELS
 from .data import DataError
+from .recipes import RECIPES
 
 
 class UserError(Exception):
@@ -32,21 +34,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One --flag per dataclass field, typed from the annotation; the field comment is in the source."""
+def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, only_given: bool = False) -> None:
+    """One --flag per dataclass field, typed from the annotation; the field comment is in the source.
+
+    `only_given`: flags the user did not type are absent from the parsed namespace (instead of holding the field's
+    default), so they can override a config file without its values being reset to defaults.
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
+        default = argparse.SUPPRESS if only_given else f.default
+        help_ = f"default: {f.default}" if only_given else None
         if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
             continue
         args = typing.get_args(hint)
         if typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, choices=args, default=f.default)
+            parser.add_argument(flag, choices=args, default=default, help=help_)
             continue
         base = next((a for a in args if a is not type(None)), hint) if args else hint
-        parser.add_argument(flag, type=base, default=f.default, metavar=f.name.upper())
+        parser.add_argument(flag, type=base, default=default, metavar=f.name.upper(), help=help_)
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -61,11 +69,24 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from .pipelines import run_training
+    from .runconfig import resolve_train_config
     from .train import TrainConfig
 
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    cfg = resolve_train_config(given, config_file=args.config, recipe=args.recipe)
     result = run_training(cfg, progress=not args.quiet)
     print(f"checkpoint: {result.checkpoint}")
+
+
+def _cmd_recipes(args: argparse.Namespace) -> None:
+    from .recipes import PAPER_LR, paper_recipe
+
+    print("--recipe paper (Radford et al. 2021, Tables 18-20); steps are yours to choose")
+    print(f"{'model':<14} {'lr':>8} {'beta1':>6} {'beta2':>6} {'eps':>6} {'wd':>5} {'warmup':>6} {'batch':>6}")
+    for name in PAPER_LR:
+        r = paper_recipe(name)
+        print(f"{name:<14} {r['lr']:>8.2g} {r['beta1']:>6} {r['beta2']:>6} {r['eps']:>6.0e} {r['weight_decay']:>5} "
+              f"{r['warmup_steps']:>6} {r['batch_size']:>6}")
 
 
 def _cmd_zeroshot(args: argparse.Namespace) -> None:
@@ -92,6 +113,39 @@ def _cmd_world(args: argparse.Namespace) -> None:
 
     out = World(WorldConfig(seed=args.seed)).export(args.split, args.n, args.out, task=args.task)
     print(f"wrote {args.n} {args.split} images to {out}")
+
+
+def _cmd_shards(args: argparse.Namespace) -> None:
+    from .data import _resolve, check_image, read_table
+    from .shards import shard_pattern, write_shards
+    from .world import World, WorldConfig
+
+    skipped: list[str] = []
+    if args.source == "world":
+        world = World(WorldConfig(seed=args.seed))
+
+        def samples():
+            for i in range(args.n if args.n is not None else 1000):
+                s = world.sample(args.split, i)
+                yield s.image, s.caption, {"split": args.split, "index": i, **dataclasses.asdict(s.attributes)}
+    else:
+        rows = read_table(args.source, columns=(args.image_key, args.caption_key),
+                          flags="--image-key/--caption-key")[:args.n]
+        base = Path(args.source).parent
+
+        def samples():
+            for row in rows:
+                path = _resolve(row[args.image_key], base)
+                if check_image(path) is not None:  # unreadable images are left out and counted, as in training
+                    skipped.append(str(path))
+                    continue
+                yield path, row[args.caption_key], {"filepath": row[args.image_key]}
+    paths = write_shards(samples(), args.out, samples_per_shard=args.samples_per_shard)
+    if not paths:
+        raise UserError(f"no readable samples in {args.source}; nothing written")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
+    print(f"wrote {len(paths)} shards to {args.out}; train with --data '{shard_pattern(paths)}'")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -265,9 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("train", help="contrastive training on the built-in world or a CSV of image paths + captions")
-    _add_dataclass_flags(p, TrainConfig)
+    _add_dataclass_flags(p, TrainConfig, only_given=True)
+    p.add_argument("--config", metavar="FILE", help="a .toml or .json file of TrainConfig fields (flags override it)")
+    p.add_argument("--recipe", choices=RECIPES, help="the paper's hyperparameters for --model (see `clipworks "
+                   "recipes`); the config file and flags override it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("recipes", help="the paper's training hyperparameters per model (for --recipe paper)")
+    p.set_defaults(func=_cmd_recipes)
 
     p = sub.add_parser("zeroshot", help="zero-shot labels for images, or top-1/top-5 on a labelled image set")
     p.add_argument("--checkpoint", required=True, help="a clipworks checkpoint (directory or training run)")
@@ -302,6 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_world)
+
+    p = sub.add_parser("shards", help="write the built-in world or a CSV of image paths + captions as webdataset "
+                       "tar shards, for --data")
+    p.add_argument("--from", dest="source", required=True, metavar="world|CSV",
+                   help="'world', or a CSV/TSV of image paths and captions")
+    p.add_argument("--out", required=True, help="folder for shard-00000.tar, shard-00001.tar, ...")
+    p.add_argument("--n", type=int, default=None, help="samples to write (world: default 1000; CSV: default all)")
+    p.add_argument("--split", choices=("train", "val", "heldout"), default="train", help="world split")
+    p.add_argument("--samples-per-shard", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0, help="the world's seed")
+    p.add_argument("--image-key", default="filepath", help="CSV column of image paths")
+    p.add_argument("--caption-key", default="caption", help="CSV column of captions")
+    p.set_defaults(func=_cmd_shards)
 
     p = sub.add_parser("demo", help="train a small CLIP on the built-in world and report zero-shot transfer")
     p.add_argument("--out", default="runs/demo")

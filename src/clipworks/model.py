@@ -60,6 +60,16 @@ class CLIP(nn.Module):
         if isinstance(getattr(self.visual, "transformer", None), Transformer):
             self.visual.transformer.grad_checkpointing = enable
 
+    def set_patch_dropout(self, p: float) -> None:
+        """Drop this fraction of a ViT's patch tokens in training mode (FLIP); eval outputs are unaffected."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"patch dropout must be in [0, 1), got {p}")
+        if p and not hasattr(self.visual, "patch_dropout"):
+            raise ValueError("patch dropout needs a ViT image tower; this model's is a ModifiedResNet (choose a ViT "
+                             "model or leave --patch-dropout at 0)")
+        if hasattr(self.visual, "patch_dropout"):
+            self.visual.patch_dropout = p
+
     def encode_image(self, images: torch.Tensor, *, normalize: bool = False) -> torch.Tensor:
         """(N, 3, H, W) normalised pixels -> (N, embed_dim) image embeddings."""
         if images.ndim != 4 or images.shape[1] != 3:

@@ -1,7 +1,7 @@
 """Glue between the data sources and the training/evaluation functions, used by the CLI and the demo.
 
-`run_training` turns a `TrainConfig` into batches (the built-in world or a CSV) and an evaluator, then calls
-`train.train`. `evaluate_world` is the built-in world's evaluation: zero-shot accuracy per attribute, zero-shot on
+`run_training` turns a `TrainConfig` into batches (the built-in world, a CSV or tar shards) and an evaluator, then
+calls `train.train`. `evaluate_world` is the built-in world's evaluation: zero-shot accuracy per attribute, zero-shot on
 held-out colour-shape combinations, and retrieval recall@K. `run_zeroshot` is `clipworks zeroshot`.
 """
 
@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from .checkpoints import load
-from .configs import get_config
 from .data import CsvDataset, DataError, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
 from .model import CLIP
 from .retrieval import recall_at_k
+from .shards import is_shard_spec, shard_batches
 from .tokenizer import tokenize
 from .distributed import Process
 from .train import Batch, Batches, TrainConfig, TrainResult, train
@@ -78,7 +78,7 @@ def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: 
 
 
 def world_data(cfg: TrainConfig, split: str, n: int) -> tuple[World, WorldDataset]:
-    model_cfg = get_config(cfg.model)
+    model_cfg = cfg.model_config()  # --init's architecture when fine-tuning
     world = World(WorldConfig(seed=cfg.world_seed, image_size=model_cfg.vision.image_size))
     length = model_cfg.text.context_length
     data = WorldDataset.from_world(world, split, n, lambda caps: tokenize(caps, length, truncate=True),
@@ -144,7 +144,7 @@ def evaluate_captions(dataset: CsvDataset, batch_size: int) -> Callable[[CLIP], 
 
 def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     cfg.validate()
-    model_cfg = get_config(cfg.model)
+    model_cfg = cfg.model_config()  # --init's architecture when fine-tuning
     length, size = model_cfg.text.context_length, model_cfg.vision.image_size
     if cfg.data == "world":
         world, data = world_data(cfg, "train", cfg.world_samples)
@@ -152,12 +152,18 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         evaluate = evaluate_world(world)
     else:
         tok = lambda caps: tokenize(caps, length, truncate=True)  # noqa: E731
-        dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
-                             image_key=cfg.image_key, caption_key=cfg.caption_key)
-        bad = dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
-        if bad:
-            print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {cfg.data} (first: {bad[0]})")
-        batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
+        if is_shard_spec(cfg.data):  # webdataset tar shards: streamed, bad samples skipped as they are met
+            batches = shard_batches(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
+                                    batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed,
+                                    resampled=cfg.resampled, samples_per_epoch=cfg.samples_per_epoch)
+        else:
+            dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
+                                 image_key=cfg.image_key, caption_key=cfg.caption_key)
+            bad = dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
+            if bad:
+                print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {cfg.data} "
+                      f"(first: {bad[0]})")
+            batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
         evaluate = None
         if cfg.val_data:
             val = CsvDataset(cfg.val_data, transform=image_transform(size), tokenize_fn=tok,

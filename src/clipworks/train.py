@@ -28,10 +28,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from .checkpoints import LATEST, load_model, load_training_state, remove_stale_temporaries, resolve_checkpoint, \
-    save_checkpoint, write_text_atomic
-from .configs import get_config
+from .checkpoints import LATEST, load_model, load_training_state, read_checkpoint, remove_stale_temporaries, \
+    resolve_checkpoint, save_checkpoint, write_text_atomic
+from .configs import CLIPConfig, get_config
 from .distributed import Process, all_reduce_mean, gather_with_grad, init_process
+from .formats import registry_name
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .model import CLIP, create_model
 from .optim import cosine_lr, create_optimizer, set_lr
@@ -46,18 +47,27 @@ Batches = Callable[[int, Process], Iterator[Batch]]
 class _Towers(nn.Module):
     """Both encoders behind one forward, so DistributedDataParallel sees (and synchronises) the whole graph."""
 
-    def __init__(self, clip: CLIP):
+    def __init__(self, clip: CLIP, *, lock_image: bool = False):
         super().__init__()
         self.clip = clip
+        self.lock_image = lock_image
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.clip.encode_image(images), self.clip.encode_text(tokens)
+        # A locked (frozen) image tower needs no graph: its embeddings are constants of the loss (LiT).
+        with torch.no_grad() if self.lock_image else contextlib.nullcontext():
+            image_emb = self.clip.encode_image(images)
+        return image_emb, self.clip.encode_text(tokens)
 
 
 @dataclass
 class TrainConfig:
     model: str = "ViT-Tiny"  # registry name (see `clipworks models`)
-    init: str | None = None  # start from this checkpoint instead of random weights (fine-tuning)
+    init: str | None = None  # start from this checkpoint (any supported format) instead of random weights; its
+    # architecture replaces --model
+    lock_image: bool = False  # LiT (Zhai et al. 2022): freeze the image tower (eval mode, not optimized)
+    patch_dropout: float = 0.0  # FLIP (Li et al. 2023): fraction of ViT patch tokens dropped while training
+    lr_image_scale: float = 1.0  # the image tower's (`visual.*`) learning rate = schedule * this
+    lr_text_scale: float = 1.0  # the text tower's learning rate = schedule * this (the temperature keeps 1)
     data: str = "world"  # "world" (built-in generated data) or a CSV/TSV of image path + caption
     val_data: str | None = None  # CSV/TSV for periodic retrieval evaluation (the world brings its own)
     image_key: str = "filepath"  # CSV column of image paths
@@ -75,20 +85,36 @@ class TrainConfig:
     beta2: float = 0.98  # the paper: 0.98 for ViTs, 0.999 for ResNets
     eps: float = 1e-6  # the paper: 1e-6 for ViTs, 1e-8 for ResNets
     grad_clip: float = 0.0  # max global grad norm; 0 disables
-    precision: Literal["fp32", "bf16"] = "bf16"  # bf16 autocast (CPU and GPU); weights and optimizer stay fp32
+    precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast; weights and optimizer stay fp32; fp16 adds a
+    # gradient scaler (meant for GPUs; it runs on CPU too, slowly)
     grad_checkpointing: bool = False  # recompute activations in backward to save memory
     loss_tile: int = 0  # rows per tile of the tiled contrastive loss (memory O(tile * batch)); 0 = plain loss
     micro_batches: int = 1  # split each step into this many forward/backward passes (GradCache): same update
     eval_every: int = 250  # steps between evaluations; 0 disables
     save_every: int = 500  # steps between checkpoints (the last step always saves)
     keep: int = 2  # checkpoints kept on disk
-    workers: int = 2  # DataLoader workers for CSV data
+    tensorboard: bool = True  # TensorBoard scalars in <output_dir>/tensorboard (rank 0 only)
+    workers: int = 2  # DataLoader workers for CSV and shard data
+    resampled: bool = False  # shards: draw shards with replacement, endlessly (needs samples_per_epoch)
+    samples_per_epoch: int | None = None  # shards: samples per epoch over the whole job (resampled mode)
     seed: int = 0  # model init, data order
     device: str = "cpu"
     resume: str | None = None  # "latest" (this output_dir's newest checkpoint) or a checkpoint directory
 
+    def model_config(self) -> CLIPConfig:
+        """The architecture trained: --init's when given (it overrides --model), else the registry's --model."""
+        return read_checkpoint(self.init).config if self.init else get_config(self.model)
+
     def validate(self) -> None:
-        get_config(self.model)  # raises a clear error for an unknown name
+        if not self.init:
+            get_config(self.model)  # raises a clear error for an unknown name
+        if not 0.0 <= self.patch_dropout < 1.0:
+            raise ValueError(f"--patch-dropout must be in [0, 1), got {self.patch_dropout}")
+        if self.patch_dropout and not self.init and get_config(self.model).vision.kind != "vit":
+            raise ValueError(f"--patch-dropout needs a ViT image tower; {self.model} is a ResNet")
+        for name in ("lr_image_scale", "lr_text_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -98,8 +124,10 @@ class TrainConfig:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.micro_batches < 1 or self.batch_size % self.micro_batches:
             raise ValueError(f"--micro-batches {self.micro_batches} must be >= 1 and divide --batch-size")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision}")
+        if self.resampled and not self.samples_per_epoch:
+            raise ValueError("--resampled draws shards forever: also set --samples-per-epoch")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"--precision must be fp32, bf16 or fp16, got {self.precision}")
 
 
 def _forward_context(autocast: torch.autocast, device: torch.device) -> contextlib.ExitStack:
@@ -123,20 +151,22 @@ def _sharded_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: 
 
 def contrastive_backward(towers: nn.Module, logit_scale: nn.Parameter, images: torch.Tensor, tokens: torch.Tensor, *,
                          loss_fn: Callable, process: Process, micro_batches: int,
-                         context: Callable[[], contextlib.AbstractContextManager]) -> torch.Tensor:
+                         context: Callable[[], contextlib.AbstractContextManager],
+                         scale_loss: Callable[[torch.Tensor], torch.Tensor] = lambda loss: loss) -> torch.Tensor:
     """Forward and backward of one step on this process's batch; returns its (detached) loss.
 
     With micro_batches = K > 1 (the GradCache idea, Gao et al. 2021): embed all K micro-batches without a graph,
     compute the loss over the whole batch on those cached embeddings and its gradient with respect to them, then
     re-forward each micro-batch with a graph and back-propagate the cached gradient. Every negative of the full
     batch is kept and the update equals one pass over the full batch; activation memory is that of one micro-batch.
-    (ResNet BatchNorm statistics are per micro-batch, as they would be per process.)
+    (ResNet BatchNorm statistics are per micro-batch, as they would be per process.) `scale_loss` is the fp16
+    gradient scaler's multiplication; the cached gradients carry the scale into the re-forward.
     """
     if micro_batches == 1:
         with context():
             image_emb, text_emb = towers(images, tokens)
         loss = _sharded_loss(image_emb, text_emb, logit_scale, loss_fn, process)
-        loss.backward()
+        scale_loss(loss).backward()
         return loss.detach()
     chunks = list(zip(images.chunk(micro_batches), tokens.chunk(micro_batches)))
     with torch.no_grad(), context():
@@ -145,7 +175,7 @@ def contrastive_backward(towers: nn.Module, logit_scale: nn.Parameter, images: t
     text_emb = torch.cat([c[1] for c in cached]).float().requires_grad_()
     scale = logit_scale.detach().requires_grad_()
     loss = _sharded_loss(image_emb, text_emb, scale, loss_fn, process)
-    loss.backward()
+    scale_loss(loss).backward()
     image_grads = image_emb.grad.split([len(c[0]) for c in cached])
     text_grads = text_emb.grad.split([len(c[1]) for c in cached])
     for i, (x, t) in enumerate(chunks):
@@ -197,11 +227,28 @@ def truncate_log(log_file: Path, step: int) -> None:
     write_text_atomic(log_file, "".join(kept))
 
 
+def _train_mode(model: CLIP, *, lock_image: bool) -> None:
+    """Training mode, except a locked image tower stays in eval mode (its BatchNorm statistics must not move)."""
+    model.train()
+    if lock_image:
+        model.visual.eval()
+
+
+def _summary_writer(log_dir: Path) -> Any:
+    """A TensorBoard SummaryWriter, or None (with one line saying why) when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # a dependency, but a broken or minimal environment should still train
+        print(f"TensorBoard scalars skipped ({e}): `pip install tensorboard`, or pass --no-tensorboard")
+        return None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
 @dataclass
 class TrainResult:
     model: CLIP
     checkpoint: Path
-    history: list[dict[str, Any]]  # one entry per logged step: step, loss, lr, logit_scale, samples_per_s
+    history: list[dict[str, Any]]  # one entry per logged step: step, loss, lr, logit_scale, samples_per_s, data_wait_s
     evals: list[dict[str, Any]]  # one entry per evaluation: step + metrics
 
 
@@ -224,22 +271,35 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
                          "or choose another --output-dir (nothing was overwritten)")
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     torch.manual_seed(cfg.seed)
     device = torch.device(f"cuda:{process.local_rank}" if cfg.device == "cuda" and process.distributed
                           else cfg.device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
     # ---- model and optimizer ----
     model = load_model(cfg.init, device=device) if cfg.init else create_model(cfg.model, seed=cfg.seed).to(device)
+    if cfg.init:  # the checkpoint's architecture is the one trained, whatever --model said
+        name = registry_name(model.config) or "custom"
+        if process.is_main and name != cfg.model:
+            print(f"--init {cfg.init}: training its architecture ({name}); --model {cfg.model} is ignored")
+        cfg = dataclasses.replace(cfg, model=name)
+    if process.is_main:  # the resolved run config, and the exact architecture (also for a custom one)
+        record = {**dataclasses.asdict(cfg), "model_config": model.config.to_dict()}
+        write_text_atomic(out / "config.json", json.dumps(record, indent=2))
     model.set_grad_checkpointing(cfg.grad_checkpointing)
-    model.train()
-    towers: nn.Module = _Towers(model)
+    model.set_patch_dropout(cfg.patch_dropout)
+    if cfg.lock_image:
+        model.visual.requires_grad_(False)  # LiT: the optimizer never sees the image tower
+    _train_mode(model, lock_image=cfg.lock_image)
+    towers: nn.Module = _Towers(model, lock_image=cfg.lock_image)
     if process.distributed:
         # DDP averages gradients over ranks; with the sharded loss below that is the gradient of the global loss.
         towers = DDP(towers, device_ids=None if device.index is None else [device.index])
     optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
-                                 eps=cfg.eps)
+                                 eps=cfg.eps, lr_image_scale=cfg.lr_image_scale, lr_text_scale=cfg.lr_text_scale)
     start, history, evals = 0, [], []
     log_file = out / "log.jsonl"
     if process.is_main:
@@ -254,7 +314,12 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         state = load_training_state(resume_from)
         if state is None:
             raise ValueError(f"{resume_from} holds weights only, no optimizer state: use --init to fine-tune from it")
+        scales = [group["lr_scale"] for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
+        for group, scale in zip(optimizer.param_groups, scales):  # this run's --lr-*-scale, not the saved one
+            group["lr_scale"] = scale
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         set_rng_states(state["rng"])
         if process.is_main:
@@ -274,7 +339,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
 
     def checkpoint(step: int) -> Path:
         name = f"step_{step:07d}"
-        training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_states()}
+        training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_states(),
+                          "scaler": scaler.state_dict()}
         path = save_checkpoint(out / "checkpoints" / name, model, training_state=training_state,
                                metadata={"step": step, "train_config": dataclasses.asdict(cfg)})
         write_text_atomic(out / "checkpoints" / LATEST, name)  # the pointer moves only after the save is complete
@@ -290,9 +356,12 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and process.is_main), unit="step",
                dynamic_ncols=True)
     path = None
+    board = _summary_writer(out / "tensorboard") if cfg.tensorboard and process.is_main else None
     t_prev, rate = time.perf_counter(), 0.0
     for step in range(start, cfg.steps):
+        t_wait = time.perf_counter()
         images, tokens = next(data)
+        data_wait = time.perf_counter() - t_wait  # time blocked on the data pipeline (high: add --workers)
         images, tokens = images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         lr = cosine_lr(step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
                        min_lr=cfg.min_lr)
@@ -300,22 +369,27 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         optimizer.zero_grad(set_to_none=True)
         loss = contrastive_backward(towers, model.logit_scale, images, tokens, loss_fn=loss_fn, process=process,
                                     micro_batches=cfg.micro_batches,
-                                    context=lambda: _forward_context(autocast, device))
+                                    context=lambda: _forward_context(autocast, device), scale_loss=scaler.scale)
         loss_value = all_reduce_mean(loss.item(), process)  # the global batch's loss, the same on every process
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {step}: lower --lr or set --grad-clip 1.0")
         if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)  # a plain optimizer.step() unless fp16; skipped if fp16 gradients overflowed
+        scaler.update()
         clamp_logit_scale_(model.logit_scale)
 
         now = time.perf_counter()
         step_rate = images.shape[0] * process.world_size / max(now - t_prev, 1e-9)
         rate, t_prev = (step_rate if rate == 0 else 0.9 * rate + 0.1 * step_rate), now  # smoothed samples/s
         record = {"step": step + 1, "loss": loss_value, "lr": lr, "logit_scale": model.logit_scale.exp().item(),
-                  "samples_per_s": rate}
+                  "samples_per_s": rate, "data_wait_s": data_wait}
         history.append(record)
         log(record)
+        if board is not None:
+            for key in ("loss", "lr", "logit_scale", "samples_per_s", "data_wait_s"):
+                board.add_scalar(f"train/{key}", record[key], step + 1)
         bar.set_postfix(loss=f"{record['loss']:.3f}", samples_s=f"{record['samples_per_s']:.0f}",
                         T=f"{record['logit_scale']:.1f}")
         bar.update(1)
@@ -327,9 +401,14 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
             model.eval()
             with torch.no_grad(), autocast:
                 metrics = {"step": step + 1, **evaluate(model)}
-            model.train()
+            _train_mode(model, lock_image=cfg.lock_image)
             evals.append(metrics)
             log({"eval": metrics})
+            if board is not None:
+                for key, value in metrics.items():
+                    if key != "step" and isinstance(value, (int, float)):
+                        board.add_scalar(f"eval/{key}", value, step + 1)
+                board.flush()
             bar.write("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in metrics.items()))
             t_prev = time.perf_counter()  # evaluation time is not training throughput
@@ -338,6 +417,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         if process.is_main and (done or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
             path = checkpoint(step + 1)
     bar.close()
+    if board is not None:
+        board.close()
     if process.distributed:
         torch.distributed.barrier()  # the last checkpoint is on disk before any process returns
     if path is None:  # not rank 0, or resumed at or past the final step

@@ -4,6 +4,10 @@ ViT: patchify conv without bias -> class token -> positional embedding -> ln_pre
 token -> @ proj. ModifiedResNet: 3-conv stem + avgpool; anti-aliased Bottlenecks (all convolutions stride 1, an avgpool
 where the stride would be, also on the downsample path); attention pooling over the mean token and the grid.
 Parameter names and initialisation are OpenAI's.
+
+Patch dropout (FLIP, Li et al. 2023; as open_clip's PatchDropout): in training mode only, a ViT keeps a random
+max(1, int(n * (1 - p))) of its n patch tokens after the positional embedding is added and before ln_pre; the class
+token is always kept. It is a plain attribute, not a parameter: state dicts and eval-mode outputs are unchanged.
 """
 
 from __future__ import annotations
@@ -31,14 +35,27 @@ class VisionTransformer(nn.Module):
         self.transformer = Transformer(width, cfg.layers, cfg.heads, activation)
         self.ln_post = LayerNorm(width)
         self.proj = scaled_randn(width, output_dim, scale=scale)
+        self.patch_dropout = 0.0  # fraction of patch tokens dropped in training mode (FLIP); 0 keeps them all
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)  # (N, D, g, g)
         x = x.flatten(2).transpose(1, 2)  # (N, g*g, D)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (N, 1, D)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # (N, 1 + g*g, D)
+        if self.training and self.patch_dropout > 0:
+            x = drop_patches(x, self.patch_dropout)  # (N, 1 + keep, D)
         x = self.transformer(self.ln_pre(x))
         return self.ln_post(x[:, 0]) @ self.proj  # (N, E)
+
+
+def drop_patches(x: torch.Tensor, p: float) -> torch.Tensor:
+    """(N, 1 + n, D) tokens -> (N, 1 + max(1, int(n * (1 - p))), D): the class token and a random subset of patches
+    per image (drawn from the global RNG, so seeded runs and resumes repeat it)."""
+    n = x.shape[1] - 1
+    keep = max(1, int(n * (1 - p)))
+    idx = torch.rand(x.shape[0], n, device=x.device).argsort(dim=1)[:, :keep] + 1  # (N, keep) patch positions
+    patches = x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # (N, keep, D)
+    return torch.cat([x[:, :1], patches], dim=1)
 
 
 class Bottleneck(nn.Module):

@@ -1,0 +1,165 @@
+"""clipworks against open_clip and OpenAI's tokenizer, both sides in one process, as ratios of median times.
+
+Run with `make bench` (it builds .venv-bench with torch 2.14.1, torchvision, open_clip_torch 3.3.0 and clipworks).
+Both libraries get the same random weights: open_clip's `-quickgelu` models have OpenAI's layout, which is ours.
+Calls alternate between the two libraries so that load from elsewhere on the machine hits both alike.
+Results are appended to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import platform
+import random
+import statistics
+import sysconfig
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import open_clip
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import clipworks
+from clipworks.prompts import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES
+from clipworks.tokenizer import Tokenizer
+from clipworks.world import World, WorldConfig
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: allocator, kernels, caches
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def paired(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median times of a and b, measured alternately."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((a, ta), (b, tb)):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def matmul_peak(dtype: torch.dtype) -> float:
+    """GFLOP/s of a 2048^3 matmul in `dtype` on this machine now (the denominator of model FLOP utilisation)."""
+    x = torch.randn(2048, 2048, dtype=dtype)
+    return 2 * 2048**3 / median_time(lambda: x @ x, 5) / 1e9
+
+
+def flops(fn: Callable[[], object]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def models(name: str) -> tuple[torch.nn.Module, clipworks.CLIP]:
+    theirs = open_clip.create_model(f"{name}-quickgelu", pretrained=None).eval()
+    ours = clipworks.create_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return theirs, ours
+
+
+def autocast(bf16: bool) -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
+@torch.no_grad()
+def image_rows(repeats: int, peaks: dict[str, float]) -> list[str]:
+    rows = []
+    for name in ("ViT-B-32", "RN50"):
+        theirs, ours = models(name)
+        for batch in (1, 32):
+            x = torch.randn(batch, 3, 224, 224)
+            for bf16 in (False, True):
+                def run_theirs():
+                    with autocast(bf16):
+                        return theirs.encode_image(x)
+
+                def run_ours():
+                    with autocast(bf16):
+                        return ours.encode_image(x)
+
+                t_theirs, t_ours = paired(run_theirs, run_ours, repeats)
+                cos = torch.nn.functional.cosine_similarity(run_ours().float(), theirs.encode_image(x)).min()
+                mfu = flops(lambda: ours.encode_image(x)) / t_ours / 1e9 / peaks["bf16" if bf16 else "fp32"]
+                rows.append(f"| image {name} | {batch} | {'bf16' if bf16 else 'fp32'} | {batch / t_theirs:.1f} | "
+                            f"{batch / t_ours:.1f} | **{t_theirs / t_ours:.2f}×** | {mfu:.0%} | {cos:.5f} |")
+                print(rows[-1], flush=True)
+    return rows
+
+
+@torch.no_grad()
+def text_rows(repeats: int, n_classes: int) -> list[str]:
+    theirs, ours = models("ViT-B-32")
+    prompts = [t.format(c) for c in IMAGENET_CLASSNAMES[:n_classes] for t in IMAGENET_TEMPLATES]
+    their_tokens = open_clip.tokenize(prompts)
+    our_tokens = clipworks.tokenize(prompts)
+    assert torch.equal(their_tokens, our_tokens)
+
+    def encode(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([model.encode_text(tokens[i:i + 256]) for i in range(0, len(tokens), 256)])
+
+    exact = (encode(ours, our_tokens) - encode(theirs, their_tokens)).abs().max().item()
+    t_theirs, t_ours = paired(lambda: encode(theirs, their_tokens), lambda: encode(ours, our_tokens), repeats)
+    n = len(prompts)
+    return [f"| text ViT-B-32 ({n:,} ImageNet prompts) | 256 | fp32 | {n / t_theirs:.1f} | {n / t_ours:.1f} | "
+            f"**{t_theirs / t_ours:.2f}×** | | max abs diff {exact:.1e} |"]
+
+
+def tokenizer_rows(n: int) -> list[str]:
+    path = Path(sysconfig.get_paths()["purelib"]) / "clip" / "simple_tokenizer.py"
+    spec = importlib.util.spec_from_file_location("openai_simple_tokenizer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    reference = module.SimpleTokenizer()
+    world = World(WorldConfig())
+    # World captions (a small vocabulary, like prompts) with a number each, so not every caption is a cache hit.
+    captions = [world.caption(world.sample("train", i).attributes, random.Random(i)) + f" #{i}" for i in range(n)]
+    ours = Tokenizer()
+    t_ref = median_time(lambda: [reference.encode(c) for c in captions], 1)
+    t_ours = median_time(lambda: [ours.encode(c) for c in captions], 1)
+    same = all(ours.encode(c) == reference.encode(c) for c in captions[:2000])
+    return [f"| tokenizer ({n:,} captions, vs OpenAI SimpleTokenizer) | | | {n / t_ref:,.0f} | {n / t_ours:,.0f} | "
+            f"**{t_ref / t_ours:.2f}×** | | ids identical: {same} |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--text-classes", type=int, default=4, help="ImageNet classes x 80 templates to encode")
+    parser.add_argument("--captions", type=int, default=20_000)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s", flush=True)
+    header = ["| what | batch | precision | open_clip /s | clipworks /s | speed-up | clipworks MFU | agreement |",
+              "|---|---|---|---|---|---|---|---|"]
+    rows = image_rows(args.repeats, peaks) + text_rows(args.repeats, args.text_classes)
+    rows += tokenizer_rows(args.captions)
+    versions = f"torch {torch.__version__}, open_clip {open_clip.__version__}, {torch.get_num_threads()} threads"
+    entry = "\n".join([
+        f"\n## clipworks vs open_clip — {datetime.date.today()}, {platform.machine()}, {versions}", "",
+        f"Median of {args.repeats} alternating calls after a warm-up; random weights shared by both; matmul peak "
+        f"measured in the same run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s. "
+        "Agreement: minimum cosine similarity of our embeddings to open_clip's fp32 ones (image rows).", "",
+        *header, *rows, ""])
+    with RESULTS.open("a") as f:
+        f.write(entry)
+    print(entry)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""Training data in webdataset tar shards, in img2dataset's layout, read and written with Python's `tarfile`.
+
+A shard is a plain tar; a sample is the consecutive members sharing a key (the file name up to its first dot):
+`000000012.jpg` (or .jpeg/.png/.webp), `000000012.txt` (the caption) and optionally `000000012.json` (metadata).
+This is the layout img2dataset writes and webdataset / open_clip read (Radford et al. 2021, Sec. 2.2, trained on 400M
+such pairs; at that scale data must stream sequentially from large files rather than open one image file per sample).
+Shards are opened in streaming mode (`r|*`), so a file is read once, front to back, and gzip-compressed shards work.
+
+Deliberate differences from the `webdataset` package, which clipworks does not depend on: URLs are local paths only
+(mount remote storage, or add a reader here); `{a,{b,c}}` nested braces are not expanded. Damaged data is skipped
+and counted as in `data.py`: a truncated or unreadable shard, an undecodable image, a sample without image or
+caption. A run whose data is mostly bad stops with a `DataError` naming examples.
+
+Splitting (non-resampled): each epoch the shard list is shuffled from (seed, epoch), the same on every process;
+process r of W takes shards r, r+W, ...; DataLoader worker w of K takes every K-th of those. So every sample is read
+exactly once an epoch across all processes and workers, provided there are at least W * K shards. Resampled mode
+draws shards with replacement forever from a generator seeded by (seed, epoch, rank, worker); `samples_per_epoch`
+(over all processes and workers) then bounds an epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import re
+import tarfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .data import MAX_BAD_FRACTION, DataError, Transform, collate_skip_bad
+from .distributed import Process
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
+_MIN_SEEN = 32  # samples seen before the bad fraction is judged
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"(\d+)\.\.(\d+)")
+
+RawSample = tuple[str, str, dict[str, bytes]]  # (shard url, key, {suffix: bytes})
+
+
+def expand_urls(spec: str) -> list[str]:
+    """Shard URLs from a pattern: `{00000..00099}` zero-padded ranges, `{a,b}` alternatives, sources joined by `::`.
+
+    `data/{00000..00002}.tar::more/x.tar` -> data/00000.tar, data/00001.tar, data/00002.tar, more/x.tar.
+    """
+    urls: list[str] = []
+    for source in spec.split("::"):
+        if source.strip():
+            urls.extend(_expand(source.strip()))
+    if not urls:
+        raise ValueError(f"shard pattern {spec!r} names no shards")
+    return urls
+
+
+def _expand(pattern: str) -> list[str]:
+    match = _BRACE.search(pattern)
+    if match is None:
+        if "{" in pattern or "}" in pattern:
+            raise ValueError(f"unbalanced brace in shard pattern {pattern!r}")
+        return [pattern]
+    head, body, tail = pattern[:match.start()], match.group(1), pattern[match.end():]
+    numbers = _RANGE.fullmatch(body)
+    if numbers:
+        lo, hi = numbers.groups()
+        # Pad when either end is written with a leading zero (bash's rule): {00000..00099} -> 00000 ... 00099.
+        width = max(len(lo), len(hi)) if lo.startswith("0") or hi.startswith("0") else 0
+        step = 1 if int(hi) >= int(lo) else -1
+        choices = [str(i).zfill(width) for i in range(int(lo), int(hi) + step, step)]
+    elif "," in body:
+        choices = body.split(",")
+    else:
+        raise ValueError(f"{{{body}}} in shard pattern {pattern!r} is neither a range {{000..099}} nor "
+                         "alternatives {a,b}")
+    return [url for choice in choices for url in _expand(head + choice + tail)]
+
+
+def is_shard_spec(data: str) -> bool:
+    """Whether a `--data` value names tar shards rather than a CSV: `x.tar` (or .tar.gz, .tgz), or a pattern with
+    braces or `::`."""
+    pattern = "{" in data or "::" in data
+    return data.endswith((".tar", ".tar.gz", ".tgz")) or (pattern and (".tar" in data or ".tgz" in data))
+
+
+def shard_pattern(paths: Sequence[Path]) -> str:
+    """The brace pattern for consecutively numbered shards from `write_shards`, e.g. out/shard-{00000..00003}.tar."""
+    if len(paths) == 1:
+        return str(paths[0])
+    first, last = paths[0].stem.rsplit("-", 1), paths[-1].stem.rsplit("-", 1)
+    return str(paths[0].parent / f"{first[0]}-{{{first[1]}..{last[1]}}}{paths[0].suffix}")
+
+
+def _process_rank() -> tuple[int, int]:
+    """(rank, world size): from torch.distributed if initialised, else the RANK/WORLD_SIZE that torchrun sets."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK") or 0), int(os.environ.get("WORLD_SIZE") or 1)
+
+
+class ShardDataset(IterableDataset):
+    """(image tensor, caption) pairs streamed from tar shards; caption is token ids if `tokenize_fn` is given.
+
+    Call `set_epoch(e)` before each epoch (as with DistributedSampler): DataLoader workers get a copy of the
+    dataset when the epoch starts, so the epoch must be set before iterating, with non-persistent workers.
+    Counts of bad data (`n_seen`, `n_bad`, `bad`, `bad_shards`) are per process, as in `data.py`.
+    """
+
+    def __init__(self, urls: str | Sequence[str], *, transform: Transform,
+                 tokenize_fn: Callable[[list[str]], torch.Tensor] | None = None, seed: int = 0,
+                 shuffle_shards: bool = True, resampled: bool = False, samples_per_epoch: int | None = None,
+                 shuffle_buffer: int = 1000, rank: int | None = None, world_size: int | None = None) -> None:
+        self.urls = expand_urls(urls) if isinstance(urls, str) else list(urls)
+        if not self.urls:
+            raise ValueError("ShardDataset needs at least one shard")
+        if resampled and samples_per_epoch is None:
+            raise ValueError("resampled=True draws shards forever: give samples_per_epoch to bound an epoch")
+        self.transform = transform
+        self.tokenize_fn = tokenize_fn  # list[str] -> (N, context) ids, as clipworks.tokenize
+        self.seed = seed
+        self.shuffle_shards = shuffle_shards
+        self.resampled = resampled
+        self.samples_per_epoch = samples_per_epoch  # over all processes and workers; None = one pass over shards
+        self.shuffle_buffer = shuffle_buffer  # samples held in memory to shuffle across shard boundaries; 0 = none
+        self.rank, self.world_size = rank, world_size  # None: from torch.distributed or the environment
+        self.epoch = 0
+        self.n_seen = 0
+        self.bad: list[tuple[str, str]] = []  # (shard:key, reason) of every bad sample met in this process
+        self.bad_shards: list[tuple[str, str]] = []  # (shard, reason) of every shard that failed to read
+
+    @property
+    def n_bad(self) -> int:
+        return len(self.bad)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | str]]:
+        rank, world_size = _process_rank() if self.rank is None or self.world_size is None else (
+            self.rank, self.world_size)
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        slot, n_slots = rank * n_workers + worker, world_size * n_workers  # this reader among all of the job's
+        limit = None
+        if self.samples_per_epoch is not None:
+            limit = self.samples_per_epoch // n_slots + (slot < self.samples_per_epoch % n_slots)
+        if self.resampled:
+            picker = random.Random(f"clipworks-shards:{self.seed}:{self.epoch}:{rank}:{worker}")
+            shards: Iterable[str] = iter(lambda: picker.choice(self.urls), None)
+            judge_after: int | None = len(self.urls)
+        else:
+            if len(self.urls) < world_size:
+                raise DataError(f"{len(self.urls)} shards cannot be split over {world_size} processes; write at "
+                                "least one shard per process (clipworks shards --samples-per-shard N)")
+            order = list(self.urls)
+            if self.shuffle_shards:
+                random.Random(f"clipworks-shards:{self.seed}:{self.epoch}").shuffle(order)
+            shards = order[rank::world_size][worker::n_workers]
+            # Only a reader holding every shard can tell that all are unreadable; with several readers, one whose
+            # shards all fail yields nothing, and `shard_batches` stops if a whole epoch gives no batch.
+            judge_after = len(shards) if n_slots == 1 else None
+            if not shards:
+                log.warning("DataLoader worker %d of process %d has no shard (%d shards, %d processes x %d workers)",
+                            worker, rank, len(self.urls), world_size, n_workers)
+        rng = random.Random(f"clipworks-shards-buffer:{self.seed}:{self.epoch}:{rank}:{worker}")
+        n_yielded = 0
+        for url, key, files in _shuffled(self._raw_samples(shards, judge_after), self.shuffle_buffer, rng):
+            if limit is not None and n_yielded >= limit:
+                return
+            item = self._decode(url, key, files)
+            if item is not None:
+                n_yielded += 1
+                yield item
+
+    # ---------------------------------------------------------------- reading
+    def _raw_samples(self, shards: Iterable[str], judge_after: int | None) -> Iterator[RawSample]:
+        """Complete samples with image and caption, shard after shard; bad ones are counted and left out.
+
+        Stops with a DataError when the first `judge_after` shards (None: never) all failed without a good sample.
+        """
+        n_good = n_bad_shards = 0
+        for url in shards:
+            problems: list[str] = []
+            try:
+                for key, files in _grouped(url):
+                    reason = _missing(files)
+                    if reason is not None:
+                        self.n_seen += 1  # complete samples are counted when decoded, after the shuffle buffer
+                        self._record_bad(url, key, reason)
+                        problems.append(f"{key}: {reason}")
+                        continue
+                    n_good += 1
+                    yield url, key, files
+            except (tarfile.TarError, EOFError, OSError) as e:
+                # A truncated shard raises mid-stream; the samples before the damage were already used.
+                reason = f"{type(e).__name__}: {e}"
+                self.bad_shards.append((url, reason))
+                n_bad_shards += 1
+                problems.append(f"unreadable from there on ({reason})")
+            if problems:
+                log.warning("shard %s: skipped %d problem(s): %s", url, len(problems), "; ".join(problems[:3]))
+            if judge_after is not None and n_good == 0 and n_bad_shards >= judge_after:
+                examples = "; ".join(f"{u} ({r})" for u, r in self.bad_shards[-3:])
+                raise DataError(f"none of the {n_bad_shards} shards tried could be read, e.g. {examples}. Check "
+                                "the --data pattern and that the files are tar archives (clipworks shards writes "
+                                "them).")
+
+    def _decode(self, url: str, key: str, files: dict[str, bytes]) -> tuple[torch.Tensor, torch.Tensor | str] | None:
+        suffix = next(s for s in IMAGE_SUFFIXES if s in files)
+        self.n_seen += 1
+        try:
+            with Image.open(io.BytesIO(files[suffix])) as image:
+                image.load()
+                pixels = self.transform(image)
+            caption = files["txt"].decode("utf-8").strip()
+        except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
+            why = "not an image" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}"
+            reason = f"undecodable .{suffix} ({why})"
+            self._record_bad(url, key, reason)
+            log.warning("shard %s: skipped sample %s: %s", url, key, reason)
+            return None
+        return pixels, caption if self.tokenize_fn is None else self.tokenize_fn([caption])[0]
+
+    def _record_bad(self, url: str, key: str, reason: str) -> None:
+        self.bad.append((f"{url}:{key}", reason))
+        if self.n_seen >= _MIN_SEEN and self.n_bad > MAX_BAD_FRACTION * self.n_seen:
+            examples = "; ".join(f"{where} ({why})" for where, why in self.bad[:3])
+            raise DataError(f"{self.n_bad} of {self.n_seen} samples in the shards could not be used, e.g. "
+                            f"{examples}. Each sample needs an image (.{'/.'.join(IMAGE_SUFFIXES)}) and a .txt "
+                            "caption under the same key; check how the shards were written.")
+
+
+def _grouped(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {suffix: bytes}) for each run of consecutive tar members sharing a key, streaming the file once."""
+    with open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+        key, files = None, {}
+        for member in tar:
+            if not member.isfile():
+                continue
+            name = member.name.rsplit("/", 1)[-1]
+            stem, dot, suffix = name.partition(".")
+            if not dot or name.startswith("."):
+                continue
+            if stem != key:
+                if key is not None:
+                    yield key, files
+                key, files = stem, {}
+            files[suffix.lower()] = tar.extractfile(member).read()
+        if key is not None:
+            yield key, files
+
+
+def _missing(files: dict[str, bytes]) -> str | None:
+    if not any(s in files for s in IMAGE_SUFFIXES):
+        return f"no image (.{'/.'.join(IMAGE_SUFFIXES)})"
+    if "txt" not in files:
+        return "no .txt caption"
+    return None
+
+
+def _shuffled(samples: Iterable[RawSample], size: int, rng: random.Random) -> Iterator[RawSample]:
+    """Samples in a locally shuffled order: each is swapped into a buffer of `size` for a random earlier one."""
+    if size <= 1:
+        yield from samples
+        return
+    buffer: list[RawSample] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        i = rng.randrange(size)
+        yield buffer[i]
+        buffer[i] = sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+# ---------------------------------------------------------------- training batches
+def shard_batches(urls: str, *, transform: Transform, tokenize_fn: Callable[[list[str]], torch.Tensor],
+                  batch_size: int, workers: int, seed: int, resampled: bool = False,
+                  samples_per_epoch: int | None = None
+                  ) -> Callable[[int, Process], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """The `train.Batches` factory for shards: endless (images, token ids) batches of this process's share of
+    `batch_size`. Partial batches at the end of a worker's epoch are dropped. As with `loader_batches`, a resumed
+    run reshuffles from (seed, start step) rather than replaying the exact data position."""
+
+    def batches(start: int, process: Process) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        dataset = ShardDataset(urls, transform=transform, tokenize_fn=tokenize_fn, seed=seed * 100_003 + start,
+                               rank=process.rank, world_size=process.world_size, resampled=resampled,
+                               samples_per_epoch=samples_per_epoch)
+        share = batch_size // process.world_size
+        loader = DataLoader(dataset, batch_size=share, num_workers=workers, collate_fn=collate_skip_bad,
+                            drop_last=True)
+        epoch = 0
+        while True:
+            dataset.set_epoch(epoch)  # before the workers are started, so their copies see it
+            n = 0
+            try:
+                for batch in loader:
+                    if batch is not None and len(batch[0]) >= 2:
+                        n += 1
+                        yield batch
+            except DataError as e:
+                # From a worker, DataLoader appends the worker's traceback; the last line is the message.
+                raise DataError(str(e).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.DataError: ")
+                                ) from None
+            if n == 0:
+                raise DataError(f"the shards {urls} gave process {process.rank} no batch of {share} readable "
+                                "samples in an epoch (see the warnings above for unreadable shards): write more or "
+                                "smaller shards, or lower --batch-size or --workers (each worker reads whole shards)")
+            epoch += 1
+
+    return batches
+
+
+# ---------------------------------------------------------------- writing
+ImageSource = Image.Image | bytes | str | os.PathLike
+
+
+def write_shards(samples: Iterable[tuple[ImageSource, str, dict[str, Any]]], out_dir: str | os.PathLike, *,
+                 samples_per_shard: int = 1000, prefix: str = "shard") -> list[Path]:
+    """Write (image, caption, metadata) samples into `out_dir/prefix-00000.tar`, ... and return the shard paths.
+
+    A PIL image is stored as PNG; bytes keep their format (sniffed); a file path keeps its bytes and extension.
+    Keys are the sample's index, zero-padded to 9 digits. Each shard is written to a temporary file and renamed
+    when complete, so a reader never sees a partial shard.
+    """
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    tar, tmp = None, None
+    try:
+        for index, (image, caption, extra) in enumerate(samples):
+            if index % samples_per_shard == 0:
+                if tar is not None:
+                    _finish(tar, tmp, paths[-1])
+                paths.append(out / f"{prefix}-{len(paths):05d}.tar")
+                tmp = paths[-1].with_name(f".{paths[-1].name}.{os.getpid()}.tmp")
+                tar = tarfile.open(tmp, "w")
+            key = f"{index:09d}"
+            data, suffix = _image_bytes(image)
+            _add(tar, f"{key}.{suffix}", data)
+            _add(tar, f"{key}.txt", caption.encode("utf-8"))
+            _add(tar, f"{key}.json", json.dumps({"key": key, "caption": caption, **extra}).encode("utf-8"))
+        if tar is not None:
+            _finish(tar, tmp, paths[-1])
+            tar = None
+    finally:
+        if tar is not None:
+            tar.close()
+            tmp.unlink(missing_ok=True)
+    return paths
+
+
+def _finish(tar: tarfile.TarFile, tmp: Path, path: Path) -> None:
+    tar.close()
+    os.replace(tmp, path)
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644  # mtime 0: the same samples give byte-identical shards
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _image_bytes(image: ImageSource) -> tuple[bytes, str]:
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue(), "png"
+    if isinstance(image, bytes):
+        with Image.open(io.BytesIO(image)) as opened:  # reads the header only
+            fmt = (opened.format or "").lower()
+        suffix = {"jpeg": "jpg"}.get(fmt, fmt)
+        if suffix not in IMAGE_SUFFIXES:
+            raise ValueError(f"image bytes in {fmt or 'an unknown'} format; shards hold "
+                             f"{', '.join(IMAGE_SUFFIXES)} (pass a PIL image to store it as PNG)")
+        return image, suffix
+    path = Path(image)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in IMAGE_SUFFIXES:
+        with Image.open(path) as opened:
+            return _image_bytes(opened.copy())
+    return path.read_bytes(), suffix

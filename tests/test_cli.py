@@ -136,3 +136,21 @@ def test_a_fresh_run_refuses_to_overwrite_earlier_checkpoints(trained_run: Path)
     result = run_cli("train", "--model", "RN-Tiny", "--steps", "1", "--output-dir", str(trained_run))
     assert result.returncode == 2 and "already holds checkpoints" in result.stderr and "--resume" in result.stderr
     assert (trained_run / "checkpoints" / "latest").read_text() == "step_0000040"
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_resume_on_a_csv_continues_bit_identically(workers: str, tmp_path: Path) -> None:
+    data = World(WorldConfig()).export("train", 24, tmp_path / "set") / "captions.csv"
+    common = ["train", "--data", str(data), "--model", "RN-Tiny", "--batch-size", "8", "--warmup-steps", "2",
+              "--workers", workers, "--eval-every", "0", "--quiet", "--steps", "5"]
+    assert cli.main([*common, "--output-dir", str(tmp_path / "straight")]) == 0
+    # Interrupted after step 4 (an epoch is 3 batches, so the resumed run starts inside the second epoch).
+    assert cli.main([*common, "--save-every", "4", "--output-dir", str(tmp_path / "resumed")]) == 0
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    shutil.rmtree(checkpoints / "step_0000005")
+    (checkpoints / "latest").write_text("step_0000004")
+    assert cli.main([*common, "--output-dir", str(tmp_path / "resumed"), "--resume", "latest"]) == 0
+    a, _ = load(tmp_path / "straight")
+    b, _ = load(tmp_path / "resumed")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name

@@ -14,6 +14,7 @@ truncated JPEGs.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -172,13 +173,21 @@ class CsvDataset(_ImageFiles):
         self.captions = [r[caption_key] for r in rows]
         self.transform = transform
         self.tokenize_fn = tokenize_fn  # list[str] -> (N, context) ids, as clipworks.tokenize
+        # With a seed, a training transform's random crop of sample i in epoch e is drawn from (seed, e, i) alone:
+        # the same crop whichever process or worker loads it, so a resumed run replays its data exactly.
+        self.crop_seed: int | None = None
+        self.epoch = 0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor | str] | None:
         image = self._load(index)
         if image is None:
             return None
         caption = self.captions[index]
-        return self.transform(image), caption if self.tokenize_fn is None else self.tokenize_fn([caption])[0]
+        transform = self.transform
+        if self.crop_seed is not None and getattr(transform, "train", False):
+            generator = torch.Generator().manual_seed(hash((self.crop_seed, self.epoch, index)) & (2**63 - 1))
+            transform = dataclasses.replace(transform, generator=generator)
+        return transform(image), caption if self.tokenize_fn is None else self.tokenize_fn([caption])[0]
 
     def _keep(self, indices: list[int]) -> None:
         super()._keep(indices)

@@ -55,24 +55,32 @@ def world_batches(data: WorldDataset, batch_size: int, seed: int) -> Batches:
     return batches
 
 
-def loader_batches(dataset: torch.utils.data.Dataset, batch_size: int, workers: int, seed: int) -> Batches:
+def loader_batches(dataset: CsvDataset, batch_size: int, workers: int, seed: int) -> Batches:
     """Endless batches from a DataLoader, skipping unreadable images (and batches with fewer than two left); each
-    process reads its own part of the data. A resumed run reshuffles from (seed, start step) rather than replaying
-    the exact data position."""
+    process reads its own part of the data. Batch k is the same whether the run started at 0 or resumed at k: the
+    order of epoch e comes from (seed, e), the first epoch of a resumed run skips the batches already trained on,
+    and random crops are seeded per sample (CsvDataset.crop_seed), not by the loader's RNG."""
+    dataset.crop_seed = seed
 
     def batches(start: int, process: Process) -> Iterator[Batch]:
         sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=process.world_size, rank=process.rank,
-                                                      shuffle=True, seed=seed * 100_003 + start, drop_last=True)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size // process.world_size, sampler=sampler,
-                                             drop_last=True, num_workers=workers, collate_fn=collate_skip_bad,
-                                             persistent_workers=workers > 0)
-        epoch = 0
+                                                      shuffle=True, seed=seed, drop_last=True)
+        share = batch_size // process.world_size
+        per_epoch = len(sampler) // share
+        if per_epoch == 0:
+            raise DataError(f"{len(dataset)} readable samples are fewer than one batch of {batch_size}")
+        epoch, skip = divmod(start, per_epoch)
         while True:
             sampler.set_epoch(epoch)
+            dataset.epoch = epoch  # workers start afresh each epoch and pickle the dataset with this value
+            order = list(sampler)[skip * share:]
+            loader = torch.utils.data.DataLoader(dataset, batch_size=share, sampler=order, drop_last=True,
+                                                 num_workers=workers, collate_fn=collate_skip_bad,
+                                                 generator=torch.Generator().manual_seed(seed))
             for batch in loader:
                 if batch is not None and len(batch[0]) >= 2:
                     yield batch
-            epoch += 1
+            epoch, skip = epoch + 1, 0
 
     return batches
 

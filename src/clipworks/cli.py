@@ -116,7 +116,7 @@ def _cmd_world(args: argparse.Namespace) -> None:
 
 
 def _cmd_shards(args: argparse.Namespace) -> None:
-    from .data import _resolve, check_image, read_table
+    from .data import resolve_path, check_image, read_table
     from .shards import shard_pattern, write_shards
     from .world import World, WorldConfig
 
@@ -135,7 +135,7 @@ def _cmd_shards(args: argparse.Namespace) -> None:
 
         def samples():
             for row in rows:
-                path = _resolve(row[args.image_key], base)
+                path = resolve_path(row[args.image_key], base)
                 if check_image(path) is not None:  # unreadable images are left out and counted, as in training
                     skipped.append(str(path))
                     continue

@@ -156,7 +156,8 @@ class _ImageFiles(Dataset):
         self.paths = [self.paths[i] for i in indices]
 
 
-def _resolve(value: str, base: Path) -> Path:
+def resolve_path(value: str, base: Path) -> Path:
+    """`value` as a path: absolute as given, relative to `base` otherwise (a CSV's own folder)."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
 
@@ -169,7 +170,7 @@ class CsvDataset(_ImageFiles):
                  caption_key: str = "caption", sep: str | None = None, root: str | os.PathLike | None = None) -> None:
         rows = read_table(path, columns=(image_key, caption_key), flags="--image-key/--caption-key", sep=sep)
         base = Path(root) if root is not None else Path(path).parent
-        super().__init__([_resolve(r[image_key], base) for r in rows], source=str(path))
+        super().__init__([resolve_path(r[image_key], base) for r in rows], source=str(path))
         self.captions = [r[caption_key] for r in rows]
         self.transform = transform
         self.tokenize_fn = tokenize_fn  # list[str] -> (N, context) ids, as clipworks.tokenize
@@ -194,7 +195,7 @@ class CsvDataset(_ImageFiles):
         self.captions = [self.captions[i] for i in indices]
 
 
-class _LabelledImages(_ImageFiles):
+class LabelledImages(_ImageFiles):
     """(image tensor, class index) pairs; `classes[i]` is the name of class i."""
 
     def __init__(self, paths: list[Path], labels: list[int], classes: list[str], *, transform: Transform,
@@ -213,7 +214,7 @@ class _LabelledImages(_ImageFiles):
         self.labels = [self.labels[i] for i in indices]
 
 
-class ImageFolderDataset(_LabelledImages):
+class ImageFolderDataset(LabelledImages):
     """root/<class name>/**/<image>: classes are the sub-folder names, sorted. Non-image files are skipped."""
 
     def __init__(self, root: str | os.PathLike, transform: Transform) -> None:
@@ -238,7 +239,7 @@ class ImageFolderDataset(_LabelledImages):
         super().__init__(paths, labels, classes, transform=transform, source=str(root))
 
 
-class LabelCsvDataset(_LabelledImages):
+class LabelCsvDataset(LabelledImages):
     """A CSV/TSV of image path and class name; classes are the sorted distinct labels unless `classes` is given."""
 
     def __init__(self, path: str | os.PathLike, *, transform: Transform, image_key: str = "filepath",
@@ -251,7 +252,7 @@ class LabelCsvDataset(_LabelledImages):
         if unknown:
             raise DataError(f"{path} has labels not among the given classes: {', '.join(unknown[:5])}")
         index = {name: i for i, name in enumerate(names)}
-        super().__init__([_resolve(r[image_key], base) for r in rows], [index[r[label_key]] for r in rows], names,
+        super().__init__([resolve_path(r[image_key], base) for r in rows], [index[r[label_key]] for r in rows], names,
                          transform=transform, source=str(path))
 
 

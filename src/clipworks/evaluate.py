@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoints import WEIGHTS, load, resolve_checkpoint, write_text_atomic
-from .data import DataError, ImageFolderDataset, LabelCsvDataset, _LabelledImages, collate_skip_bad, read_table
+from .data import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
 from .model import CLIP
 from .prompts import DEFAULT_TEMPLATE
 from .retrieval import recall_at_k_chunked
@@ -89,7 +89,7 @@ class FeatureCache:
 class _Indexed(torch.utils.data.Dataset):
     """(image, index) so that the images a loader skipped as unreadable are known."""
 
-    def __init__(self, dataset: _LabelledImages) -> None:
+    def __init__(self, dataset: LabelledImages) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -101,7 +101,7 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def image_features(model: CLIP, dataset: _LabelledImages, *, cache: FeatureCache, checkpoint: str | os.PathLike,
+def image_features(model: CLIP, dataset: LabelledImages, *, cache: FeatureCache, checkpoint: str | os.PathLike,
                    batch_size: int = 64, workers: int = 0, progress: bool = True, desc: str = "images"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, E) L2-normalised float32, kept (N,) indices into `dataset`); unreadable images are left out."""
@@ -137,7 +137,7 @@ def text_features(model: CLIP, texts: Sequence[str], *, batch_size: int = 256) -
 
 # ---------------------------------------------------------------- datasets
 def open_labelled(data: str | os.PathLike, transform: Any, classnames: Sequence[str] | None = None
-                  ) -> _LabelledImages:
+                  ) -> LabelledImages:
     """A folder with one sub-folder per class, or a CSV/TSV of filepath,label (`transform` may be set later).
 
     With `classnames` for a folder: names equal to the folder names (any order) label by name; a list of entirely
@@ -286,7 +286,7 @@ def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_k
     for row in rows:
         index.setdefault(row[image_key], len(index))
     paths = [p if p.is_absolute() else base / p for p in (Path(v).expanduser() for v in index)]
-    dataset = _LabelledImages(paths, list(range(len(paths))), [], transform=preprocess, source=str(data))
+    dataset = LabelledImages(paths, list(range(len(paths))), [], transform=preprocess, source=str(data))
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
     img, kept = image_features(model, dataset, cache=cache, checkpoint=checkpoint, batch_size=batch_size,
                                workers=workers, progress=progress)

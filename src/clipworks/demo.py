@@ -43,7 +43,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, progres
     print(f"clipworks demo: training {cfg.model} from scratch on {cfg.world_samples:,} generated image-caption "
           f"pairs for {cfg.steps} steps (batch {cfg.batch_size}, {cfg.precision}).")
     t0 = time.perf_counter()
-    world, data = world_data(cfg, "train", cfg.world_samples)
+    world, data = world_data(cfg, "train", cfg.world_samples, cfg.model_config())
     heldout = ", ".join(f"{c} {s}" for c, s in world.heldout_pairs)
     print(f"world ready in {time.perf_counter() - t0:.0f}s. Never shown together in training: {heldout}.")
     evaluate = evaluate_world(world, EVAL_SAMPLES)

@@ -24,9 +24,9 @@ from .data import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages
 from .model import CLIP
 from .prompts import DEFAULT_TEMPLATE
 from .retrieval import recall_at_k_chunked
-from .tokenizer import tokenize
 from .zeroshot import (
     confusion_matrix,
+    encode_texts,
     mean_per_class_recall,
     per_class_recall,
     topk_accuracy,
@@ -129,10 +129,7 @@ def image_features(model: CLIP, dataset: LabelledImages, *, cache: FeatureCache,
 @torch.no_grad()
 def text_features(model: CLIP, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
     """(N, E) L2-normalised float32 text embeddings."""
-    device = next(model.parameters()).device
-    tokens = tokenize(list(texts), model.context_length, truncate=True)
-    return torch.cat([model.encode_text(tokens[i:i + batch_size].to(device), normalize=True).float().cpu()
-                      for i in range(0, len(tokens), batch_size)])
+    return encode_texts(model, texts, batch_size=batch_size).float().cpu()
 
 
 # ---------------------------------------------------------------- datasets

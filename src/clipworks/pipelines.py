@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .checkpoints import load
+from .configs import CLIPConfig
 from .data import CsvDataset, DataError, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
 from .model import CLIP
 from .retrieval import recall_at_k
@@ -25,7 +26,7 @@ from .distributed import Process
 from .train import Batch, Batches, TrainConfig, TrainResult, train
 from .transforms import image_transform
 from .world import World, WorldConfig
-from .zeroshot import DEFAULT_TEMPLATES, topk_accuracy, zero_shot_classifier, zero_shot_logits
+from .zeroshot import DEFAULT_TEMPLATES, encode_texts, topk_accuracy, zero_shot_classifier, zero_shot_logits
 
 
 def cache_dir() -> Path:
@@ -85,8 +86,8 @@ def loader_batches(dataset: CsvDataset, batch_size: int, workers: int, seed: int
     return batches
 
 
-def world_data(cfg: TrainConfig, split: str, n: int) -> tuple[World, WorldDataset]:
-    model_cfg = cfg.model_config()  # --init's architecture when fine-tuning
+def world_data(cfg: TrainConfig, split: str, n: int, model_cfg: CLIPConfig) -> tuple[World, WorldDataset]:
+    """The world rendered at `model_cfg`'s image size, captions tokenized to its context length."""
     world = World(WorldConfig(seed=cfg.world_seed, image_size=model_cfg.vision.image_size))
     length = model_cfg.text.context_length
     data = WorldDataset.from_world(world, split, n, lambda caps: tokenize(caps, length, truncate=True),
@@ -120,10 +121,7 @@ def evaluate_world(world: World, n: int = 1000) -> Callable[[CLIP], dict[str, fl
             acc = topk_accuracy(zero_shot_logits(features[task.split], classifier), labels, ks=(1,))
             metrics[f"zeroshot_{name}"] = acc["top1"]
         _, captions, _ = splits["val"]
-        device = next(model.parameters()).device
-        tokens = tokenize(captions, model.context_length, truncate=True)
-        text = torch.cat([model.encode_text(tokens[i:i + 256].to(device), normalize=True).float()
-                          for i in range(0, len(tokens), 256)])
+        text = encode_texts(model, captions).float()
         for key, value in recall_at_k(features["val"] @ text.t(), range(len(captions))).items():
             metrics[key] = value
         return metrics
@@ -155,7 +153,7 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     model_cfg = cfg.model_config()  # --init's architecture when fine-tuning
     length, size = model_cfg.text.context_length, model_cfg.vision.image_size
     if cfg.data == "world":
-        world, data = world_data(cfg, "train", cfg.world_samples)
+        world, data = world_data(cfg, "train", cfg.world_samples, model_cfg)
         batches = world_batches(data, cfg.batch_size, cfg.seed)
         evaluate = evaluate_world(world)
     else:

@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     elif cfg.resume:
         resume_from = resolve_checkpoint(cfg.resume)
     if resume_from is not None:
-        model.load_state_dict(load_model(resume_from, device=device).state_dict())
+        model.load_state_dict(read_checkpoint(resume_from).state)
         state = load_training_state(resume_from)
         if state is None:
             raise ValueError(f"{resume_from} holds weights only, no optimizer state: use --init to fine-tune from it")

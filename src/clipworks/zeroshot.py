@@ -18,6 +18,16 @@ DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
 
 @torch.no_grad()
+def encode_texts(model: CLIP, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
+    """(N, E) L2-normalised text embeddings on the model's device, in its output dtype (bf16 under bf16 autocast),
+    `batch_size` texts at a time."""
+    device = next(model.parameters()).device
+    tokens = tokenize(list(texts), model.context_length, truncate=True)
+    return torch.cat([model.encode_text(tokens[i:i + batch_size].to(device), normalize=True)
+                      for i in range(0, len(tokens), batch_size)])
+
+
+@torch.no_grad()
 def zero_shot_classifier(model: CLIP, classnames: Sequence[str], templates: Sequence[str | Callable[[str], str]]
                          = DEFAULT_TEMPLATES, *, batch_size: int = 256) -> torch.Tensor:
     """(embed_dim, n_classes) classifier weights. A template is a str with one "{}" or a callable name -> prompt."""
@@ -29,10 +39,7 @@ def zero_shot_classifier(model: CLIP, classnames: Sequence[str], templates: Sequ
         if isinstance(t, str) and "{}" not in t:
             raise ValueError(f"template {t!r} has no '{{}}' where the class name goes")
     prompts = [t.format(c) if isinstance(t, str) else t(c) for c in classnames for t in templates]
-    device = next(model.parameters()).device
-    tokens = tokenize(prompts, model.context_length, truncate=True)
-    embeddings = torch.cat([model.encode_text(tokens[i:i + batch_size].to(device), normalize=True)
-                            for i in range(0, len(prompts), batch_size)])  # (C * T, E)
+    embeddings = encode_texts(model, prompts, batch_size=batch_size)  # (C * T, E)
     weights = embeddings.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, E)
     return torch.nn.functional.normalize(weights, dim=-1).t()  # (E, C)
 

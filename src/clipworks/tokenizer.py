@@ -10,7 +10,16 @@ Deliberate differences from the reference:
   its length and suggesting `truncate=True`; it also rejects non-string texts and context lengths below 2.
 - `decode` drops special tokens and trailing zero padding instead of rendering them as `<|endoftext|>` and `!!!`;
   for all other ids it returns the reference's string (each end of word becomes one space).
-- The word cache is a bounded LRU, not an unbounded dict, so tokenizing a large corpus cannot grow memory forever.
+- The caches are bounded (emptied when full), not an unbounded dict, so a large corpus cannot grow memory forever.
+
+Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algorithm, computed with less work.
+- Plain text (printable ASCII without "&", most captions) skips ftfy and HTML unescaping, which provably leave it
+  unchanged: ftfy's encoding fixer returns ASCII text as is, its other fixers touch only non-ASCII characters,
+  control characters and HTML entities, and NFC is the identity on ASCII. Cleaning is then `lower().split()`.
+- Cleaned text is cut at its spaces into chunks, and each chunk's ids are cached. No branch of the split pattern
+  matches a space, so the words of a text are the words of its chunks in order, and a cache hit skips the
+  split pattern, the byte mapping and BPE at once.
+- `tokenize` fills its (N, context_length) tensor from one flat array instead of row by row.
 """
 
 from __future__ import annotations
@@ -19,9 +28,12 @@ import functools
 import gzip
 import html
 import importlib.resources
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 
 import ftfy
+import numpy as np
 import regex
 import torch
 
@@ -37,6 +49,11 @@ END_OF_WORD = "</w>"
 _WORD_PATTERN = regex.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
     regex.IGNORECASE,
+)
+# The same pattern for lowercase ASCII text, where it needs no unicode classes: \p{L} is a-z, \p{N} is 0-9, \s is
+# the six characters below, and case folding adds nothing (no uppercase is left). Python's `re` runs it 2-3x faster.
+_ASCII_WORD_PATTERN = re.compile(
+    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\t\n\x0b\x0c\r a-z0-9]+"""
 )
 _WHITESPACE = regex.compile(r"\s+")
 
@@ -60,11 +77,36 @@ def clean(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip().lower()
 
 
+def chunks(text: str) -> list[str]:
+    """The pieces of `clean(text)` between its spaces (an empty piece has no words)."""
+    if text.isascii() and text.isprintable() and "&" not in text:
+        # Plain text: ftfy and html.unescape return it unchanged, and its only whitespace is " ".
+        return text.lower().split()
+    return clean(text).split(" ")
+
+
+class _Memo(dict):
+    """A dict that computes a missing value with `compute` and stores it, emptied when it reaches `size` entries.
+
+    Lookups that hit run entirely in C (`dict.__getitem__`), which is what makes the cached paths fast.
+    """
+
+    def __init__(self, compute: Callable[[str], tuple[int, ...]], size: int) -> None:
+        super().__init__()
+        self._compute, self._size = compute, size
+
+    def __missing__(self, key: str) -> tuple[int, ...]:
+        if len(self) >= self._size:
+            self.clear()
+        value = self[key] = self._compute(key)
+        return value
+
+
 class Tokenizer:
     """Byte-level BPE with OpenAI CLIP's vocabulary; ids are identical to `clip.simple_tokenizer.SimpleTokenizer`."""
 
     def __init__(self, *, cache_size: int = 1 << 16) -> None:
-        """Load the merges shipped as package data; `cache_size` words keep their BPE result (LRU)."""
+        """Load the merges shipped as package data; up to `cache_size` words and chunks keep their ids."""
         self._byte_to_symbol = byte_symbols()
         symbols = list(self._byte_to_symbol.values())
         # The first line is a header; only the first NUM_MERGES merges were used to train CLIP.
@@ -83,7 +125,8 @@ class Tokenizer:
             for token in vocab[: -len(self._special)]
         ] + [b""] * len(self._special)
 
-        self._word_ids = functools.lru_cache(maxsize=cache_size)(self._bpe)
+        self._word_ids = _Memo(self._bpe, cache_size)
+        self._chunk_ids = _Memo(self._encode_chunk, cache_size)
 
     @staticmethod
     def _read_vocab() -> bytes:
@@ -106,14 +149,34 @@ class Tokenizer:
 
         A literal "<|startoftext|>" or "<|endoftext|>" in the text becomes the special id, as in the reference.
         """
+        return self.encode_batch((text,))[0]
+
+    def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
+        """`encode` of each text."""
+        chunk_ids = self._chunk_ids
+        batch = []
+        for text in texts:
+            ids: list[int] = []
+            for chunk in chunks(text):
+                ids += chunk_ids[chunk]  # a cache hit costs one dict lookup
+            batch.append(ids)
+        return batch
+
+    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
+        """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order."""
+        word_ids = self._word_ids
         ids: list[int] = []
-        for word in _WORD_PATTERN.findall(clean(text)):
-            special = self._special.get(word)
-            ids.extend((special,) if special is not None else self._word_ids(word))
-        return ids
+        for word in (_ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN).findall(chunk):
+            ids += word_ids[word]
+        return tuple(ids)
 
     def _bpe(self, word: str) -> tuple[int, ...]:
-        """Apply the ranked merges to one word's bytes; the last symbol carries the end-of-word marker."""
+        """Apply the ranked merges to one word's bytes; the last symbol carries the end-of-word marker.
+
+        The words "<|startoftext|>" and "<|endoftext|>" are the special ids instead, as in the reference.
+        """
+        if word in self._special:
+            return (self._special[word],)
         parts = [self._byte_to_symbol[b] for b in word.encode("utf-8")]
         parts[-1] += END_OF_WORD
         while len(parts) > 1:
@@ -177,21 +240,29 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77, *, truncate: 
                             f"{type(text).__name__}: {text!r:.60}")
 
     tokenizer = get_tokenizer()
-    sot, eot = tokenizer.sot_token_id, tokenizer.eot_token_id
-    result = torch.zeros(len(texts), context_length, dtype=torch.long)  # (N, context_length), 0 is padding
-    for i, text in enumerate(texts):
-        ids = [sot, *tokenizer.encode(text), eot]
-        if len(ids) > context_length:
+    rows = tokenizer.encode_batch(texts)
+    room = context_length - 2  # ids between the start and end tokens
+    for i, ids in enumerate(rows):
+        if len(ids) > room:
             if not truncate:
+                text = texts[i]
                 preview = text if len(text) <= 50 else text[:50] + "..."
                 raise ValueError(
-                    f"texts[{i}] ({preview!r}) is {len(ids)} tokens long including start and end tokens, "
+                    f"texts[{i}] ({preview!r}) is {len(ids) + 2} tokens long including start and end tokens, "
                     f"more than context_length={context_length}; pass truncate=True to cut it to "
                     f"{context_length} tokens ending in <|endoftext|>, or shorten the text"
                 )
-            ids = ids[: context_length - 1] + [eot]
-        result[i, : len(ids)] = torch.tensor(ids)
-    return result
+            rows[i] = ids[:room]
+
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # (N,)
+    result = np.zeros((len(rows), context_length), dtype=np.int64)  # (N, context_length), 0 is padding
+    result[:, 0] = tokenizer.sot_token_id
+    result[np.arange(len(rows)), lengths + 1] = tokenizer.eot_token_id
+    # Row-major boolean indexing visits positions 1..length of row 0, then of row 1, ...: the order of `flat`.
+    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    position = np.arange(context_length)  # (context_length,)
+    result[(position >= 1) & (position <= lengths[:, None])] = flat
+    return torch.from_numpy(result)
 
 
 def decode(ids: Iterable[int] | torch.Tensor) -> str:

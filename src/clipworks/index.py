@@ -1,0 +1,390 @@
+"""A searchable index of an image collection: CLIP image embeddings in faiss, metadata in a SQLite sidecar.
+
+Search by text or image is CLIP's retrieval (Radford et al. 2021, Sec. 3.1.5 and Table 13) turned into a tool:
+embed every image once, then rank them by cosine similarity (inner product of L2-normalised embeddings) to the
+embedding of a query text or image.
+
+An index directory holds
+    items.sqlite   every image's path, caption, size, embedding and thumbnail (`store.py`); the source of truth
+    index.faiss    the vectors in faiss, keyed by the items' ids; derived from items.sqlite
+    index.json     the faiss kind and parameters, the store version index.faiss was built from, the checkpoint
+Building is incremental and resumable by the same mechanism: images are embedded in chunks, each committed to
+items.sqlite in one transaction, and an image whose (path, size, mtime) is already there is not embedded again. So a
+second build embeds only new or changed files, and a build killed halfway resumes where its last chunk ended.
+index.faiss and index.json are rewritten (atomically) at the end; if they are stale on load (a build was killed
+after a commit), the faiss index is rebuilt from the store.
+
+Index kinds: "flat" (exact inner product, the default), "ivf" (inverted lists: k-means cells, `nprobe` of them
+searched) and "hnsw" (a graph, `ef_search` candidates). Their measured recall@10 and speed are in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .checkpoints import load
+from .model import CLIP
+from .sources import Item, list_items, read_image
+from .store import Record, Store, Entry
+from .zeroshot import encode_texts
+
+MANIFEST = "index.json"
+FAISS_FILE = "index.faiss"
+KINDS = ("flat", "ivf", "hnsw")
+THUMBNAIL_SIZE = 256  # longer side of stored thumbnails, in pixels
+SERVE_EXTRA = "pip install 'clipworks[serve]'"
+
+
+class SearchIndexError(ValueError):
+    """An index directory or source that cannot be used as given; the message says what to do."""
+
+
+def import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise SearchIndexError(f"search indexes need faiss, which is not installed: {SERVE_EXTRA}") from None
+    return faiss
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which faiss index holds the vectors."""
+
+    kind: str = "flat"  # flat (exact) | ivf | hnsw (approximate)
+    nlist: int | None = None  # ivf: number of k-means cells; None = 4 * sqrt(N), at least 39 vectors per cell
+    nprobe: int = 32  # ivf: cells searched per query
+    hnsw_m: int = 32  # hnsw: graph neighbours per vector
+    ef_search: int = 128  # hnsw: candidate list length per query
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SearchIndexError(f"unknown index kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        for name in ("nprobe", "hnsw_m", "ef_search") + (("nlist",) if self.nlist is not None else ()):
+            if getattr(self, name) < 1:
+                raise SearchIndexError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def make_faiss_index(spec: IndexSpec, ids: np.ndarray, vectors: np.ndarray) -> Any:
+    """A faiss index of `vectors` (N, D) float32, L2-normalised, searched by inner product, returning `ids`."""
+    faiss = import_faiss()
+    dim = vectors.shape[1]
+    if spec.kind == "ivf" and len(vectors):
+        nlist = spec.nlist or max(1, min(round(4 * math.sqrt(len(vectors))), len(vectors) // 39))
+        index = faiss.index_factory(dim, f"IVF{min(nlist, len(vectors))},Flat", faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = spec.nprobe
+    elif spec.kind == "hnsw":
+        index = faiss.index_factory(dim, f"IDMap2,HNSW{spec.hnsw_m}", faiss.METRIC_INNER_PRODUCT)
+    else:  # flat, or an empty ivf (nothing to train cells on yet)
+        index = faiss.index_factory(dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
+    if len(vectors):
+        index.add_with_ids(vectors, ids)
+    _set_search_parameters(index, spec)
+    return index
+
+
+def _set_search_parameters(index: Any, spec: IndexSpec) -> None:
+    faiss = import_faiss()
+    if spec.kind == "hnsw":
+        faiss.ParameterSpace().set_index_parameter(index, "efSearch", spec.ef_search)
+    elif spec.kind == "ivf" and hasattr(index, "nprobe"):
+        index.nprobe = spec.nprobe
+
+
+def model_fingerprint(model: CLIP) -> str:
+    """A hash of the weights: the same model gives the same key whatever its file format or path."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the item's id, its cosine similarity to the query, and its metadata."""
+
+    id: int
+    score: float
+    path: str
+    caption: str
+    size: int
+    width: int
+    height: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BuildReport:
+    embedded: int = 0  # images embedded by this run (new or changed)
+    unchanged: int = 0  # already in the index with the same size and mtime
+    removed: int = 0  # in the index from this source, but no longer in it
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of unreadable images met now
+
+
+class _Embeddable(torch.utils.data.Dataset):
+    """(index, pixels, thumbnail JPEG, width, height) per item, or (index, reason) for an unreadable one."""
+
+    def __init__(self, items: list[Item], transform: Any) -> None:
+        self.items, self.transform = items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple:
+        try:
+            image = read_image(self.items[i])
+            pixels = self.transform(image)
+            thumb = image.convert("RGB")
+            thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            buffer = io.BytesIO()
+            thumb.save(buffer, "JPEG", quality=85)
+        except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
+            return i, f"{type(e).__name__}: {e}"
+        return i, pixels, buffer.getvalue(), image.width, image.height
+
+
+def _keep_list(batch: list) -> list:
+    return batch
+
+
+class Index:
+    """A search index directory: `Index.build(src, checkpoint=..., out=...)`, then `search("a red car", k=10)`.
+
+    `Index.load(dir)` opens an existing one; the model is loaded on the first text or image query (from the
+    checkpoint the index was built with, or the one given).
+    """
+
+    def __init__(self, directory: str | Path, *, checkpoint: str | Path | None = None, spec: IndexSpec | None = None,
+                 device: str = "cpu") -> None:
+        self.directory = Path(directory)
+        self.store = Store(self.directory)
+        manifest = self._read_manifest()
+        self.spec = spec or IndexSpec(**manifest.get("spec", {}))
+        self.checkpoint = str(checkpoint) if checkpoint is not None else self.store.get_meta("checkpoint")
+        self.device = device
+        self._model: CLIP | None = None
+        self._preprocess: Any = None
+        self._faiss: Any = None
+        if manifest and (self.directory / FAISS_FILE).is_file() and manifest.get("version") == self.store.version:
+            self._faiss = import_faiss().read_index(str(self.directory / FAISS_FILE))
+            _set_search_parameters(self._faiss, self.spec)
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def load(cls, directory: str | Path, *, checkpoint: str | Path | None = None, device: str = "cpu") -> Index:
+        """Open an index directory `build` wrote. A stale faiss file (a build stopped early) is rebuilt in memory."""
+        directory = Path(directory)
+        if not (directory / MANIFEST).is_file() and not (directory / "items.sqlite").is_file():
+            raise SearchIndexError(f"{directory} is not a search index (no {MANIFEST}); create one with "
+                                   "`clipworks index build SRC --checkpoint CKPT --out DIR`")
+        return cls(directory, checkpoint=checkpoint, device=device)
+
+    @classmethod
+    def build(cls, source: str | Path, *, checkpoint: str | Path, out: str | Path, spec: IndexSpec | None = None,
+              batch_size: int = 64, workers: int = 0, bf16: bool = False, device: str = "cpu",
+              image_key: str = "filepath", caption_key: str = "caption", chunk: int = 1024,
+              progress: bool = True) -> tuple[Index, BuildReport]:
+        """Create or update the index at `out` from `source` (image folder, CSV or shards) and save it.
+
+        Incremental: only new or changed images are embedded; images of `source` that are gone are dropped.
+        """
+        index = cls(out, checkpoint=checkpoint, spec=spec, device=device)
+        report = index.add(source, batch_size=batch_size, workers=workers, bf16=bf16, image_key=image_key,
+                           caption_key=caption_key, chunk=chunk, progress=progress, prune=True)
+        index.save()
+        return index, report
+
+    # ---------------------------------------------------------------- the model
+    @property
+    def model(self) -> CLIP:
+        if self._model is None:
+            if self.checkpoint is None:
+                raise SearchIndexError(f"{self.directory} records no checkpoint; pass the one it was built with")
+            model, self._preprocess = load(self.checkpoint, device=self.device)
+            fingerprint, stored = model_fingerprint(model), self.store.get_meta("fingerprint")
+            if stored is not None and stored != fingerprint:
+                raise SearchIndexError(f"{self.checkpoint} is not the model {self.directory} was built with "
+                                       f"({self.store.get_meta('checkpoint')}); its embeddings are not comparable. "
+                                       "Use that checkpoint, or build a new index with --out")
+            self.store.set_meta("fingerprint", fingerprint)
+            self.store.set_meta("checkpoint", str(Path(self.checkpoint).resolve()))
+            self.store.set_meta("embed_dim", str(model.config.embed_dim))
+            self._model = model
+        return self._model
+
+    @property
+    def preprocess(self) -> Any:
+        self.model  # noqa: B018 -- loads the model and its preprocessing
+        return self._preprocess
+
+    @property
+    def embed_dim(self) -> int:
+        stored = self.store.get_meta("embed_dim")
+        return int(stored) if stored is not None else self.model.config.embed_dim
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # ---------------------------------------------------------------- adding images
+    @torch.no_grad()
+    def add(self, source: str | Path, *, batch_size: int = 64, workers: int = 0, bf16: bool = False,
+            image_key: str = "filepath", caption_key: str = "caption", chunk: int = 1024, progress: bool = True,
+            prune: bool = False) -> BuildReport:
+        """Embed the new or changed images of `source`, committing every `chunk` images. `prune`: also drop the
+        images that came from `source` before and are no longer in it. Call `save()` to write the faiss file."""
+        from tqdm import tqdm
+
+        items, source_key = list_items(source, image_key=image_key, caption_key=caption_key)
+        model = self.model
+        states = self.store.states()
+        report = BuildReport()
+        todo = []
+        for item in items:
+            if states.get(item.path) == (item.size, item.mtime_ns):
+                report.unchanged += 1
+            else:
+                todo.append(item)
+        if prune:
+            gone = self.store.paths_of(source_key) - {item.path for item in items}
+            report.removed = self.store.remove(gone) if gone else 0
+        loader = torch.utils.data.DataLoader(_Embeddable(todo, self.preprocess), batch_size=batch_size,
+                                             num_workers=workers, collate_fn=_keep_list)
+        records: list[Record] = []
+        bad: list[tuple[str, str, int, int, str]] = []
+        bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress or not todo)
+        for batch in loader:
+            good = [b for b in batch if len(b) == 5]
+            for i, reason in (b for b in batch if len(b) == 2):
+                item = todo[i]
+                bad.append((item.path, source_key, item.size, item.mtime_ns, reason))
+                report.skipped.append((item.path, reason))
+            if good:
+                pixels = torch.stack([b[1] for b in good]).to(self.device)
+                with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=bf16):
+                    vectors = model.encode_image(pixels, normalize=True).float().cpu().numpy()
+                for (i, _, thumb, width, height), vector in zip(good, vectors):
+                    item = todo[i]
+                    records.append(Record(item.path, source_key, item.caption, item.size, item.mtime_ns, width,
+                                          height, vector, thumb))
+            bar.update(len(batch))
+            if len(records) + len(bad) >= chunk:
+                self.store.put(records, bad)  # one transaction: a crash after it keeps these
+                report.embedded += len(records)
+                records, bad = [], []
+        self.store.put(records, bad)
+        report.embedded += len(records)
+        bar.close()
+        if len(items) and len(report.skipped) == len(todo) == len(items):
+            raise SearchIndexError(f"none of the {len(items)} images in {source} could be read, e.g. "
+                                   f"{report.skipped[0][0]} ({report.skipped[0][1]})")
+        self._faiss = None  # rebuilt from the store on the next search or save
+        return report
+
+    # ---------------------------------------------------------------- faiss and saving
+    @property
+    def faiss_index(self) -> Any:
+        if self._faiss is None:
+            ids, vectors = self.store.vectors(self.embed_dim)
+            self._faiss = make_faiss_index(self.spec, ids, vectors)
+        return self._faiss
+
+    def save(self) -> None:
+        """Write index.faiss and index.json atomically (the store is already committed)."""
+        faiss = import_faiss()
+        version = self.store.version
+        manifest = {"format": 1, "spec": self.spec.__dict__, "version": version, "count": len(self.store),
+                    "embed_dim": self.embed_dim, "checkpoint": self.store.get_meta("checkpoint")}
+        _write_atomic(self.directory / FAISS_FILE, lambda tmp: faiss.write_index(self.faiss_index, tmp))
+        _write_atomic(self.directory / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.directory / MANIFEST
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise SearchIndexError(f"{path} is not valid JSON ({e}); delete it to rebuild it from the store") from e
+
+    # ---------------------------------------------------------------- searching
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """(N, E) float32 L2-normalised text embeddings."""
+        return encode_texts(self.model, texts).float().cpu().numpy()
+
+    @torch.no_grad()
+    def encode_image(self, image: Image.Image) -> np.ndarray:
+        """(1, E) float32 L2-normalised embedding of one PIL image, preprocessed as the indexed images were."""
+        pixels = self.preprocess(image).unsqueeze(0).to(self.device)
+        return self.model.encode_image(pixels, normalize=True).float().cpu().numpy()
+
+    def search(self, query: str | Image.Image | np.ndarray, k: int = 10) -> list[Hit]:
+        """The k images most similar to a text, an image or an embedding (E,), best first."""
+        if k < 1:
+            raise SearchIndexError(f"k must be at least 1, got {k}")
+        if isinstance(query, str):
+            vector = self.encode_text([query])
+        elif isinstance(query, Image.Image):
+            vector = self.encode_image(query)
+        else:
+            vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
+            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return self.search_vectors(vector, k)[0]
+
+    def search_vectors(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
+        """Top-k hits for each row of `vectors` (Q, E) float32, L2-normalised."""
+        index = self.faiss_index
+        k = min(k, index.ntotal)
+        if k == 0:
+            return [[] for _ in range(len(vectors))]
+        scores, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        entries = self.store.entries(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        return [[_hit(entries[int(i)], float(s)) for s, i in zip(row_s, row_i) if int(i) in entries]
+                for row_s, row_i in zip(scores, ids)]
+
+    def thumbnail(self, item_id: int) -> bytes | None:
+        return self.store.thumbnail(item_id)
+
+    def describe(self) -> str:
+        return (f"{len(self)} images, {self.spec.kind} index, embed dim {self.embed_dim}"
+                + (f", {self.store.n_skipped()} unreadable skipped" if self.store.n_skipped() else ""))
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """`write(tmp)` to a temporary sibling, then rename it over `path`: readers see the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _hit(entry: Entry, score: float) -> Hit:
+    return Hit(entry.id, score, entry.path, entry.caption, entry.size, entry.width, entry.height)
+
+
+def iter_hits_table(hits: list[Hit]) -> Iterator[str]:
+    """Lines of a plain-text results table."""
+    yield f"{'rank':>4}  {'score':>6}  {'id':>6}  path / caption"
+    for rank, hit in enumerate(hits, 1):
+        yield f"{rank:>4}  {hit.score:>6.3f}  {hit.id:>6}  {hit.path}" + (f"  {hit.caption}" if hit.caption else "")

@@ -1,5 +1,5 @@
 """Two processes under torchrun (gloo, CPU), and K micro-batches (GradCache), train exactly like one process on
-the combined batch."""
+the combined batch; two processes resume their shard streams exactly."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import pytest
 import torch
 
 from clipworks import load
+from clipworks.checkpoints import load_training_state
+from clipworks.shards import shard_pattern, write_shards
+from clipworks.world import World, WorldConfig
 
 ARGS = ["train", "--model", "ViT-Tiny", "--steps", "3", "--batch-size", "8", "--world-samples", "16",
         "--precision", "fp32", "--warmup-steps", "1", "--lr", "1e-3", "--eps", "1e-3", "--eval-every", "0", "--quiet"]
@@ -56,3 +59,24 @@ def test_two_processes_match_one_process_on_the_combined_batch(tmp_path: Path) -
          "--output-dir", str(tmp_path / "two-micro")], tmp_path)
     assert_same_training(tmp_path / "one", tmp_path / "two-micro")
 
+
+
+def test_two_processes_resume_their_shard_streams_exactly(tmp_path: Path) -> None:
+    world = World(WorldConfig(image_size=32))
+    pattern = shard_pattern(write_shards(((s.image, s.caption, {}) for i in range(40)
+                                          for s in [world.sample("train", i)]), tmp_path / "shards",
+                                         samples_per_shard=5))
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    common = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", "train", "--data", pattern,
+              "--model", "ViT-Tiny", "--steps", "5", "--batch-size", "8", "--workers", "1", "--eval-every", "0",
+              "--quiet"]
+    run([*common, "--save-every", "3", "--output-dir", str(tmp_path / "straight")], tmp_path)
+    middle = tmp_path / "straight" / "checkpoints" / "step_0000003"
+    positions = load_training_state(middle)["data_positions"]
+    # 20 samples a process, 4 a step: step 3 is the third batch of epoch 0 on each process.
+    assert positions == [{"epoch": 0, "consumed": [3], "next": 0}] * 2
+    run([*common, "--resume", str(middle), "--output-dir", str(tmp_path / "resumed")], tmp_path)
+    a, _ = load(tmp_path / "straight")
+    b, _ = load(tmp_path / "resumed")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name

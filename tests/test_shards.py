@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from clipworks import cli
@@ -241,3 +242,53 @@ def test_cli_shards_from_the_world_then_train_on_them(tmp_path: Path, capsys: py
                      "--resampled", "--samples-per-epoch", "8", "--eval-every", "0", "--workers", "0",
                      "--output-dir", str(tmp_path / "resampled"), "--quiet"])
     assert code == 0 and (tmp_path / "resampled" / "checkpoints" / "latest").read_text() == "step_0000003"
+
+
+def _uneven_shards(tmp_path: Path) -> str:
+    """World samples in shards of 7, 5, 9, 3, 6 and 4 samples (so DataLoader workers run out at different times),
+    with one undecodable image and one sample without a caption."""
+    members, index = [], 0
+    for shard, size in enumerate((7, 5, 9, 3, 6, 4)):
+        samples = []
+        for _ in range(size):
+            key, sample = f"{index:06d}", WORLD.sample("train", index)
+            buffer = io.BytesIO()
+            sample.image.save(buffer, "PNG")
+            image = b"not a png" if index == 10 else buffer.getvalue()
+            samples += [(f"{key}.png", image)] + ([] if index == 20 else [(f"{key}.txt", sample.caption.encode())])
+            index += 1
+        members.append(_tar(tmp_path / f"u-{shard}.tar", samples))
+    return f"{tmp_path}/u-{{0..5}}.tar"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_resumed_from_its_position_continues_with_exactly_the_same_batches(tmp_path: Path,
+                                                                                     workers: int) -> None:
+    pattern = _uneven_shards(tmp_path)
+    batches = shard_batches(pattern, transform=image_transform(32, train=True),
+                            tokenize_fn=lambda caps: torch.tensor([[len(c), sum(map(ord, c))] for c in caps]),
+                            batch_size=4, workers=workers, seed=3)
+    reference = batches(0, Process())
+    expected = [next(reference) for _ in range(20)]  # 32 good samples: ~8 batches an epoch, so 2+ epochs
+    assert reference.position["epoch"] == 2  # the resumes below start in epochs 0 and 1 and cross epoch ends
+    assert [len(images) for images, _ in expected].count(3) == 3  # each epoch, one batch lost its bad sample
+    for stop in (1, 5, 8, 13):
+        first = batches(0, Process())
+        for _ in range(stop):
+            next(first)
+        resumed = batches(stop, Process(), first.position)
+        for step in range(stop, 20):
+            images, tokens = next(resumed)
+            assert torch.equal(images, expected[step][0]) and torch.equal(tokens, expected[step][1]), (stop, step)
+
+
+def test_training_resumed_from_a_shard_checkpoint_is_bit_identical(tmp_path: Path) -> None:
+    pattern = _uneven_shards(tmp_path)
+    common = ["train", "--data", pattern, "--steps", "6", "--batch-size", "4", "--model", "RN-Tiny", "--lr", "1e-3",
+              "--eval-every", "0", "--workers", "2", "--quiet"]
+    assert cli.main([*common, "--save-every", "3", "--output-dir", str(tmp_path / "straight")]) == 0
+    middle = tmp_path / "straight" / "checkpoints" / "step_0000003"
+    assert cli.main([*common, "--resume", str(middle), "--output-dir", str(tmp_path / "resumed")]) == 0
+    a = load_file(tmp_path / "straight" / "checkpoints" / "step_0000006" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoints" / "step_0000006" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -73,6 +74,15 @@ def all_reduce_mean(value: float, process: Process) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.item() / process.world_size
+
+
+def gather_objects(value: Any, process: Process) -> list[Any]:
+    """Every rank's `value` (picklable), in rank order, on every rank."""
+    if not process.distributed:
+        return [value]
+    values: list[Any] = [None] * process.world_size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def shutdown(process: Process) -> None:

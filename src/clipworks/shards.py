@@ -15,11 +15,16 @@ Splitting (non-resampled): each epoch the shard list is shuffled from (seed, epo
 process r of W takes shards r, r+W, ...; DataLoader worker w of K takes every K-th of those. So every sample is read
 exactly once an epoch across all processes and workers, provided there are at least W * K shards. Resampled mode
 draws shards with replacement forever from a generator seeded by (seed, epoch, rank, worker); `samples_per_epoch`
-(over all processes and workers) then bounds an epoch.
+(over all processes and workers, damaged samples included) then bounds an epoch.
+
+Resume: a reader's sequence of samples, and each sample's random crop, depends only on (seed, epoch, rank, worker),
+so `ShardStream` records how many batches it took from each DataLoader worker and a resumed run's workers pass over
+that many samples undecoded: training continues with exactly the batch that would have come next.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -47,6 +52,7 @@ _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"(\d+)\.\.(\d+)")
 
 RawSample = tuple[str, str, dict[str, bytes]]  # (shard url, key, {suffix: bytes})
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def expand_urls(spec: str) -> list[str]:
@@ -145,10 +151,22 @@ class ShardDataset(IterableDataset):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | str]]:
-        rank, world_size = _process_rank() if self.rank is None or self.world_size is None else (
-            self.rank, self.world_size)
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for item in self.stream(worker, n_workers):
+            if item is not None:
+                yield item
+
+    def stream(self, worker: int, n_workers: int, *, skip: int = 0
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor | str] | None]:
+        """This reader's samples of the epoch in order, None where a complete sample would not decode.
+
+        The sequence (and each sample's random crop, drawn from (seed, epoch, rank, worker, position)) depends only
+        on the seed, the epoch and the reader, so the first `skip` samples can be passed over without decoding
+        them: that is how a resumed run returns to its exact place in the stream.
+        """
+        rank, world_size = _process_rank() if self.rank is None or self.world_size is None else (
+            self.rank, self.world_size)
         slot, n_slots = rank * n_workers + worker, world_size * n_workers  # this reader among all of the job's
         limit = None
         if self.samples_per_epoch is not None:
@@ -172,14 +190,13 @@ class ShardDataset(IterableDataset):
                 log.warning("DataLoader worker %d of process %d has no shard (%d shards, %d processes x %d workers)",
                             worker, rank, len(self.urls), world_size, n_workers)
         rng = random.Random(f"clipworks-shards-buffer:{self.seed}:{self.epoch}:{rank}:{worker}")
-        n_yielded = 0
-        for url, key, files in _shuffled(self._raw_samples(shards, judge_after), self.shuffle_buffer, rng):
-            if limit is not None and n_yielded >= limit:
+        samples = _shuffled(self._raw_samples(shards, judge_after), self.shuffle_buffer, rng)
+        for position, (url, key, files) in enumerate(samples):
+            if limit is not None and position >= limit:
                 return
-            item = self._decode(url, key, files)
-            if item is not None:
-                n_yielded += 1
-                yield item
+            if position >= skip:
+                crop = hash((self.seed, self.epoch, rank, worker, position)) & (2**63 - 1)
+                yield self._decode(url, key, files, crop)
 
     # ---------------------------------------------------------------- reading
     def _raw_samples(self, shards: Iterable[str], judge_after: int | None) -> Iterator[RawSample]:
@@ -214,13 +231,18 @@ class ShardDataset(IterableDataset):
                                 "the --data pattern and that the files are tar archives (clipworks shards writes "
                                 "them).")
 
-    def _decode(self, url: str, key: str, files: dict[str, bytes]) -> tuple[torch.Tensor, torch.Tensor | str] | None:
+    def _decode(self, url: str, key: str, files: dict[str, bytes], crop_seed: int
+                ) -> tuple[torch.Tensor, torch.Tensor | str] | None:
         suffix = next(s for s in IMAGE_SUFFIXES if s in files)
         self.n_seen += 1
+        transform = self.transform
+        if dataclasses.is_dataclass(transform) and getattr(transform, "train", False):
+            # A random crop drawn from the sample's place in the stream, not from the worker's RNG.
+            transform = dataclasses.replace(transform, generator=torch.Generator().manual_seed(crop_seed))
         try:
             with Image.open(io.BytesIO(files[suffix])) as image:
                 image.load()
-                pixels = self.transform(image)
+                pixels = transform(image)
             caption = files["txt"].decode("utf-8").strip()
         except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
             why = "not an image" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}"
@@ -285,39 +307,117 @@ def _shuffled(samples: Iterable[RawSample], size: int, rng: random.Random) -> It
 
 
 # ---------------------------------------------------------------- training batches
+def _identity(item: Any) -> Any:
+    return item
+
+
+class _WorkerBatches(IterableDataset):
+    """Each DataLoader worker's part of the epoch as batches: every `share` consecutive samples of its stream,
+    collated without the bad ones, as (worker, batch, False); then (worker, None, True) marks its end. A partial
+    last batch is dropped. `skip[w]` batches of worker w are passed over without decoding (a resumed epoch)."""
+
+    def __init__(self, dataset: ShardDataset, share: int) -> None:
+        self.dataset, self.share = dataset, share
+        self.skip: list[int] = []
+
+    def __iter__(self) -> Iterator[tuple[int, Batch | None, bool]]:
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        skip = self.skip[worker] * self.share if self.skip else 0
+        chunk: list[Any] = []
+        for item in self.dataset.stream(worker, n_workers, skip=skip):
+            chunk.append(item)
+            if len(chunk) == self.share:
+                yield worker, collate_skip_bad(chunk), False
+                chunk = []
+        yield worker, None, True
+
+
+class ShardStream:
+    """Endless batches of one process from tar shards, with `position`: where in the stream the last batch came
+    from, {"epoch", "consumed": batches taken from each DataLoader worker this epoch, "next": the worker whose batch
+    comes next}. Given that position back, a new stream continues with exactly the batch that would have followed.
+
+    Workers' batches are taken in a fixed rotation (0, 1, ..., K-1, 0, ...; a finished worker drops out), whatever
+    order the DataLoader delivers them in, so the sequence depends on the data alone, not on timing.
+    """
+
+    def __init__(self, dataset: ShardDataset, *, share: int, workers: int, position: dict[str, Any] | None,
+                 description: str, rank: int) -> None:
+        self.dataset, self.batched = dataset, _WorkerBatches(dataset, share)
+        self.n_workers = max(workers, 1)
+        self.loader = DataLoader(self.batched, batch_size=None, num_workers=workers, collate_fn=_identity)
+        self.position = position or {"epoch": 0, "consumed": [0] * self.n_workers, "next": 0}
+        self.description, self.rank, self.share = description, rank, share
+        self._batches = self._generate()
+
+    def __iter__(self) -> ShardStream:
+        return self
+
+    def __next__(self) -> Batch:
+        return next(self._batches)
+
+    def _generate(self) -> Iterator[Batch]:
+        epoch, consumed, turn = self.position["epoch"], list(self.position["consumed"]), self.position["next"]
+        while True:
+            fresh = not any(consumed)
+            self.dataset.set_epoch(epoch)  # before the workers start, so their copies see it
+            self.batched.skip = consumed
+            delivered = self._delivered()
+            waiting: list[list[tuple[Batch | None, bool]]] = [[] for _ in range(self.n_workers)]
+            finished: set[int] = set()
+            n = 0
+            while len(finished) < self.n_workers:
+                worker, turn = turn, (turn + 1) % self.n_workers
+                if worker in finished:
+                    continue
+                while not waiting[worker]:
+                    w, batch, end = next(delivered)
+                    waiting[w].append((batch, end))
+                batch, end = waiting[worker].pop(0)
+                if end:
+                    finished.add(worker)
+                    continue
+                consumed[worker] += 1
+                if batch is not None and len(batch[0]) >= 2:
+                    n += 1
+                    self.position = {"epoch": epoch, "consumed": list(consumed), "next": turn}
+                    yield batch
+            if n == 0 and fresh:
+                raise DataError(f"the shards {self.description} gave process {self.rank} no batch of {self.share} "
+                                "readable samples in an epoch (see the warnings above for unreadable shards): write "
+                                "more or smaller shards, or lower --batch-size or --workers (each worker reads whole "
+                                "shards)")
+            epoch, consumed, turn = epoch + 1, [0] * self.n_workers, 0
+
+    def _delivered(self) -> Iterator[tuple[int, Batch | None, bool]]:
+        try:
+            yield from self.loader
+        except DataError as e:
+            # From a worker, DataLoader appends the worker's traceback; the last line is the message.
+            raise DataError(str(e).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.DataError: ")
+                            ) from None
+
+
 def shard_batches(urls: str, *, transform: Transform, tokenize_fn: Callable[[list[str]], torch.Tensor],
                   batch_size: int, workers: int, seed: int, resampled: bool = False,
-                  samples_per_epoch: int | None = None
-                  ) -> Callable[[int, Process], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+                  samples_per_epoch: int | None = None) -> Callable[..., ShardStream]:
     """The `train.Batches` factory for shards: endless (images, token ids) batches of this process's share of
-    `batch_size`. Partial batches at the end of a worker's epoch are dropped. As with `loader_batches`, a resumed
-    run reshuffles from (seed, start step) rather than replaying the exact data position."""
+    `batch_size`, as a `ShardStream`. Given the `position` a stream reported, the new stream resumes exactly there
+    (the same batches, crops included); without one, a run resumed at step k > 0 reshuffles from (seed, k)."""
 
-    def batches(start: int, process: Process) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        dataset = ShardDataset(urls, transform=transform, tokenize_fn=tokenize_fn, seed=seed * 100_003 + start,
+    def batches(start: int, process: Process, position: dict[str, Any] | None = None) -> ShardStream:
+        if position is not None and len(position["consumed"]) != max(workers, 1):
+            log.warning("the checkpoint's data position is for %d DataLoader workers, this run has %d: the data "
+                        "order restarts from (seed, step) instead of the exact position",
+                        len(position["consumed"]), workers)
+            position = None
+        stream_seed = seed if position is not None or start == 0 else seed * 100_003 + start
+        dataset = ShardDataset(urls, transform=transform, tokenize_fn=tokenize_fn, seed=stream_seed,
                                rank=process.rank, world_size=process.world_size, resampled=resampled,
                                samples_per_epoch=samples_per_epoch)
-        share = batch_size // process.world_size
-        loader = DataLoader(dataset, batch_size=share, num_workers=workers, collate_fn=collate_skip_bad,
-                            drop_last=True)
-        epoch = 0
-        while True:
-            dataset.set_epoch(epoch)  # before the workers are started, so their copies see it
-            n = 0
-            try:
-                for batch in loader:
-                    if batch is not None and len(batch[0]) >= 2:
-                        n += 1
-                        yield batch
-            except DataError as e:
-                # From a worker, DataLoader appends the worker's traceback; the last line is the message.
-                raise DataError(str(e).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.DataError: ")
-                                ) from None
-            if n == 0:
-                raise DataError(f"the shards {urls} gave process {process.rank} no batch of {share} readable "
-                                "samples in an epoch (see the warnings above for unreadable shards): write more or "
-                                "smaller shards, or lower --batch-size or --workers (each worker reads whole shards)")
-            epoch += 1
+        return ShardStream(dataset, share=batch_size // process.world_size, workers=workers, position=position,
+                           description=urls, rank=process.rank)
 
     return batches
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .checkpoints import LATEST, load_model, load_training_state, read_checkpoint, remove_stale_temporaries, \
     resolve_checkpoint, save_checkpoint, write_text_atomic
 from .configs import CLIPConfig, get_config
-from .distributed import Process, all_reduce_mean, gather_with_grad, init_process
+from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from .formats import registry_name
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .model import CLIP, create_model
@@ -41,7 +41,9 @@ _ALL_SDPA = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBack
              SDPBackend.MATH]
 Batch = tuple[torch.Tensor, torch.Tensor]  # (images (B, 3, H, W) normalised, token ids (B, L))
 # batches(start_step, process) -> endless iterator of this process's share (batch_size / world_size) of each step.
-Batches = Callable[[int, Process], Iterator[Batch]]
+# An iterator whose place in its data cannot be derived from the step (tar shards) has a `position` attribute; it is
+# saved with each checkpoint and a resumed run calls batches(start_step, process, position).
+Batches = Callable[..., Iterator[Batch]]
 
 
 class _Towers(nn.Module):
@@ -300,7 +302,7 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         towers = DDP(towers, device_ids=None if device.index is None else [device.index])
     optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                  eps=cfg.eps, lr_image_scale=cfg.lr_image_scale, lr_text_scale=cfg.lr_text_scale)
-    start, history, evals = 0, [], []
+    start, history, evals, data_position = 0, [], [], None
     log_file = out / "log.jsonl"
     if process.is_main:
         remove_stale_temporaries(out / "checkpoints")  # what a kill during a save left behind
@@ -322,6 +324,12 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         set_rng_states(state["rng"])
+        positions = state.get("data_positions")
+        if positions is not None and len(positions) == process.world_size:
+            data_position = positions[process.rank]
+        elif positions is not None and process.is_main:
+            print(f"{resume_from} was saved by {len(positions)} processes, this run has {process.world_size}: the "
+                  "data order restarts from (seed, step) instead of the exact position")
         if process.is_main:
             truncate_log(log_file, start)  # steps after the checkpoint are done again
             print(f"resumed from {resume_from} at step {start}")
@@ -337,10 +345,12 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         with log_file.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def checkpoint(step: int) -> Path:
+    def checkpoint(step: int, data_positions: list[Any]) -> Path:
         name = f"step_{step:07d}"
         training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_states(),
                           "scaler": scaler.state_dict()}
+        if any(p is not None for p in data_positions):
+            training_state["data_positions"] = data_positions
         path = save_checkpoint(out / "checkpoints" / name, model, training_state=training_state,
                                metadata={"step": step, "train_config": dataclasses.asdict(cfg)})
         write_text_atomic(out / "checkpoints" / LATEST, name)  # the pointer moves only after the save is complete
@@ -352,7 +362,7 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     loss_fn = local_clip_loss
     if cfg.loss_tile:
         loss_fn = functools.partial(tiled_local_clip_loss, tile=cfg.loss_tile)
-    data = batches(start, process)
+    data = batches(start, process) if data_position is None else batches(start, process, data_position)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and process.is_main), unit="step",
                dynamic_ncols=True)
     path = None
@@ -414,8 +424,10 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
             t_prev = time.perf_counter()  # evaluation time is not training throughput
 
         # ---- checkpoint ----
-        if process.is_main and (done or (cfg.save_every and (step + 1) % cfg.save_every == 0)):
-            path = checkpoint(step + 1)
+        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            positions = gather_objects(getattr(data, "position", None), process)  # every rank's place in its data
+            if process.is_main:
+                path = checkpoint(step + 1, positions)
     bar.close()
     if board is not None:
         board.close()

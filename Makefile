@@ -34,12 +34,14 @@ BENCH := .venv-bench
 $(BENCH)/.installed: pyproject.toml
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BENCH)/bin/pip install --quiet open_clip_torch==3.3.0 transformers -e .
+	$(BENCH)/bin/pip install --quiet open_clip_torch==3.3.0 transformers webdataset -e .
 	$(BENCH)/bin/pip install --quiet --no-deps $(REFERENCE)
 	touch $(BENCH)/.installed
 
 bench: $(BENCH)/.installed
 	$(BENCH)/bin/python bench/compare.py
+	$(BENCH)/bin/python bench/train_step.py
+	$(BENCH)/bin/python bench/data_loading.py
 	$(BENCH)/bin/python bench/loss_memory.py
 
 clean:

@@ -2,21 +2,36 @@
 
 The reference package `clip` does not import here (it needs pkg_resources and torchvision), so its tokenizer
 module, which needs only ftfy and regex, is loaded by file path and `clip.tokenize` is restated below.
+The fast paths (plain text skipping ftfy, ids cached per chunk, the ASCII split pattern, the batch API) are each
+checked against the full computation and the reference, on seeded random text; there are no timing tests.
 """
 
 from __future__ import annotations
 
+import html
 import importlib.resources
 import importlib.util
 import random
+import string
 import sysconfig
 from pathlib import Path
 from types import ModuleType
 
+import ftfy
 import pytest
 import torch
 
-from clipworks.tokenizer import VOCAB_FILE, Tokenizer, decode, get_tokenizer, tokenize
+from clipworks.tokenizer import (
+    _ASCII_WORD_PATTERN,
+    _WORD_PATTERN,
+    VOCAB_FILE,
+    Tokenizer,
+    chunks,
+    clean,
+    decode,
+    get_tokenizer,
+    tokenize,
+)
 
 SOT, EOT = 49406, 49407
 REFERENCE_PATH = Path(sysconfig.get_paths()["purelib"]) / "clip" / "simple_tokenizer.py"
@@ -259,3 +274,124 @@ def test_input_validation() -> None:
     with pytest.raises(ValueError, match="context_length must be at least 2"):
         tokenize("a cat", context_length=1)
     assert tokenize([]).shape == (0, 77)
+
+
+# ---- the fast paths are exact -----------------------------------------------------------------------------------
+# `chunks` skips ftfy and HTML unescaping for plain text, ids are cached per space-separated chunk, and ASCII chunks
+# are split by a `re` pattern: each shortcut is checked against the reference's full computation.
+
+def plain_text(rng: random.Random) -> str:
+    """Printable ASCII without "&", weighted toward what the split pattern treats specially."""
+    pieces = [*string.ascii_letters, *string.digits, *"'<|>!?.,:;-#@$%*()[]{}\"/\\^_`~+=", " ", " ", "  ",
+              "'s", "'T", "'re", "'VE", "'m", "'LL", "'d", "<|startoftext|>", "<|endoftext|>", "<|EndOfText|>",
+              "don't", "O'Neill", "CLIP", "a photo of", "#42", "3.14"]
+    return "".join(rng.choices(pieces, k=rng.randint(0, 40)))
+
+
+def test_plain_text_is_unchanged_by_ftfy_and_html_unescape() -> None:
+    # The premise of the fast path, checked on ftfy itself rather than on our use of it.
+    rng = random.Random(0)
+    texts = [plain_text(rng) for _ in range(3000)] + [chr(c) * 3 for c in range(0x20, 0x7F) if chr(c) != "&"]
+    for text in texts:
+        assert text.isascii() and text.isprintable() and "&" not in text
+        assert ftfy.fix_text(text) == text and html.unescape(text) == text, text
+
+
+def test_chunks_of_plain_text_equal_full_cleaning() -> None:
+    rng = random.Random(1)
+    for text in [plain_text(rng) for _ in range(3000)]:
+        assert " ".join(chunks(text)) == clean(text), text
+
+
+def test_words_of_chunks_are_the_words_of_the_text(corpus: list[str]) -> None:
+    for text in corpus[::3]:
+        cleaned = clean(text)
+        by_chunk = [word for chunk in cleaned.split(" ") for word in _WORD_PATTERN.findall(chunk)]
+        assert by_chunk == _WORD_PATTERN.findall(cleaned), text
+
+
+def test_ascii_split_pattern_equals_the_unicode_one() -> None:
+    alphabet = [chr(c) for c in range(0x21, 0x7F) if not chr(c).isupper()]  # chunks: lowercase, no spaces
+    pairs = [a + b for a in alphabet for b in alphabet]  # every two-character chunk
+    rng = random.Random(2)
+    longer = ["".join(rng.choices(alphabet + ["'s", "'ll", "<|endoftext|>", "<|"], k=rng.randint(1, 30)))
+              for _ in range(5000)]
+    for chunk in alphabet + pairs + longer:
+        assert _ASCII_WORD_PATTERN.findall(chunk) == _WORD_PATTERN.findall(chunk), chunk
+
+
+def test_plain_texts_and_every_ascii_character_match_reference(reference: object) -> None:
+    rng = random.Random(3)
+    texts = [plain_text(rng) for _ in range(3000)]
+    # Each ASCII character (controls, "&", tab, CR included) in context, so both sides of the fast-path test run.
+    texts += [f"A{chr(c)}b c{chr(c)}{chr(c)} {chr(c)}'S &amp;{chr(c)}" for c in range(128)]
+    texts += [f"Tom &{name} Jerry" for name in ("amp;", "amp", "lt;", "#39;", "AMP;", "")] + ["\x1b[31mred\x1b[0m"]
+    tokenizer = Tokenizer()
+    assert tokenizer.encode_batch(texts) == [reference.encode(text) for text in texts]
+
+
+def random_unicode(rng: random.Random) -> str:
+    """Code points from every plane region (surrogates included), mixed with ASCII words and whitespace."""
+    def code_point() -> str:
+        return chr(rng.choice([rng.randrange(0x80), rng.randrange(0x80, 0x800), rng.randrange(0x800, 0x10000),
+                               rng.randrange(0x10000, 0x110000), rng.randrange(0xD800, 0xE000)]))
+    return "".join(rng.choice([code_point, code_point, lambda: " ", lambda: rng.choice(WORDS)])()
+                   for _ in range(rng.randint(0, 25)))
+
+
+def test_random_unicode_matches_reference(reference: object) -> None:
+    rng = random.Random(4)
+    texts = [random_unicode(rng) for _ in range(3000)]
+    ours = Tokenizer().encode_batch(texts)
+    mismatched = [text for text, ids in zip(texts, ours) if ids != reference.encode(text)]
+    assert not mismatched, f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
+
+
+def test_long_words_and_runs_match_reference(reference: object) -> None:
+    texts = ["a" * 5000, "Supercalifragilistic" * 200, "😀" * 300, "猫" * 1000, "0123456789" * 300,
+             "!?" * 2000, "'s" * 500, "<|endoftext|>" * 100, "é" * 2000, "e\u0301" * 500, "Ã©" * 300]
+    tokenizer = Tokenizer()
+    for text in texts:
+        assert tokenizer.encode(text) == reference.encode(text), text[:20]
+        assert tokenize(text, truncate=True).tolist() == reference_tokenize(reference, [text], truncate=True).tolist()
+
+
+def test_contractions_and_case_folding_match_reference(reference: object) -> None:
+    # IGNORECASE lets "'ſ" (long s) and "'K" (Kelvin sign) act as contractions; ASCII chunks take the `re` pattern.
+    texts = ["IT'S", "it'ſ", "we'RE here", "I'M", "they'LL", "he'D", "can'T", "'S'", "x'sy", "'ſ'ſ", "'K",
+             "<|STARTOFTEXT|>a", "a<|endoftext|>b", "<|endoftext|><|endoftext|>", "<|endoftext", "İ'S", "ǅ'S"]
+    tokenizer = Tokenizer()
+    for text in texts:
+        assert tokenizer.encode(text) == reference.encode(text), text
+
+
+def test_batch_api_equals_one_at_a_time(reference: object, corpus: list[str]) -> None:
+    tokenizer = Tokenizer()
+    subset = corpus[::10]
+    batch = tokenizer.encode_batch(subset)
+    flat, lengths = tokenizer.encode_flat(subset)
+    assert batch == [tokenizer.encode(text) for text in subset] == [reference.encode(text) for text in subset]
+    assert lengths == [len(ids) for ids in batch] and flat == [i for ids in batch for i in ids]
+    assert tokenizer.encode_batch([]) == [] and tokenizer.encode_flat(iter(subset[:3]))[1] == lengths[:3]
+
+
+def test_full_caches_are_emptied_and_ids_stay_exact(reference: object, corpus: list[str]) -> None:
+    tokenizer = Tokenizer(cache_size=8)
+    subset = corpus[:300]
+    for _ in range(2):  # the second pass meets whatever the first left in the caches
+        assert tokenizer.encode_batch(subset) == [reference.encode(text) for text in subset]
+    assert len(tokenizer._chunk_ids) <= 8 and len(tokenizer._word_ids) <= 8
+
+
+def test_tokenize_context_lengths_and_truncation_match_reference(reference: object, corpus: list[str]) -> None:
+    subset = corpus[::7]
+    for context_length in (2, 3, 8, 77, 200):
+        ours = tokenize(subset, context_length, truncate=True)
+        assert torch.equal(ours, reference_tokenize(reference, subset, context_length, truncate=True))
+    fits = [text for text in subset if len(reference.encode(text)) + 2 <= 16]
+    assert torch.equal(tokenize(fits, 16), reference_tokenize(reference, fits, 16))
+
+
+def test_too_long_error_names_the_first_too_long_text() -> None:
+    with pytest.raises(ValueError, match=r"texts\[2\] \('b b b b b b'\) is 8 tokens long .* context_length=7"):
+        tokenize(["a", "a a", "b b b b b b", "c " * 50], context_length=7)

@@ -30,7 +30,7 @@ import html
 import importlib.resources
 import re
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
+from itertools import accumulate
 
 import ftfy
 import numpy as np
@@ -149,18 +149,29 @@ class Tokenizer:
 
         A literal "<|startoftext|>" or "<|endoftext|>" in the text becomes the special id, as in the reference.
         """
-        return self.encode_batch((text,))[0]
+        return self.encode_flat((text,))[0]
 
     def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
         """`encode` of each text."""
+        flat, lengths = self.encode_flat(texts)
+        return [flat[end - length : end] for length, end in zip(lengths, accumulate(lengths))]
+
+    def encode_flat(self, texts: Iterable[str]) -> tuple[list[int], list[int]]:
+        """The ids of all texts concatenated, and each text's number of ids: `encode_batch` without a list per text.
+
+        `tokenize` uses this form; it allocates two lists however many texts there are.
+        """
         chunk_ids = self._chunk_ids
-        batch = []
+        cached = chunk_ids.get  # a hit is one dict lookup; `get` skips the subclass's miss dispatch
+        flat: list[int] = []
+        lengths: list[int] = []
         for text in texts:
-            ids: list[int] = []
+            start = len(flat)
             for chunk in chunks(text):
-                ids += chunk_ids[chunk]  # a cache hit costs one dict lookup
-            batch.append(ids)
-        return batch
+                ids = cached(chunk)
+                flat += ids if ids is not None else chunk_ids[chunk]
+            lengths.append(len(flat) - start)
+        return flat, lengths
 
     def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
         """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order."""
@@ -240,28 +251,28 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77, *, truncate: 
                             f"{type(text).__name__}: {text!r:.60}")
 
     tokenizer = get_tokenizer()
-    rows = tokenizer.encode_batch(texts)
-    room = context_length - 2  # ids between the start and end tokens
-    for i, ids in enumerate(rows):
-        if len(ids) > room:
-            if not truncate:
-                text = texts[i]
-                preview = text if len(text) <= 50 else text[:50] + "..."
-                raise ValueError(
-                    f"texts[{i}] ({preview!r}) is {len(ids) + 2} tokens long including start and end tokens, "
-                    f"more than context_length={context_length}; pass truncate=True to cut it to "
-                    f"{context_length} tokens ending in <|endoftext|>, or shorten the text"
-                )
-            rows[i] = ids[:room]
+    flat, counts = tokenizer.encode_flat(texts)
+    lengths = np.array(counts, dtype=np.int64)  # (N,) ids per text, without start and end tokens
+    room = context_length - 2  # ids that fit between the start and end tokens
+    too_long = np.flatnonzero(lengths > room)
+    if len(too_long) and not truncate:
+        i = int(too_long[0])
+        preview = texts[i] if len(texts[i]) <= 50 else texts[i][:50] + "..."
+        raise ValueError(
+            f"texts[{i}] ({preview!r}) is {int(lengths[i]) + 2} tokens long including start and end tokens, "
+            f"more than context_length={context_length}; pass truncate=True to cut it to "
+            f"{context_length} tokens ending in <|endoftext|>, or shorten the text"
+        )
+    kept = np.minimum(lengths, room)  # (N,) truncation keeps each text's first ids
+    starts = np.cumsum(lengths) - lengths  # (N,) where each text's ids begin in `flat`
 
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # (N,)
-    result = np.zeros((len(rows), context_length), dtype=np.int64)  # (N, context_length), 0 is padding
-    result[:, 0] = tokenizer.sot_token_id
-    result[np.arange(len(rows)), lengths + 1] = tokenizer.eot_token_id
-    # Row-major boolean indexing visits positions 1..length of row 0, then of row 1, ...: the order of `flat`.
-    flat = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    # Row i is: start token, flat[starts[i] : starts[i] + kept[i]], end token, zeros.
     position = np.arange(context_length)  # (context_length,)
-    result[(position >= 1) & (position <= lengths[:, None])] = flat
+    body = (position >= 1) & (position <= kept[:, None])  # (N, context_length)
+    result = np.zeros((len(texts), context_length), dtype=np.int64)
+    result[:, 0] = tokenizer.sot_token_id
+    result[np.arange(len(texts)), kept + 1] = tokenizer.eot_token_id
+    result[body] = np.array(flat, dtype=np.int64)[(starts[:, None] + position - 1)[body]]
     return torch.from_numpy(result)
 
 

@@ -43,3 +43,20 @@ def test_bf16_embeddings_stay_close_to_fp32() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             half = model.encode_image(images, normalize=True).float()
     assert torch.nn.functional.cosine_similarity(full, half).min() > 0.999
+
+
+@pytest.mark.parametrize("name", ["ViT-Tiny", "RN-Tiny"])
+def test_a_model_cast_to_bf16_runs_on_cpu_close_to_fp32(name: str) -> None:
+    # Inference with bf16 weights (`load(..., dtype=torch.bfloat16)`) skips autocast's per-call weight casts; its
+    # LayerNorms still compute in fp32.
+    model = create_model(name, seed=0).eval()
+    images = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    tokens = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27] * 4)
+    tokens[:, 2] = torch.tensor([736, 1746, 1901, 3467])
+    with torch.no_grad():
+        full = model.encode_image(images, normalize=True), model.encode_text(tokens, normalize=True)
+        model.to(torch.bfloat16)
+        half = model.encode_image(images, normalize=True), model.encode_text(tokens, normalize=True)
+    assert half[0].dtype == half[1].dtype == torch.bfloat16
+    for f, h in zip(full, half):
+        assert torch.nn.functional.cosine_similarity(f, h.float()).min() > 0.999

@@ -20,10 +20,13 @@ from .configs import Activation
 
 
 class LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in fp32 whatever the input dtype (as OpenAI's), cast back afterwards."""
+    """LayerNorm computed in fp32 whatever the input dtype (as OpenAI's), cast back afterwards. The gain and bias
+    are used in fp32 too, so a model whose weights were cast to bf16/fp16 runs on CPU (which refuses mixed dtypes)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 class QuickGELU(nn.Module):

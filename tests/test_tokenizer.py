@@ -330,6 +330,15 @@ def test_plain_texts_and_every_ascii_character_match_reference(reference: object
     assert tokenizer.encode_batch(texts) == [reference.encode(text) for text in texts]
 
 
+def test_chunks_ending_in_digits_match_reference(reference: object) -> None:
+    # New chunks lose their trailing ASCII digits to a shortcut that skips the split pattern.
+    rng = random.Random(5)
+    heads = ["", "#", "v", "x'", "'s", "a.b", "<|endoftext|>", "<|endoftext", "é", "²", "3.", "$", "'", "٣"]
+    texts = [rng.choice(heads) + rng.choice(heads) + "".join(rng.choices(string.digits, k=rng.randint(1, 6)))
+             for _ in range(2000)]
+    assert Tokenizer().encode_batch(texts) == [reference.encode(text) for text in texts]
+
+
 def random_unicode(rng: random.Random) -> str:
     """Code points from every plane region (surrogates included), mixed with ASCII words and whitespace."""
     def code_point() -> str:

@@ -29,6 +29,7 @@ import gzip
 import html
 import importlib.resources
 import re
+import string
 from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate
 
@@ -177,6 +178,14 @@ class Tokenizer:
         """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order."""
         word_ids = self._word_ids
         ids: list[int] = []
+        if chunk[-1:].isdigit() and chunk.isascii():
+            # Every ASCII digit is a word of its own, so the trailing digits of a new chunk such as "#1873" or "v2"
+            # split off without the pattern, and the rest ("#", "v") is a chunk that is probably cached.
+            head = chunk.rstrip(string.digits)
+            ids += self._chunk_ids[head]
+            for digit in chunk[len(head) :]:
+                ids += word_ids[digit]
+            return tuple(ids)
         for word in (_ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN).findall(chunk):
             ids += word_ids[word]
         return tuple(ids)

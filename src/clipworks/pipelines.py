@@ -12,17 +12,20 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from .checkpoints import load
 from .configs import CLIPConfig
-from .data import CsvDataset, DataError, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
+from .data import CsvDataset, DataError, WorldDataset, collate_skip_bad
 from .model import CLIP
 from .retrieval import recall_at_k
 from .shards import is_shard_spec, shard_batches
 from .tokenizer import tokenize
 from .distributed import Process
+from .evaluate import FeatureCache, image_features, open_labelled
 from .train import Batch, Batches, TrainConfig, TrainResult, train
 from .transforms import image_transform
 from .world import World, WorldConfig
@@ -96,10 +99,17 @@ def world_data(cfg: TrainConfig, split: str, n: int, model_cfg: CLIPConfig) -> t
 
 
 @torch.no_grad()
-def encode_images(model: CLIP, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def encode_images(model: CLIP, images: np.ndarray, batch_size: int = 256, *, desc: str | None = None
+                  ) -> torch.Tensor:
+    """(N, E) L2-normalised float32 embeddings, on the model's device, of uint8 world images (N, H, W, 3), converted a batch at
+    a time; `desc` shows a progress bar."""
+    data = WorldDataset(images, torch.zeros(len(images), 1, dtype=torch.long))
     device = next(model.parameters()).device
-    return torch.cat([model.encode_image(images[i:i + batch_size].to(device), normalize=True).float()
-                      for i in range(0, len(images), batch_size)])
+    chunks = []
+    for i in tqdm(range(0, len(data), batch_size), desc=desc, disable=desc is None, leave=False):
+        pixels = data.batch(range(i, min(i + batch_size, len(data))))[0].to(device)
+        chunks.append(model.encode_image(pixels, normalize=True).float())
+    return torch.cat(chunks)
 
 
 def evaluate_world(world: World, n: int = 1000) -> Callable[[CLIP], dict[str, float]]:
@@ -107,8 +117,7 @@ def evaluate_world(world: World, n: int = 1000) -> Callable[[CLIP], dict[str, fl
     splits = {}
     for split in ("val", "heldout"):
         images, captions, attributes = world.arrays(split, n, cache_dir=cache_dir())
-        splits[split] = (WorldDataset(images, torch.zeros(n, 1, dtype=torch.long)).batch(range(n))[0], captions,
-                         attributes)
+        splits[split] = (images, captions, attributes)
     tasks = world.zero_shot_tasks()
 
     def evaluate(model: CLIP) -> dict[str, float]:
@@ -185,7 +194,9 @@ def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: s
                  top: int = 3, batch_size: int = 64) -> dict[str, Any]:
     """Labels for `images` and/or top-1/top-5 accuracy on a labelled set `data` (class folders or filepath,label CSV).
 
-    Class names come from `classes` (comma-separated), `classes_file` (one per line) or, for `data`, the folder names.
+    Class names come from `classes` (comma-separated), `classes_file` (one per line) or, for `data`, the folder names
+    (read as `clipworks eval zeroshot` reads them). `clipworks eval zeroshot` is the full report (prompt ensembles,
+    per-class recall, confusion matrix, feature cache); this is the quick answer.
     """
     if not data and not images:
         raise ValueError("give image files to label, or --data with a labelled image set")
@@ -197,26 +208,15 @@ def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: s
         names = [line.strip() for line in Path(classes_file).read_text().splitlines() if line.strip()]
     templates = list(templates or DEFAULT_TEMPLATES)
     report: dict[str, Any] = {"checkpoint": str(checkpoint), "templates": templates}
-    if data:
-        if Path(data).is_dir():
-            dataset = ImageFolderDataset(data, preprocess)
-            if names is not None and sorted(names) != dataset.classes:
-                raise DataError(f"the class names do not match the folders of {data}: folders "
-                                f"{', '.join(dataset.classes)}; classes {', '.join(sorted(names))}")
-        else:
-            dataset = LabelCsvDataset(data, transform=preprocess, classes=names)
+    if data:  # the labelled-set reading and image features of `clipworks eval zeroshot`, without its cache
+        dataset = open_labelled(data, preprocess, names)
+        features, kept = image_features(model, dataset, cache=FeatureCache(None), checkpoint=checkpoint,
+                                        batch_size=batch_size, progress=False)
         names = list(dataset.classes)
-        classifier = zero_shot_classifier(model, names, templates)
-        logits, labels = [], []
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skip_bad)
-        for batch in loader:
-            if batch is not None:
-                logits.append(zero_shot_logits(model.encode_image(batch[0]), classifier))
-                labels.append(batch[1])
-        if not logits:
-            raise DataError(f"no readable images in {data}")
-        report.update(n_images=sum(len(x) for x in labels), n_classes=len(names), n_skipped=dataset.n_bad,
-                      accuracy=topk_accuracy(torch.cat(logits), torch.cat(labels), ks=(1, 5)))
+        labels = torch.tensor(dataset.labels)[torch.from_numpy(kept)]
+        logits = zero_shot_logits(torch.from_numpy(features), zero_shot_classifier(model, names, templates).float())
+        report.update(n_images=len(kept), n_classes=len(names), n_skipped=len(dataset) - len(kept),
+                      accuracy=topk_accuracy(logits, labels, ks=(1, 5)))
     if images:
         if not names:
             raise ValueError("labelling images needs class names: pass --classes 'cat,dog' or --classes-file")

@@ -28,10 +28,9 @@ from tqdm import tqdm  # noqa: E402
 
 from . import linear_probe as lp  # noqa: E402
 from .checkpoints import load, resolve_checkpoint, write_text_atomic  # noqa: E402
-from .data import WorldDataset  # noqa: E402
 from .evaluate import FeatureCache, checkpoint_key, default_device, digest, markdown_table  # noqa: E402
 from .model import CLIP  # noqa: E402
-from .pipelines import cache_dir as world_cache_dir  # noqa: E402
+from .pipelines import cache_dir as world_cache_dir, encode_images  # noqa: E402
 from .prompts import DEFAULT_TEMPLATE  # noqa: E402
 from .world import STYLES, World, WorldConfig  # noqa: E402
 from .zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits  # noqa: E402
@@ -50,13 +49,8 @@ def _world_features(model: CLIP, world: World, split: str, n: int, *, checkpoint
     hit = cache.get(key)
     if hit is not None:
         return hit["features"], attributes
-    data = WorldDataset(images, torch.zeros(n, 1, dtype=torch.long))
-    device = next(model.parameters()).device
-    chunks = []
-    for i in tqdm(range(0, n, batch_size), desc=f"{world.config.style} {split}", disable=not progress, leave=False):
-        batch = data.batch(range(i, min(i + batch_size, n)))[0].to(device)
-        chunks.append(model.encode_image(batch, normalize=True).float().cpu())
-    features = torch.cat(chunks).numpy()
+    features = encode_images(model, images, batch_size, desc=f"{world.config.style} {split}" if progress else None
+                             ).cpu().numpy()
     cache.put(key, features=features)
     return features, attributes
 

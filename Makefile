@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # because it declares torchvision, which does not import beside torch 2.13.0.
 REFERENCE := clip-anytorch==2.6.0
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow bench browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/clipworks demo
 
+# The browser test (tests/test_browser.py) drives Debian's headless Chromium through chromium-driver; it is never
+# skipped, so `make test` installs both when missing (apt-get, as root: ~25 s here). Without root this fails loudly.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver for the browser test (apt-get, needs root)"; \
+		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| { echo "error: could not install chromium + chromium-driver; run as root: apt-get install -y chromium chromium-driver" >&2; exit 1; }; \
+	fi
+
 # pytest exits 5 when no test ran; that is a failure here, as any non-zero exit is.
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

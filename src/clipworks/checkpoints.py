@@ -114,10 +114,7 @@ def is_native(path: str | Path) -> bool:
 
 def _read_native(path: Path) -> Checkpoint:
     path = resolve_checkpoint(path)
-    try:
-        config = CLIPConfig.from_dict(json.loads((path / CONFIG).read_text())["model"])
-    except (json.JSONDecodeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: not a clipworks config ({e})") from e
+    config = _read_config(path)
     try:
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError) as e:
@@ -183,6 +180,21 @@ def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_
     else:
         ckpt = read_foreign(path, activation=activation, trust_code=trust_code)
     return resize(ckpt, image_size=image_size, context_length=context_length)
+
+
+def read_config(path: str | Path) -> CLIPConfig:
+    """The architecture of a checkpoint in any supported format: from config.json alone for a clipworks checkpoint
+    (no weights read); other formats infer it from their weights' shapes, so those are read."""
+    if is_native(path):
+        return _read_config(resolve_checkpoint(path))
+    return read_checkpoint(path).config
+
+
+def _read_config(path: Path) -> CLIPConfig:
+    try:
+        return CLIPConfig.from_dict(json.loads((path / CONFIG).read_text())["model"])
+    except (json.JSONDecodeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path / CONFIG}: not a clipworks config ({e})") from e
 
 
 def describe(path: str | Path, ckpt: Checkpoint) -> str:

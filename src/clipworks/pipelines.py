@@ -101,8 +101,8 @@ def world_data(cfg: TrainConfig, split: str, n: int, model_cfg: CLIPConfig) -> t
 @torch.no_grad()
 def encode_images(model: CLIP, images: np.ndarray, batch_size: int = 256, *, desc: str | None = None
                   ) -> torch.Tensor:
-    """(N, E) L2-normalised float32 embeddings, on the model's device, of uint8 world images (N, H, W, 3), converted a batch at
-    a time; `desc` shows a progress bar."""
+    """(N, E) L2-normalised float32 embeddings, on the model's device, of uint8 world images (N, H, W, 3),
+    converted a batch at a time; `desc` shows a progress bar."""
     data = WorldDataset(images, torch.zeros(len(images), 1, dtype=torch.long))
     device = next(model.parameters()).device
     chunks = []

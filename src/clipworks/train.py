@@ -28,8 +28,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from .checkpoints import LATEST, load_model, load_training_state, read_checkpoint, remove_stale_temporaries, \
-    resolve_checkpoint, save_checkpoint, write_text_atomic
+from .checkpoints import LATEST, load_model, load_training_state, read_checkpoint, read_config, \
+    remove_stale_temporaries, resolve_checkpoint, save_checkpoint, write_text_atomic
 from .configs import CLIPConfig, get_config
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from .formats import registry_name
@@ -105,7 +105,7 @@ class TrainConfig:
 
     def model_config(self) -> CLIPConfig:
         """The architecture trained: --init's when given (it overrides --model), else the registry's --model."""
-        return read_checkpoint(self.init).config if self.init else get_config(self.model)
+        return read_config(self.init) if self.init else get_config(self.model)
 
     def validate(self) -> None:
         if not self.init:

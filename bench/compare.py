@@ -9,6 +9,7 @@ Results are appended to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import functools
 import importlib.util
@@ -76,8 +77,19 @@ def models(name: str) -> tuple[torch.nn.Module, clipworks.CLIP]:
     return theirs, ours
 
 
+def bf16_models(name: str, theirs: torch.nn.Module, ours: clipworks.CLIP) -> tuple[torch.nn.Module, clipworks.CLIP]:
+    """The same weights stored in bf16: open_clip's `precision="bf16"`, and ours as `load(..., dtype=bf16)` makes."""
+    theirs_bf16 = open_clip.create_model(f"{name}-quickgelu", pretrained=None, precision="bf16").eval()
+    theirs_bf16.load_state_dict(theirs.state_dict())
+    return theirs_bf16, copy.deepcopy(ours).to(torch.bfloat16)
+
+
 def autocast(bf16: bool) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
+# How each side runs: fp32; bf16 autocast over fp32 weights; weights stored in bf16 (no per-call weight casts).
+MODES = ("fp32", "bf16 autocast", "bf16 weights")
 
 
 @torch.no_grad()
@@ -85,22 +97,26 @@ def image_rows(repeats: int, peaks: dict[str, float]) -> list[str]:
     rows = []
     for name in ("ViT-B-32", "RN50"):
         theirs, ours = models(name)
+        theirs_bf16, ours_bf16 = bf16_models(name, theirs, ours)
         for batch in (1, 32):
             x = torch.randn(batch, 3, 224, 224)
-            for bf16 in (False, True):
+            for mode in MODES:
+                their_model, our_model = (theirs_bf16, ours_bf16) if mode == "bf16 weights" else (theirs, ours)
+                x_in = x.bfloat16() if mode == "bf16 weights" else x
+
                 def run_theirs():
-                    with autocast(bf16):
-                        return theirs.encode_image(x)
+                    with autocast(mode == "bf16 autocast"):
+                        return their_model.encode_image(x_in)
 
                 def run_ours():
-                    with autocast(bf16):
-                        return ours.encode_image(x)
+                    with autocast(mode == "bf16 autocast"):
+                        return our_model.encode_image(x_in)
 
                 t_theirs, t_ours = paired(run_theirs, run_ours, repeats)
                 cos = torch.nn.functional.cosine_similarity(run_ours().float(), theirs.encode_image(x)).min()
-                mfu = flops(lambda: ours.encode_image(x)) / t_ours / 1e9 / peaks["bf16" if bf16 else "fp32"]
-                rows.append(f"| image {name} | {batch} | {'bf16' if bf16 else 'fp32'} | {batch / t_theirs:.1f} | "
-                            f"{batch / t_ours:.1f} | **{t_theirs / t_ours:.2f}×** | {mfu:.0%} | {cos:.5f} |")
+                mfu = flops(lambda: ours.encode_image(x)) / t_ours / 1e9 / peaks["fp32" if mode == "fp32" else "bf16"]
+                rows.append(f"| image {name} | {batch} | {mode} | {batch / t_theirs:.1f} | {batch / t_ours:.1f} | "
+                            f"**{t_theirs / t_ours:.2f}×** | {mfu:.0%} | {cos:.5f} |")
                 print(rows[-1], flush=True)
     return rows
 

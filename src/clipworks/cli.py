@@ -320,7 +320,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the index directory (created, or updated incrementally)")
     p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, "
                    "hnsw: approximate, for millions of images (recall and speed in the README)")
-    p.add_argument("--nlist", type=int, default=None, help="ivf cells (default 4*sqrt(N))")
+    p.add_argument("--nlist", type=int, default=None, help="ivf cells (default 2*sqrt(N))")
     p.add_argument("--nprobe", type=int, default=32, help="ivf cells searched per query")
     p.add_argument("--hnsw-m", type=int, default=32, help="hnsw neighbours per vector")
     p.add_argument("--ef-search", type=int, default=128, help="hnsw candidates per query")

@@ -272,16 +272,20 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77, *, truncate: 
             f"more than context_length={context_length}; pass truncate=True to cut it to "
             f"{context_length} tokens ending in <|endoftext|>, or shorten the text"
         )
+    ids = np.array(flat, dtype=np.int64)
     kept = np.minimum(lengths, room)  # (N,) truncation keeps each text's first ids
-    starts = np.cumsum(lengths) - lengths  # (N,) where each text's ids begin in `flat`
+    if len(too_long):
+        # Drop the cut ids: text i's kept ids start at starts[i] in `ids` and at kept_starts[i] once packed.
+        starts, kept_starts = np.cumsum(lengths) - lengths, np.cumsum(kept) - kept  # (N,), (N,)
+        ids = ids[np.arange(int(kept.sum())) + np.repeat(starts - kept_starts, kept)]
 
-    # Row i is: start token, flat[starts[i] : starts[i] + kept[i]], end token, zeros.
+    # Row i is: start token, its kept ids, end token, zeros. Boolean indexing fills row 0's positions
+    # 1..kept[0] first, then row 1's, ...: the order of `ids`.
     position = np.arange(context_length)  # (context_length,)
-    body = (position >= 1) & (position <= kept[:, None])  # (N, context_length)
     result = np.zeros((len(texts), context_length), dtype=np.int64)
     result[:, 0] = tokenizer.sot_token_id
+    result[(position >= 1) & (position <= kept[:, None])] = ids
     result[np.arange(len(texts)), kept + 1] = tokenizer.eot_token_id
-    result[body] = np.array(flat, dtype=np.int64)[(starts[:, None] + position - 1)[body]]
     return torch.from_numpy(result)
 
 

@@ -326,7 +326,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ef-search", type=int, default=128, help="hnsw candidates per query")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes that decode images")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the image tower (about 2x faster on CPUs "
+    p.add_argument("--bf16", action="store_true", help="embed images with the weights in bf16 (faster on CPUs "
                    "with bf16 support; cosine to fp32 >= 0.999)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--chunk", type=int, default=1024, help="images per committed chunk (what a crash can lose)")

@@ -20,6 +20,7 @@ searched) and "hnsw" (a graph, `ef_search` candidates). Their measured recall@10
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -256,6 +257,8 @@ class Index:
 
         items, source_key = list_items(source, image_key=image_key, caption_key=caption_key)
         model = self.model
+        if bf16:  # weights stored in bf16: no per-call casts of every weight, as autocast does (bench/RESULTS.md)
+            model = copy.deepcopy(model).to(torch.bfloat16)
         states = self.store.states()
         report = BuildReport()
         todo = []
@@ -280,8 +283,7 @@ class Index:
                 report.skipped.append((item.path, reason))
             if good:
                 pixels = torch.stack([b[1] for b in good]).to(self.device)
-                with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=bf16):
-                    vectors = model.encode_image(pixels, normalize=True).float().cpu().numpy()
+                vectors = model.encode_image(pixels, normalize=True).float().cpu().numpy()
                 for (i, _, thumb, width, height), vector in zip(good, vectors):
                     item = todo[i]
                     records.append(Record(item.path, source_key, item.caption, item.size, item.mtime_ns, width,

@@ -8,6 +8,7 @@ checked against the full computation and the reference, on seeded random text; t
 
 from __future__ import annotations
 
+import gc
 import html
 import importlib.resources
 import importlib.util
@@ -382,6 +383,19 @@ def test_batch_api_equals_one_at_a_time(reference: object, corpus: list[str]) ->
     assert batch == [tokenizer.encode(text) for text in subset] == [reference.encode(text) for text in subset]
     assert lengths == [len(ids) for ids in batch] and flat == [i for ids in batch for i in ids]
     assert tokenizer.encode_batch([]) == [] and tokenizer.encode_flat(iter(subset[:3]))[1] == lengths[:3]
+
+
+def test_encode_batch_restores_the_garbage_collector_state() -> None:
+    tokenizer = get_tokenizer()
+    assert gc.isenabled()
+    tokenizer.encode_batch(["a cat", "two dogs"])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tokenizer.encode_batch(["a cat"])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_full_caches_are_emptied_and_ids_stay_exact(reference: object, corpus: list[str]) -> None:

@@ -396,6 +396,9 @@ def test_encode_batch_restores_the_garbage_collector_state() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+    with pytest.raises(AttributeError):  # an error inside the paused loop still turns the collector back on
+        tokenizer.encode_batch(["a cat", 3])
+    assert gc.isenabled()
 
 
 def test_full_caches_are_emptied_and_ids_stay_exact(reference: object, corpus: list[str]) -> None:

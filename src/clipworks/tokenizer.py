@@ -20,8 +20,8 @@ Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algori
   matches a space, so the words of a text are the words of its chunks in order, and a cache hit skips the
   split pattern, the byte mapping and BPE at once. A new ASCII chunk is split by an equivalent `re` pattern
   (faster than `regex`), and its trailing digits, each a word of its own, without any pattern.
-- `tokenize` fills its (N, context_length) tensor from one flat array instead of row by row, and `encode_batch`
-  pauses the cyclic garbage collector while it builds its per-text lists (they hold only ints).
+- `tokenize` fills its (N, context_length) tensor from one flat array instead of row by row, and the batch
+  methods pause the cyclic garbage collector while they allocate (only ints, strings and tuples/lists of ints).
 """
 
 from __future__ import annotations
@@ -171,10 +171,7 @@ class Tokenizer:
     def encode_batch(self, texts: Iterable[str]) -> list[list[int]]:
         """`encode` of each text."""
         flat, lengths = self.encode_flat(texts)
-        # A list per text is a container the cyclic GC tracks: 100k of them trigger a full collection, which in a
-        # process holding torch (~400k objects) costs as much as the tokenizing. Lists of ints cannot form cycles,
-        # so the collector is paused while they are built (measured: 5.2 -> 2.9 us per caption).
-        with _gc_paused():
+        with _gc_paused():  # see encode_flat
             return [flat[end - length : end] for length, end in zip(lengths, accumulate(lengths))]
 
     def encode_flat(self, texts: Iterable[str]) -> tuple[list[int], list[int]]:
@@ -186,12 +183,17 @@ class Tokenizer:
         cached = chunk_ids.get  # a hit is one dict lookup; `get` skips the subclass's miss dispatch
         flat: list[int] = []
         lengths: list[int] = []
-        for text in texts:
-            start = len(flat)
-            for chunk in chunks(text):
-                ids = cached(chunk)
-                flat += ids if ids is not None else chunk_ids[chunk]
-            lengths.append(len(flat) - start)
+        # New cache entries and `encode_batch`'s per-text lists are containers the cyclic GC counts: 100k of them
+        # trigger a full collection, which in a process holding torch (~400k objects) costs as much as the
+        # tokenizing. Tuples and lists of ints cannot form cycles, so the collector is paused meanwhile
+        # (measured in .venv-bench: encode_batch 5.2 -> 2.9 us per caption).
+        with _gc_paused():
+            for text in texts:
+                start = len(flat)
+                for chunk in chunks(text):
+                    ids = cached(chunk)
+                    flat += ids if ids is not None else chunk_ids[chunk]
+                lengths.append(len(flat) - start)
         return flat, lengths
 
     def _encode_chunk(self, chunk: str) -> tuple[int, ...]:

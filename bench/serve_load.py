@@ -24,7 +24,9 @@ async def run(url: str, upload: bytes, n: int, concurrency: int) -> dict[str, li
     latencies: dict[str, list[float]] = {"text search": [], "image search (upload)": [], "thumbnail": []}
     failures: list[str] = []
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # uvicorn closes a keep-alive connection after 5 s idle; a client that reuses one just then gets a ReadError
+    # (a normal HTTP race that browsers retry). Expire idle connections sooner on this side.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
 
     async def one(client: httpx.AsyncClient, i: int) -> None:
         async with gate:

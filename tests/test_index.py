@@ -208,3 +208,20 @@ def test_missing_serve_extra_is_one_line_naming_the_extra(search_collection, cap
 def test_files_are_written_with_normal_permissions(search_collection):
     for name in ("index.faiss", "index.json", "items.sqlite"):
         assert oct(os.stat(search_collection.index / name).st_mode & 0o777) == "0o644"
+
+
+@pytest.mark.slow  # torch.compile of the image tower takes ~30 s or more on 2 cores
+def test_a_compiled_bf16_build_matches_the_eager_fp32_build(search_collection, folder, tmp_path):
+    eager, _ = Index.build(folder, checkpoint=search_collection.checkpoint, out=tmp_path / "eager", batch_size=16,
+                           progress=False)
+    compiled, report = Index.build(folder, checkpoint=search_collection.checkpoint, out=tmp_path / "compiled",
+                                   batch_size=16, bf16=True, compile=True, progress=False)
+    assert report.embedded == 42
+    ids, vectors = eager.store.vectors(128)
+    compiled_ids, compiled_vectors = compiled.store.vectors(128)
+    assert np.array_equal(ids, compiled_ids)
+    assert np.abs(np.linalg.norm(compiled_vectors, axis=1) - 1).max() < 1e-5  # normalised in fp32
+    assert (vectors * compiled_vectors).sum(axis=1).min() > 0.999  # cosine per image
+    red = str((folder / search_collection.red.name).resolve())
+    assert compiled.search(search_collection.red_query, k=1)[0].path == red
+    assert compiled.model.visual._compiled_call_impl is None  # queries use the eager model; the copy was compiled

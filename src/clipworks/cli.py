@@ -329,7 +329,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes that decode images")
     p.add_argument("--bf16", action="store_true", help="embed images with the weights in bf16 (faster on CPUs "
                    "with bf16 support; cosine to fp32 >= 0.999)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the image tower first (~30 s; ~15%% faster "
+    p.add_argument("--compile", action="store_true", help="torch.compile the image tower first (~30 s; 8-15%% faster "
                    "after, so worth it for thousands of images; needs a C++ compiler on CPU)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--chunk", type=int, default=1024, help="images per committed chunk (what a crash can lose)")

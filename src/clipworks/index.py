@@ -273,7 +273,7 @@ class Index:
         if bf16:  # weights stored in bf16: no per-call casts of every weight, as autocast does (bench/RESULTS.md)
             model = copy.deepcopy(model).to(torch.bfloat16)
         if compile and todo:
-            # torch.compile of the image tower: ~15% faster on ViT-B-32 after a compile of ~30 s (bench/RESULTS.md),
+            # torch.compile of the image tower: 8-15% faster on ViT-B-32 after a compile of ~30 s (bench/RESULTS.md),
             # worth it for thousands of images. Compiled on a copy, so queries keep the eager model.
             model = copy.deepcopy(model) if model is self.model else model
             model.visual.compile()

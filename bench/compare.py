@@ -36,6 +36,16 @@ from clipworks.world import World, WorldConfig
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
+def append_results(title: str, versions: str, intro: str, table: list[str]) -> None:
+    """Append one dated section (a heading, a paragraph saying how it was measured, a table) to RESULTS.md and print
+    it."""
+    entry = "\n".join([f"\n## {title} — {datetime.date.today()}, {platform.machine()}, {versions}", "", intro, "",
+                       *table, ""])
+    with RESULTS.open("a") as f:
+        f.write(entry)
+    print(entry)
+
+
 def median_time(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up: allocator, kernels, caches
     times = []
@@ -232,15 +242,11 @@ def main() -> None:
     rows = image_rows(args.repeats, peaks) + compiled_rows(args.repeats) + text_rows(args.repeats, args.text_classes)
     rows += tokenizer_rows(args.captions, args.repeats)
     versions = f"torch {torch.__version__}, open_clip {open_clip.__version__}, {torch.get_num_threads()} threads"
-    entry = "\n".join([
-        f"\n## clipworks vs open_clip — {datetime.date.today()}, {platform.machine()}, {versions}", "",
-        f"Median of {args.repeats} alternating calls after a warm-up; random weights shared by both; matmul peak "
-        f"measured in the same run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s. "
-        "Agreement: minimum cosine similarity of our embeddings to open_clip's fp32 ones (image rows).", "",
-        *header, *rows, ""])
-    with RESULTS.open("a") as f:
-        f.write(entry)
-    print(entry)
+    append_results("clipworks vs open_clip", versions,
+                   f"Median of {args.repeats} alternating calls after a warm-up; random weights shared by both; matmul "
+                   f"peak measured in the same run: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} "
+                   "GFLOP/s. Agreement: minimum cosine similarity of our embeddings to open_clip's fp32 ones (image "
+                   "rows).", [*header, *rows])
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ of the repeats, alternating). Results are appended to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
-import platform
 import statistics
 import tempfile
 import time
@@ -29,7 +27,7 @@ from clipworks.tokenizer import tokenize
 from clipworks.transforms import image_transform
 from clipworks.world import World, WorldConfig
 
-from compare import RESULTS
+from compare import append_results
 
 
 def jpeg(image) -> bytes:
@@ -82,18 +80,13 @@ def main() -> None:
             print({k: f"{v[-1]:.0f}" for k, v in rates.items()}, flush=True)
     theirs, ours = statistics.median(rates["theirs"]), statistics.median(rates["ours"])
     versions = f"torch {torch.__version__}, webdataset {wds.__version__}, open_clip {open_clip.__version__}"
-    entry = "\n".join([
-        f"\n## Data loading from shards — {datetime.date.today()}, {platform.machine()}, {versions}", "",
-        f"{args.samples:,} JPEG samples (256 px) in shards of 500, {args.workers} DataLoader workers, batch "
-        f"{args.batch_size}, random crop to 224 px, tokenized captions; median of {args.repeats} epochs each, "
-        "alternating.", "",
-        "| pipeline | images/s |", "|---|---|",
-        f"| webdataset + open_clip transform/tokenizer | {theirs:.0f} |",
-        f"| clipworks ShardStream | {ours:.0f} |",
-        f"| speed-up | **{ours / theirs:.2f}×** |", ""])
-    with RESULTS.open("a") as f:
-        f.write(entry)
-    print(entry)
+    append_results("Data loading from shards", versions,
+                   f"{args.samples:,} JPEG samples (256 px) in shards of 500, {args.workers} DataLoader workers, "
+                   f"batch {args.batch_size}, random crop to 224 px, tokenized captions; median of {args.repeats} "
+                   "epochs each, alternating.",
+                   ["| pipeline | images/s |", "|---|---|",
+                    f"| webdataset + open_clip transform/tokenizer | {theirs:.0f} |",
+                    f"| clipworks ShardStream | {ours:.0f} |", f"| speed-up | **{ours / theirs:.2f}×** |"])
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ apart the two loss curves are. Results are appended to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import time
 
@@ -29,7 +27,7 @@ from clipworks.tokenizer import tokenize
 from clipworks.train import _forward_context, _Towers, contrastive_backward
 from clipworks.world import World, WorldConfig
 
-from compare import RESULTS
+from compare import append_results
 
 IMAGE, PATCH, WIDTH, LAYERS, TEXT_WIDTH, TEXT_LAYERS, EMBED = 128, 16, 384, 6, 256, 6, 256
 
@@ -114,17 +112,14 @@ def main() -> None:
                     f"{r['first']:.4f} → {r['last']:.4f} | {r['loss_diff']:.1e} |")
         print(rows[-1], flush=True)
     versions = f"torch {torch.__version__}, open_clip {open_clip.__version__}, {torch.get_num_threads()} threads"
-    entry = "\n".join([
-        f"\n## Training step, clipworks vs open_clip — {datetime.date.today()}, {platform.machine()}, {versions}", "",
+    append_results(
+        "Training step, clipworks vs open_clip", versions,
         f"ViT CLIP, image {IMAGE} px / patch {PATCH} / {LAYERS}×{WIDTH}, text {TEXT_LAYERS}×{TEXT_WIDTH} context 77, "
         f"embed {EMBED}; batch {args.batch_size}; world captions (longest {r['eot']} tokens of 77); AdamW lr 5e-4, "
         f"betas (0.9, 0.98), eps 1e-6, wd 0.2 on both; median of {args.steps} alternating steps after one warm-up. "
-        "Loss columns: clipworks' loss over the run, and the largest difference between the two loss curves.", "",
-        "| precision | open_clip samples/s | clipworks samples/s | speed-up | clipworks loss | max loss gap |",
-        "|---|---|---|---|---|---|", *rows, ""])
-    with RESULTS.open("a") as f:
-        f.write(entry)
-    print(entry)
+        "Loss columns: clipworks' loss over the run, and the largest difference between the two loss curves.",
+        ["| precision | open_clip samples/s | clipworks samples/s | speed-up | clipworks loss | max loss gap |",
+         "|---|---|---|---|---|---|", *rows])
 
 
 if __name__ == "__main__":

@@ -181,6 +181,7 @@ class Tokenizer:
         """
         chunk_ids = self._chunk_ids
         cached = chunk_ids.get  # a hit is one dict lookup; `get` skips the subclass's miss dispatch
+        encode_chunk = self._encode_chunk
         flat: list[int] = []
         lengths: list[int] = []
         # New cache entries and `encode_batch`'s per-text lists are containers the cyclic GC counts: 100k of them
@@ -192,7 +193,11 @@ class Tokenizer:
                 start = len(flat)
                 for chunk in chunks(text):
                     ids = cached(chunk)
-                    flat += ids if ids is not None else chunk_ids[chunk]
+                    if ids is None:
+                        # A new chunk ending in a digit ("#1873", "2019,") is seldom seen twice: encode it without
+                        # caching, so that such chunks do not fill the cache and flush the common words out of it.
+                        ids = encode_chunk(chunk) if chunk[-1:].isdigit() else chunk_ids[chunk]
+                    flat += ids
                 lengths.append(len(flat) - start)
         return flat, lengths
 

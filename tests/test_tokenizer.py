@@ -409,6 +409,15 @@ def test_full_caches_are_emptied_and_ids_stay_exact(reference: object, corpus: l
     assert len(tokenizer._chunk_ids) <= 8 and len(tokenizer._word_ids) <= 8
 
 
+def test_new_chunks_ending_in_digits_are_not_cached(reference: object) -> None:
+    # Unique numbers ("#17", "1917") would otherwise fill the chunk cache and flush the common words out of it.
+    tokenizer = Tokenizer()
+    texts = [f"a photo of {i} dogs #{i} in {1900 + i}" for i in range(500)] + ["x\u00b2 y\u0663"]
+    assert tokenizer.encode_batch(texts) == [reference.encode(text) for text in texts]
+    # Only the words, and the parts before the digits ("#", and "" for a bare number), are cached.
+    assert set(tokenizer._chunk_ids) == {"a", "photo", "of", "dogs", "in", "#", ""}
+
+
 def test_tokenize_context_lengths_and_truncation_match_reference(reference: object, corpus: list[str]) -> None:
     subset = corpus[::7]
     for context_length in (2, 3, 8, 77, 200):

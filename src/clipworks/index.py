@@ -25,8 +25,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoints import load
+from .checkpoints import load, write_atomic, write_text_atomic
 from .model import CLIP
 from .sources import Item, list_items, read_image
 from .store import Record, Store, Entry
@@ -324,8 +322,8 @@ class Index:
         version = self.store.version
         manifest = {"format": 1, "spec": self.spec.__dict__, "version": version, "count": len(self.store),
                     "embed_dim": self.embed_dim, "checkpoint": self.store.get_meta("checkpoint")}
-        _write_atomic(self.directory / FAISS_FILE, lambda tmp: faiss.write_index(self.faiss_index, tmp))
-        _write_atomic(self.directory / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
+        write_atomic(self.directory / FAISS_FILE, lambda tmp: faiss.write_index(self.faiss_index, tmp))
+        write_text_atomic(self.directory / MANIFEST, json.dumps(manifest, indent=2))
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.directory / MANIFEST
@@ -378,18 +376,6 @@ class Index:
     def describe(self) -> str:
         return (f"{len(self)} images, {self.spec.kind} index, embed dim {self.embed_dim}"
                 + (f", {self.store.n_skipped()} unreadable skipped" if self.store.n_skipped() else ""))
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """`write(tmp)` to a temporary sibling, then rename it over `path`: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _hit(entry: Entry, score: float) -> Hit:

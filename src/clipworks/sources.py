@@ -114,13 +114,11 @@ def _shard_items(url: Path) -> list[Item]:
 
 def read_image(item: Item) -> Image.Image:
     """The decoded image of an item, in its own mode (as the dataset loaders return it)."""
-    if item.offset is None:
-        with Image.open(item.file) as image:
-            image.load()
-            return image.copy()
-    with open(item.file, "rb") as f:
-        f.seek(item.offset)
-        data = f.read(item.size)
-    with Image.open(io.BytesIO(data)) as image:
+    source: str | io.BytesIO = item.file
+    if item.offset is not None:  # a tar member: its bytes only
+        with open(item.file, "rb") as f:
+            f.seek(item.offset)
+            source = io.BytesIO(f.read(item.size))
+    with Image.open(source) as image:
         image.load()
         return image.copy()

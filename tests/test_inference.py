@@ -1,0 +1,121 @@
+"""optimize_for_inference: folded, prepacked copies equal the model (fp32 within 1e-5, bf16 at cosine >= 0.999),
+with oneDNN's fused ops and without them, and refuse what would lose their weights."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from clipworks import create_model, get_config, optimize_for_inference
+from clipworks import inference
+from clipworks.inference import FrozenConv, FrozenLinear, onednn_available
+
+TOKENS = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27,
+                       [49406, 320, 1746, 539, 320, 1901, 3467, 49407] + [0] * 24,
+                       [49406, 49407] + [0] * 30])
+
+
+def model_under_test(name: str) -> torch.nn.Module:
+    """A seeded model whose BatchNorms have non-trivial statistics and gains (OpenAI's initialisation zeroes the last
+    gain of every block, which would hide a wrong fold), and whose biases are non-zero."""
+    config = get_config(name.removesuffix("-gelu"))
+    if name.endswith("-gelu"):
+        config = dataclasses.replace(config, activation="gelu")
+    model = create_model(config, seed=0).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=g) + 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
+                module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=g) * 0.1)
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=g) + 0.5)
+            elif isinstance(module, torch.nn.Linear):
+                module.bias.copy_(torch.randn(module.bias.shape, generator=g) * 0.1)
+    return model
+
+
+def images(n: int, seed: int = 2) -> torch.Tensor:
+    return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+MODELS = ["ViT-Tiny", "RN-Tiny", "ViT-Tiny-gelu"]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["onednn", "plain"])
+@pytest.mark.parametrize("name", MODELS)
+def test_an_fp32_copy_equals_the_model(name: str, fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if fused:
+        assert onednn_available(torch.device("cpu"), torch.float32)  # this machine runs the fused path for real
+    else:
+        monkeypatch.setattr(inference, "onednn_available", lambda device, dtype: False)
+    model = model_under_test(name)
+    fast = optimize_for_inference(model)
+    linears = [m for m in fast.modules() if isinstance(m, FrozenLinear)]
+    assert linears and all(m.packed == fused for m in linears)
+    with torch.no_grad():
+        x = images(5)
+        torch.testing.assert_close(fast.encode_image(x), model.encode_image(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast.encode_text(TOKENS), model.encode_text(TOKENS), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_bf16_copy_stays_close_to_fp32(name: str) -> None:
+    model = model_under_test(name)
+    fast = optimize_for_inference(model, torch.bfloat16)
+    assert fast.dtype == torch.bfloat16
+    with torch.no_grad():
+        for full, half in ((model.encode_image(images(8)), fast.encode_image(images(8))),
+                           (model.encode_text(TOKENS), fast.encode_text(TOKENS))):
+            assert half.dtype == torch.bfloat16
+            assert torch.nn.functional.cosine_similarity(full, half.float()).min() > 0.999
+
+
+def test_resnet_convolutions_are_folded_and_fused() -> None:
+    fast = optimize_for_inference(model_under_test("RN-Tiny"))
+    convs = [m for m in fast.modules() if isinstance(m, FrozenConv)]
+    # 3 stem convolutions, 3 per Bottleneck and one per downsample: RN-Tiny has 4 blocks, all with a downsample.
+    assert len(convs) == 3 + 4 * 4 and all(conv.packed for conv in convs)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+
+
+@pytest.mark.parametrize("name", ["ViT-Tiny", "RN-Tiny"])
+def test_weights_packed_for_one_batch_size_serve_any(name: str) -> None:
+    # ResNet convolutions are packed with an example input of batch 1; rows of a batch equal the images run alone.
+    fast = optimize_for_inference(model_under_test(name))
+    x = images(6, seed=3)
+    with torch.no_grad():
+        batched = fast.encode_image(x)
+        alone = torch.cat([fast.encode_image(x[i:i + 1]) for i in range(len(x))])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_the_original_model_is_left_as_it_was() -> None:
+    model = model_under_test("RN-Tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimize_for_inference(model, torch.bfloat16)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_copy_cannot_be_trained_saved_moved_or_reloaded() -> None:
+    model = model_under_test("ViT-Tiny")
+    fast = optimize_for_inference(model)
+    assert not any(p.requires_grad for p in fast.parameters())
+    with pytest.raises(RuntimeError, match="cannot be trained: train the original model"):
+        fast.train()
+    with pytest.raises(RuntimeError, match="has no state dict .* save the original model"):
+        fast.state_dict()
+    with pytest.raises(RuntimeError, match="cannot be moved or cast"):
+        fast.to(torch.float16)
+    with pytest.raises(RuntimeError, match="cannot load weights"):
+        fast.load_state_dict(model.state_dict())
+    fast.eval()  # eval mode is allowed: it is the only mode
+
+
+def test_only_clip_models_are_accepted() -> None:
+    with pytest.raises(TypeError, match="takes a clipworks CLIP model, got Linear"):
+        optimize_for_inference(torch.nn.Linear(2, 2))

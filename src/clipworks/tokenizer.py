@@ -144,6 +144,7 @@ class Tokenizer:
 
         self._word_ids = _Memo(self._bpe, cache_size)
         self._chunk_ids = _Memo(self._encode_chunk, cache_size)
+        self._digit_ids = {digit: self._ids[digit + END_OF_WORD] for digit in string.digits}
 
     @staticmethod
     def _read_vocab() -> bytes:
@@ -182,6 +183,8 @@ class Tokenizer:
         chunk_ids = self._chunk_ids
         cached = chunk_ids.get  # a hit is one dict lookup; `get` skips the subclass's miss dispatch
         encode_chunk = self._encode_chunk
+        digit_id = self._digit_ids.__getitem__
+        digits = string.digits
         flat: list[int] = []
         lengths: list[int] = []
         # New cache entries and `encode_batch`'s per-text lists are containers the cyclic GC counts: 100k of them
@@ -191,12 +194,28 @@ class Tokenizer:
         with _gc_paused():
             for text in texts:
                 start = len(flat)
-                for chunk in chunks(text):
+                # `chunks(text)`, inlined: this loop runs once per text.
+                if text.isascii() and text.isprintable() and "&" not in text:
+                    parts = text.lower().split()
+                else:
+                    parts = clean(text).split(" ")
+                for chunk in parts:
                     ids = cached(chunk)
                     if ids is None:
-                        # A new chunk ending in a digit ("#1873", "2019,") is seldom seen twice: encode it without
-                        # caching, so that such chunks do not fill the cache and flush the common words out of it.
-                        ids = encode_chunk(chunk) if chunk[-1:].isdigit() else chunk_ids[chunk]
+                        if not chunk[-1:].isdigit():
+                            ids = chunk_ids[chunk]
+                        elif not chunk.isascii():
+                            # A new chunk ending in a digit ("#1873", "v2") is seldom seen twice: it is not cached,
+                            # so such chunks do not flush the common words out of the cache.
+                            ids = encode_chunk(chunk)
+                        else:
+                            # The same, faster: every ASCII digit is a word of its own (one id), so the digits split
+                            # off without the pattern and the rest ("#", "v") is a chunk that is probably cached.
+                            head = chunk.rstrip(digits)
+                            if head:
+                                flat += cached(head) or chunk_ids[head]
+                            flat += map(digit_id, chunk[len(head):])
+                            continue
                     flat += ids
                 lengths.append(len(flat) - start)
         return flat, lengths
@@ -205,14 +224,6 @@ class Tokenizer:
         """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order."""
         word_ids = self._word_ids
         ids: list[int] = []
-        if chunk[-1:].isdigit() and chunk.isascii():
-            # Every ASCII digit is a word of its own, so the trailing digits of a new chunk such as "#1873" or "v2"
-            # split off without the pattern, and the rest ("#", "v") is a chunk that is probably cached.
-            head = chunk.rstrip(string.digits)
-            ids += self._chunk_ids[head]
-            for digit in chunk[len(head) :]:
-                ids += word_ids[digit]
-            return tuple(ids)
         for word in (_ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN).findall(chunk):
             ids += word_ids[word]
         return tuple(ids)

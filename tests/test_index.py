@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipworks import cli
+from clipworks import cli, tokenize
 from clipworks.index import Index, IndexSpec, SearchIndexError
 from clipworks.model import create_model
 from clipworks.checkpoints import save_checkpoint
@@ -232,4 +232,11 @@ def test_builds_embed_through_an_optimized_copy_equal_to_the_model(search_collec
     assert (eager * bf16_vectors).sum(axis=1).min() > 0.999  # bf16: cosine per image
     red = str((folder / search_collection.red.name).resolve())
     assert built[True].search(search_collection.red_query, k=1)[0].path == red
-    assert built[True].model.dtype == torch.float32  # queries use the loaded fp32 model, not the bf16 copy
+    # Queries go through the loaded fp32 model's own optimized copy (not the bf16 one): equal to the model.
+    assert built[True].query_model.dtype == torch.float32
+    with torch.no_grad():
+        tokens = tokenize([search_collection.red_query], context_length=index.model.context_length)
+        text = index.model.encode_text(tokens, normalize=True).numpy()
+        image = index.model.encode_image(index.preprocess(Image.open(paths[0])).unsqueeze(0), normalize=True).numpy()
+    assert np.abs(index.encode_text([search_collection.red_query]) - text).max() < 1e-5
+    assert np.abs(index.encode_image(Image.open(paths[0])) - image).max() < 1e-5

@@ -92,7 +92,7 @@ def create_app(index: Index, limits: Limits = Limits()) -> Any:
     @functools.lru_cache(maxsize=64)
     def classifier(labels: tuple[str, ...], templates: tuple[str, ...]) -> torch.Tensor:
         with lock:
-            return zero_shot_classifier(index.model, labels, templates).float()
+            return zero_shot_classifier(index.query_model, labels, templates).float()
 
     def results(vector: np.ndarray, k: int) -> list[dict[str, Any]]:
         with lock:

@@ -42,8 +42,10 @@ def make_models() -> tuple[torch.nn.Module, clipworks.CLIP]:
     return theirs.train(), ours.train()
 
 
-def adamw(model: torch.nn.Module) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
+def adamw(model: torch.nn.Module, *, fused: bool = False) -> torch.optim.AdamW:
+    """The same AdamW settings on both sides; clipworks' trainer uses the fused implementation (optim.py), open_clip's
+    the default."""
+    return torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2, fused=fused)
 
 
 def batches(n_steps: int, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -58,7 +60,7 @@ def batches(n_steps: int, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]
 def run(precision: str, n_steps: int, batch: int) -> dict[str, object]:
     torch.manual_seed(0)
     theirs, ours = make_models()
-    opt_theirs, opt_ours = adamw(theirs), adamw(ours)
+    opt_theirs, opt_ours = adamw(theirs), adamw(ours, fused=True)
     loss_theirs = open_clip.ClipLoss()
     towers = _Towers(ours)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -143,7 +143,9 @@ def image_rows(repeats: int, peaks: dict[str, float]) -> list[str]:
                 t_theirs, t_ours = paired(run_theirs, run_ours, repeats)
                 cos = torch.nn.functional.cosine_similarity(run_ours().float(), theirs.encode_image(x)).min()
                 peak = peaks["bf16" if our_autocast or our_dtype == torch.bfloat16 else "fp32"]
-                mfu = flops(lambda: ours.encode_image(x)) / t_ours / 1e9 / peak
+                # FLOPs of the architecture, counted on open_clip's plain modules (the counter does not see the oneDNN
+                # ops clipworks calls directly).
+                mfu = flops(lambda: theirs.encode_image(x)) / t_ours / 1e9 / peak
                 rows.append(f"| image {name} | {batch} | {label} | {batch / t_theirs:.1f} | {batch / t_ours:.1f} | "
                             f"**{t_theirs / t_ours:.2f}×** | {mfu:.0%} | {cos:.5f} |")
                 print(rows[-1], flush=True)

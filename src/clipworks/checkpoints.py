@@ -39,24 +39,6 @@ TRAINING_STATE = "training_state.pt"
 LATEST = "latest"
 
 
-def write_atomic(path: str | Path, write: Callable[[str], object]) -> None:
-    """`write(tmp)` to a temporary sibling of `path`, then rename it over `path`: readers see the old file or the new
-    one, never a part. The file gets the usual 0644 mode (not mkstemp's 0600); the temporary is removed on failure."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def save_checkpoint(path: str | Path, model: CLIP, *, training_state: dict[str, Any] | None = None,
                     metadata: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint directory at `path` atomically (replacing an existing one)."""

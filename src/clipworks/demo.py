@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .checkpoints import write_text_atomic  # noqa: E402
+from .files import write_text_atomic  # noqa: E402
 from .pipelines import evaluate_world, world_batches, world_data  # noqa: E402
 from .train import TrainConfig, TrainResult, train  # noqa: E402
 

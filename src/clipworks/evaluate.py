@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import WEIGHTS, load, resolve_checkpoint, write_text_atomic
+from .checkpoints import WEIGHTS, load, resolve_checkpoint
+from .files import write_npz_atomic, write_text_atomic
 from .data import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
 from .model import CLIP
 from .prompts import DEFAULT_TEMPLATE
@@ -80,9 +81,7 @@ class FeatureCache:
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{key}.{os.getpid()}.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, self.dir / f"{key}.npz")
+        write_npz_atomic(self.dir / f"{key}.npz", **arrays)
 
 
 # ---------------------------------------------------------------- features

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoints import load, write_atomic, write_text_atomic
+from .checkpoints import load
+from .files import write_atomic, write_text_atomic
 from .inference import optimize_for_inference
 from .model import CLIP
 from .sources import Item, list_items, read_image

@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from . import linear_probe as lp  # noqa: E402
-from .checkpoints import load, resolve_checkpoint, write_text_atomic  # noqa: E402
+from .checkpoints import load, resolve_checkpoint  # noqa: E402
+from .files import write_text_atomic  # noqa: E402
 from .evaluate import FeatureCache, checkpoint_key, default_device, digest, markdown_table  # noqa: E402
 from .model import CLIP  # noqa: E402
 from .pipelines import cache_dir as world_cache_dir, encode_images  # noqa: E402

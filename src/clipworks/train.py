@@ -29,9 +29,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
 from .checkpoints import LATEST, load_model, load_training_state, read_checkpoint, read_config, \
-    remove_stale_temporaries, resolve_checkpoint, save_checkpoint, write_text_atomic
+    remove_stale_temporaries, resolve_checkpoint, save_checkpoint
 from .configs import CLIPConfig, get_config
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
+from .files import write_text_atomic
 from .formats import registry_name
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .model import CLIP, create_model

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +29,8 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from .files import write_npz_atomic
 
 Split = Literal["train", "val", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "val", "heldout")
@@ -271,7 +272,9 @@ class World:
             captions.append(s.caption)
             attributes.append(s.attributes)
         if path is not None:
-            _save_atomically(path, images=images, captions=np.array(captions, dtype=str),
+            # Compressed: flat-coloured images shrink ~50x and load as fast.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_npz_atomic(path, compressed=True, images=images, captions=np.array(captions, dtype=str),
                              attributes=np.array(json.dumps([dataclasses.asdict(a) for a in attributes])))
         return images, captions, attributes
 
@@ -428,17 +431,3 @@ def _stylise(style: str, mask: Image.Image, background: tuple[int, int, int], fi
         return Image.composite(Image.new("RGB", mask.size, fill), Image.fromarray(np.ascontiguousarray(gradient)),
                                mask)
     raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
-
-
-def _save_atomically(path: Path, **arrays: np.ndarray) -> None:
-    """Compressed .npz (flat-coloured images shrink ~50x and load as fast) written beside `path`, then renamed, so
-    readers never see a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

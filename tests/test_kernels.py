@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from clipworks import create_model
-from clipworks.layers import QuickGELU, linear
+from clipworks.layers import QuickGELU, linear, onednn_linear_works
 from clipworks.optim import create_optimizer, param_groups
 
 
@@ -30,6 +30,13 @@ def test_linear_matches_f_linear_values_and_gradients(shape: tuple[int, ...], bi
     for ours, reference in zip(*grads):
         if reference is not None:
             torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_linear_runs_in_onednn_on_this_machine() -> None:
+    # The checks above compare against F.linear; this one makes sure they exercised the oneDNN path.
+    assert onednn_linear_works()
+    y = linear(torch.randn(2, 8), torch.randn(4, 8, requires_grad=True))
+    assert type(y.grad_fn).__name__ == "_OneDNNLinearBackward"
 
 
 def test_linear_only_needs_the_gradients_asked_for() -> None:

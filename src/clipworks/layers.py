@@ -11,6 +11,7 @@ unchanged. Deliberate differences from OpenAI's code, none of which changes the 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -31,7 +32,21 @@ class LayerNorm(nn.LayerNorm):
         return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+@functools.cache
+def onednn_linear_works() -> bool:
+    """Whether this torch has oneDNN's `_linear_pointwise` (a private op) and it computes F.linear and the input
+    gradient's matmul on plain fp32 weights: checked once on small fixed tensors, so another torch version falls back
+    to F.linear instead of failing or differing."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    x, w = torch.linspace(-1, 1, 12).view(3, 4), torch.linspace(-1, 1, 20).view(5, 4)
+    b, g = torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 15).view(3, 5)
+    try:
+        y = torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+        grad_x = torch.ops.mkldnn._linear_pointwise(g, w.t(), None, "none", [], "")
+    except RuntimeError:
+        return False
+    return torch.allclose(y, F.linear(x, w, b), atol=1e-5) and torch.allclose(grad_x, g @ w, atol=1e-5)
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -63,9 +78,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """F.linear, with fp32 matmuls on CPU run by oneDNN rather than torch's default BLAS (MKL): 12-27% faster on the
     model's shapes here (bench/RESULTS.md), values within float rounding. Anything else (other dtypes, autocast,
     other devices, tracing, export, torch.compile) is plain F.linear."""
-    if (_ONEDNN and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
+    if (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling()):
+            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling() and onednn_linear_works()):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 

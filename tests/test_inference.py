@@ -119,3 +119,17 @@ def test_a_copy_cannot_be_trained_saved_moved_or_reloaded() -> None:
 def test_only_clip_models_are_accepted() -> None:
     with pytest.raises(TypeError, match="takes a clipworks CLIP model, got Linear"):
         optimize_for_inference(torch.nn.Linear(2, 2))
+
+
+def test_load_for_inference_gives_the_loaded_models_optimized_copy(tmp_path) -> None:
+    # What `clipworks eval ...` and `clipworks zeroshot` embed with.
+    from clipworks import load, save_checkpoint
+    from clipworks.inference import load_for_inference
+
+    save_checkpoint(tmp_path / "ckpt", model_under_test("RN-Tiny"))
+    model, preprocess = load(tmp_path / "ckpt")
+    fast, fast_preprocess = load_for_inference(tmp_path / "ckpt")
+    assert any(isinstance(m, FrozenConv) for m in fast.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(fast.encode_image(images(3)), model.encode_image(images(3)), atol=1e-5, rtol=1e-5)
+    assert fast_preprocess.__class__ is preprocess.__class__

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import WEIGHTS, load, resolve_checkpoint
+from .checkpoints import WEIGHTS, resolve_checkpoint
 from .files import write_npz_atomic, write_text_atomic
+from .inference import load_for_inference
 from .data import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
 from .model import CLIP
 from .prompts import DEFAULT_TEMPLATE
@@ -189,7 +190,7 @@ def run_zeroshot(checkpoint: str, data: str, *, out: str | os.PathLike, classnam
                  ) -> dict[str, Any]:
     """Zero-shot classification of a labelled set with one prompt and with `templates` ensembled (Sec. 3.1.4)."""
     dataset = open_labelled(data, None, classnames)  # before loading the model: a bad layout fails fast
-    model, dataset.transform = load(checkpoint, device=device or default_device())
+    model, dataset.transform = load_for_inference(checkpoint, device=device or default_device())
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
     features, kept = image_features(model, dataset, cache=cache, checkpoint=checkpoint, batch_size=batch_size,
                                     workers=workers, progress=progress)
@@ -236,7 +237,7 @@ def run_linear_probe(checkpoint: str, train: str, test: str, *, out: str | os.Pa
     from . import linear_probe as lp
 
     opened = {"train": open_labelled(train, None), "test": open_labelled(test, None)}
-    model, preprocess = load(checkpoint, device=device or default_device())
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device())
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
     sets = {}
     for name, dataset in opened.items():
@@ -275,7 +276,7 @@ def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_k
                   batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Recall@K both ways on a CSV of filepath,caption; rows sharing a filepath are one image with several captions."""
-    model, preprocess = load(checkpoint, device=device or default_device())
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device())
     rows = read_table(data, columns=(image_key, caption_key), flags="--image-key/--caption-key")
     base = Path(data).parent
     index: dict[str, int] = {}
@@ -324,7 +325,7 @@ def run_robustness(checkpoint: str, datasets: dict[str, str], *, out: str | os.P
     if not datasets:
         raise ValueError("give at least one dataset as NAME=DIR")
     opened = {name: open_labelled(path, None, classnames) for name, path in datasets.items()}
-    model, preprocess = load(checkpoint, device=device or default_device())
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device())
     for dataset in opened.values():
         dataset.transform = preprocess
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import load
 from .layers import MLP, Attention, LayerNorm, QuickGELU
 from .model import CLIP
 from .vision import Bottleneck, ModifiedResNet
@@ -276,3 +279,11 @@ def _frozen(module: nn.Module, dtype: torch.dtype, packed: bool) -> nn.Module | 
     if isinstance(module, nn.Linear):
         return frozen_linear(module, dtype, packed)
     return None
+
+
+def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
+                       dtype: torch.dtype | None = None) -> tuple[CLIP, Callable]:
+    """`clipworks.load`, then `optimize_for_inference`: how the evaluation commands load the model they embed with
+    (fp32 copies equal the model within 1e-5)."""
+    model, preprocess = load(path, device=device)
+    return optimize_for_inference(model, dtype), preprocess

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .checkpoints import load
+from .inference import load_for_inference
 from .configs import CLIPConfig
 from .data import CsvDataset, DataError, WorldDataset, collate_skip_bad
 from .model import CLIP
@@ -200,7 +200,7 @@ def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: s
     """
     if not data and not images:
         raise ValueError("give image files to label, or --data with a labelled image set")
-    model, preprocess = load(checkpoint)
+    model, preprocess = load_for_inference(checkpoint)
     names: list[str] | None = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]

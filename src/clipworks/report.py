@@ -27,8 +27,9 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from . import linear_probe as lp  # noqa: E402
-from .checkpoints import load, resolve_checkpoint  # noqa: E402
+from .checkpoints import resolve_checkpoint  # noqa: E402
 from .files import write_text_atomic  # noqa: E402
+from .inference import load_for_inference  # noqa: E402
 from .evaluate import FeatureCache, checkpoint_key, default_device, digest, markdown_table  # noqa: E402
 from .model import CLIP  # noqa: E402
 from .pipelines import cache_dir as world_cache_dir, encode_images  # noqa: E402
@@ -71,7 +72,7 @@ def run_report(checkpoint: str, *, out: str | os.PathLike, n_train: int = 2000, 
     trained = json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text()).get("train_config") or {}
     if world_seed is None:
         world_seed = int(trained.get("world_seed", 0))
-    model, _ = load(checkpoint, device=device or default_device())
+    model, _ = load_for_inference(checkpoint, device=device or default_device())
     base = WorldConfig(seed=world_seed, image_size=model.image_size)
     cache = FeatureCache(cache_dir if cache_dir is not None else out / "cache")
     tasks = World(base).zero_shot_tasks()

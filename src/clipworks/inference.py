@@ -30,12 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import load
-from .layers import MLP, Attention, LayerNorm, QuickGELU
+from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
 from .model import CLIP
 from .vision import Bottleneck, ModifiedResNet
-
-_QUICK_GELU_SCALE = 1.702
-
 
 def onednn_available(device: torch.device, dtype: torch.dtype) -> bool:
     """True when this torch has oneDNN's prepacked linear/convolution ops (private ones) and they serve `dtype` on
@@ -93,7 +90,7 @@ class FrozenLinear(_Frozen):
                  activation: str = "none"):
         super().__init__()
         weight = weight.detach().to(dtype).contiguous()
-        self.out_features, self.activation, self.packed = weight.shape[0], activation, packed
+        self.activation, self.packed = activation, packed
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if packed else weight
         self.bias = None if bias is None else bias.detach().to(dtype)
 
@@ -103,9 +100,7 @@ class FrozenLinear(_Frozen):
             if self.activation == "swish":
                 return F.silu(y)
             return F.gelu(y) if self.activation == "gelu" else y
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.weight, self.bias, self.activation,
-                                               [], "none" if self.activation == "gelu" else "")
-        return y.view(*x.shape[:-1], self.out_features)
+        return onednn_linear(x, self.weight, self.bias, self.activation, "none" if self.activation == "gelu" else "")
 
 
 def frozen_linear(linear: nn.Linear, dtype: torch.dtype, packed: bool) -> FrozenLinear:
@@ -122,10 +117,7 @@ class FrozenAttention(_Frozen):
         self.out = frozen_linear(attn.out_proj, dtype, packed)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
-        n, length, width = x.shape  # (N, L, D)
-        q, k, v = self.qkv(x).view(n, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (N, h, L, hd)
-        return self.out(out.transpose(1, 2).reshape(n, length, width))
+        return self.out(attend(self.qkv(x), self.heads, causal=causal))
 
 
 class FrozenMLP(_Frozen):
@@ -135,7 +127,7 @@ class FrozenMLP(_Frozen):
         super().__init__()
         fc_w, fc_b, proj_w = mlp.c_fc.weight.float(), mlp.c_fc.bias.float(), mlp.c_proj.weight.float()
         if isinstance(mlp.gelu, QuickGELU):
-            s = _QUICK_GELU_SCALE
+            s = QUICK_GELU_SCALE
             fc_w, fc_b, proj_w, activation = fc_w * s, fc_b * s, proj_w / s, "swish"
         else:
             activation = "gelu"

@@ -262,8 +262,7 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
     spec = IndexSpec(kind=args.kind, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
                      ef_search=args.ef_search)
     index, report = Index.build(args.src, checkpoint=args.checkpoint, out=args.out, spec=spec,
-                                batch_size=args.batch_size, workers=args.workers, bf16=args.bf16,
-                                device=args.device,
+                                batch_size=args.batch_size, workers=args.workers, bf16=args.bf16, device=args.device,
                                 image_key=args.image_key, caption_key=args.caption_key, chunk=args.chunk,
                                 progress=not args.quiet)
     if report.skipped:

@@ -188,7 +188,8 @@ class FrozenConv(_Frozen):
 class FrozenBottleneck(_Frozen):
     def __init__(self, block: Bottleneck, dtype: torch.dtype, packed: bool, size: int):
         super().__init__()
-        stride = block.avgpool.stride if isinstance(block.avgpool, nn.AvgPool2d) else 1
+        # The anti-aliasing pool's stride (1 without one): conv3 and the downsample path see size // stride.
+        stride = self.stride = block.avgpool.stride if isinstance(block.avgpool, nn.AvgPool2d) else 1
         self.conv1 = FrozenConv(block.conv1, block.bn1, dtype, packed, relu=True, size=size)
         self.conv2 = FrozenConv(block.conv2, block.bn2, dtype, packed, relu=True, size=size)
         self.avgpool = block.avgpool
@@ -219,7 +220,7 @@ class FrozenResNet(_Frozen):
         for stage in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4):
             for block in stage:
                 blocks.append(FrozenBottleneck(block, dtype, packed, size))
-                size //= block.avgpool.stride if isinstance(block.avgpool, nn.AvgPool2d) else 1
+                size //= blocks[-1].stride
         self.blocks = nn.Sequential(*blocks)
         pool = copy.deepcopy(resnet.attnpool).to(dtype).requires_grad_(False)  # its forward, frozen projections
         _freeze_children(resnet.attnpool, pool, dtype, packed)

@@ -35,40 +35,7 @@ from clipworks.prompts import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES
 from clipworks.tokenizer import Tokenizer
 from clipworks.world import World, WorldConfig
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def append_results(title: str, versions: str, intro: str, table: list[str]) -> None:
-    """Append one dated section (a heading, a paragraph saying how it was measured, a table) to RESULTS.md and print
-    it."""
-    entry = "\n".join([f"\n## {title} — {datetime.date.today()}, {platform.machine()}, {versions}", "", intro, "",
-                       *table, ""])
-    with RESULTS.open("a") as f:
-        f.write(entry)
-    print(entry)
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels, caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def paired(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median times of a and b, measured alternately."""
-    a(), b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((a, ta), (b, tb)):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return statistics.median(ta), statistics.median(tb)
-
+from timing import append_results, median_time, paired
 
 def matmul_peak(dtype: torch.dtype) -> float:
     """GFLOP/s of a 2048^3 matmul in `dtype` on this machine now (the denominator of model FLOP utilisation): the

@@ -27,7 +27,7 @@ from clipworks.tokenizer import tokenize
 from clipworks.transforms import image_transform
 from clipworks.world import World, WorldConfig
 
-from compare import append_results
+from timing import append_results
 
 
 def jpeg(image) -> bytes:

@@ -27,7 +27,7 @@ from clipworks.tokenizer import tokenize
 from clipworks.train import _forward_context, _Towers, contrastive_backward
 from clipworks.world import World, WorldConfig
 
-from compare import append_results
+from timing import append_results
 
 IMAGE, PATCH, WIDTH, LAYERS, TEXT_WIDTH, TEXT_LAYERS, EMBED = 128, 16, 384, 6, 256, 6, 256
 

@@ -43,7 +43,7 @@ def test_unknown_keys_are_named_with_the_valid_ones(tmp_path: Path) -> None:
     ("steps = 2.5", "steps must be int, got 2.5 (float)"),
     ('lock_image = "yes"', "lock_image must be bool, got 'yes' (str)"),
     ("lr = true", "lr must be float, got True (bool)"),
-    ('precision = "fp8"', "precision must be one of 'fp32', 'bf16'"),
+    ('precision = "fp8"', "precision must be one of 'auto', 'fp32', 'bf16'"),
     ("init = 3", "init must be str, got 3 (int)"),
 ])
 def test_wrong_types_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:

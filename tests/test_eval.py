@@ -215,3 +215,14 @@ def test_class_names_label_folders_by_name_or_by_sorted_position(tmp_path: Path)
         open_labelled(tmp_path, transform, ["tench"])
     with pytest.raises(DataError, match="folders without a name: n02"):
         open_labelled(tmp_path, transform, ["n01", "goldfish"])
+
+
+def test_eval_precision_is_part_of_the_feature_cache_key(checkpoint: str, files: Path, tmp_path: Path) -> None:
+    results = {}
+    for precision in ("fp32", "bf16"):
+        assert _eval("zeroshot", "--checkpoint", checkpoint, "--data", str(files / "val" / "shape"), "--precision",
+                     precision, "--out", str(tmp_path / precision), "--cache-dir", str(tmp_path / "cache")) == 0
+        results[precision] = json.loads((tmp_path / precision / "zeroshot.json").read_text())
+    assert len(list((tmp_path / "cache").glob("img-*.npz"))) == 2  # bf16 features never stand in for fp32 ones
+    assert results["bf16"]["prompts"]["single prompt"]["top1"] == pytest.approx(
+        results["fp32"]["prompts"]["single prompt"]["top1"], abs=2 / 48)

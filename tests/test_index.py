@@ -164,7 +164,7 @@ def test_stale_faiss_file_is_rebuilt_from_the_store(search_collection, folder, t
 def test_cli_build_and_search_table_and_json(search_collection, folder, tmp_path, capsys):
     out = tmp_path / "index"
     assert cli.main(["index", "build", str(folder), "--checkpoint", str(search_collection.checkpoint), "--out",
-                     str(out), "--quiet", "--bf16", "--kind", "ivf"]) == 0
+                     str(out), "--quiet", "--precision", "bf16", "--kind", "ivf"]) == 0
     assert "embedded 42 new or changed, 0 unchanged, 0 removed" in capsys.readouterr().out
     assert cli.main(["search", str(out), search_collection.blue_query, "-k", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -173,7 +173,8 @@ def test_cli_build_and_search_table_and_json(search_collection, folder, tmp_path
     assert cli.main(["search", str(out), "--image", str(folder / search_collection.red.name), "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rank", "score", "id", "path", "/", "caption"]
-    assert lines[1].split()[0] == "1" and float(lines[1].split()[1]) >= 0.99  # bf16 index, fp32 query: ~0.999
+    assert lines[1].split()[0] == "1" and float(lines[1].split()[1]) >= 0.99  # bf16 index, query from `search`'s
+    # own copy (precision auto: fp32 or bf16 by CPU class): ~0.999
     assert lines[1].split()[3] == str((folder / search_collection.red.name).resolve())
 
 
@@ -212,11 +213,11 @@ def test_files_are_written_with_normal_permissions(search_collection):
 
 
 def test_builds_embed_through_an_optimized_copy_equal_to_the_model(search_collection, folder, tmp_path):
-    # Index.add embeds with optimize_for_inference (fp32, or bf16 with --bf16); queries use the loaded model.
+    # Index.add embeds with optimize_for_inference at the index's precision; queries use the same copy.
     built = {}
     for bf16 in (False, True):
         built[bf16], report = Index.build(folder, checkpoint=search_collection.checkpoint, out=tmp_path / str(bf16),
-                                          batch_size=16, bf16=bf16, progress=False)
+                                          batch_size=16, precision="bf16" if bf16 else "fp32", progress=False)
         assert report.embedded == 42
     index = built[False]
     ids, vectors = index.store.vectors(128)
@@ -232,8 +233,8 @@ def test_builds_embed_through_an_optimized_copy_equal_to_the_model(search_collec
     assert (eager * bf16_vectors).sum(axis=1).min() > 0.999  # bf16: cosine per image
     red = str((folder / search_collection.red.name).resolve())
     assert built[True].search(search_collection.red_query, k=1)[0].path == red
-    # Queries go through the loaded fp32 model's own optimized copy (not the bf16 one): equal to the model.
-    assert built[True].query_model.dtype == torch.float32
+    # Queries go through the same copy: bf16 for the bf16 index; for the fp32 one, equal to the model.
+    assert built[True].query_model.dtype == torch.bfloat16 and index.query_model.dtype == torch.float32
     with torch.no_grad():
         tokens = tokenize([search_collection.red_query], context_length=index.model.context_length)
         text = index.model.encode_text(tokens, normalize=True).numpy()

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import sys
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 from .checkpoints import CheckpointError
 from .configs import MODELS
 from .data import DataError
+from .hardware import PRECISIONS
 from .recipes import RECIPES
 
 
@@ -94,7 +96,7 @@ def _cmd_zeroshot(args: argparse.Namespace) -> None:
 
     report = run_zeroshot(args.checkpoint, classes=args.classes, classes_file=args.classes_file,
                           templates=args.template, data=args.data, images=args.images, top=args.top,
-                          batch_size=args.batch_size)
+                          batch_size=args.batch_size, precision=args.precision)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -179,11 +181,18 @@ def _eval_common(p: argparse.ArgumentParser, *, out: str) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for reading images")
     p.add_argument("--cache-dir", default=None, help="image-feature cache (default: <out>/cache)")
+    _precision_flag(p, "embeds")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _precision_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"the precision the model {what} in; "
+                   "auto: bf16 where this CPU (or GPU) computes it natively, else fp32 (default)")
+
+
 def _eval_kwargs(args: argparse.Namespace) -> dict:
-    return dict(out=args.out, device=args.device, batch_size=args.batch_size, workers=args.workers,
+    return dict(out=args.out, device=args.device, precision=args.precision, batch_size=args.batch_size,
+                workers=args.workers,
                 cache_dir=args.cache_dir, progress=not args.quiet)
 
 
@@ -251,7 +260,7 @@ def _cmd_eval_report(args: argparse.Namespace) -> None:
     from .report import run_report
 
     run_report(args.checkpoint, out=args.out, n_train=args.n_train, n_test=args.n_test, seeds=args.seeds,
-               world_seed=args.world_seed, device=args.device, batch_size=args.batch_size,
+               world_seed=args.world_seed, device=args.device, precision=args.precision, batch_size=args.batch_size,
                cache_dir=args.cache_dir, progress=not args.quiet)
     print((Path(args.out) / "report.md").read_text())
 
@@ -262,7 +271,8 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
     spec = IndexSpec(kind=args.kind, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
                      ef_search=args.ef_search)
     index, report = Index.build(args.src, checkpoint=args.checkpoint, out=args.out, spec=spec,
-                                batch_size=args.batch_size, workers=args.workers, bf16=args.bf16, device=args.device,
+                                batch_size=args.batch_size, workers=args.workers, precision=args.precision,
+                                device=args.device,
                                 image_key=args.image_key, caption_key=args.caption_key, chunk=args.chunk,
                                 progress=not args.quiet)
     if report.skipped:
@@ -304,7 +314,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from .serve import Limits, import_web, run
 
     import_web()  # the missing-extra message before any model loading
-    index = Index.load(args.index, checkpoint=args.checkpoint)
+    index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
     index.model  # noqa: B018 -- load (and check against the index) before accepting requests
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_k=args.max_k)
     run(index, host=args.host, port=args.port, limits=limits)
@@ -326,8 +336,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ef-search", type=int, default=128, help="hnsw candidates per query")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes that decode images")
-    p.add_argument("--bf16", action="store_true", help="embed images in bf16 (1.7-2.2x faster than fp32 on CPUs "
-                   "with bf16 support; cosine to fp32 >= 0.999)")
+    _precision_flag(p, "embeds images and queries")
     p.add_argument("--device", default="cpu")
     p.add_argument("--chunk", type=int, default=1024, help="images per committed chunk (what a crash can lose)")
     p.add_argument("--image-key", default="filepath", help="CSV column of image paths")
@@ -353,6 +362,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image, width x height")
     p.add_argument("--max-k", type=int, default=100, help="most results per search")
+    _precision_flag(p, "embeds queries")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -439,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="labels shown per image")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _precision_flag(p, "embeds")
     p.add_argument("images", nargs="*", help="image files to label")
     p.set_defaults(func=_cmd_zeroshot)
 
@@ -487,11 +498,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    print(f"clipworks: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning  # a warning for the user (e.g. emulated bf16), not a source line
+            args.func(args)
     except (UserError, DataError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
         print(f"clipworks {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from .train import TrainConfig, TrainResult, train  # noqa: E402
 # The demo's recipe: the convolutional tower learns shapes several times faster per second than ViT-Tiny here.
 DEMO_CONFIG = TrainConfig(model="RN-Tiny", world_samples=40_000, steps=750, batch_size=256, lr=2e-3,
                           warmup_steps=50, beta2=0.999, eps=1e-8, eval_every=250, save_every=250,
-                          precision="bf16")
+                          precision="auto")
 EVAL_SAMPLES = 1_000  # validation and held-out images for the final report
 TASK_TEXT = {
     "colour": "colour of the shapes (8 classes)",
@@ -41,7 +41,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, progres
     out = Path(out)
     cfg = TrainConfig(**{**DEMO_CONFIG.__dict__, "output_dir": str(out), "steps": steps or DEMO_CONFIG.steps})
     print(f"clipworks demo: training {cfg.model} from scratch on {cfg.world_samples:,} generated image-caption "
-          f"pairs for {cfg.steps} steps (batch {cfg.batch_size}, {cfg.precision}).")
+          f"pairs for {cfg.steps} steps (batch {cfg.batch_size}).")
     t0 = time.perf_counter()
     world, data = world_data(cfg, "train", cfg.world_samples, cfg.model_config())
     heldout = ", ".join(f"{c} {s}" for c, s in world.heldout_pairs)

@@ -105,7 +105,8 @@ def image_features(model: CLIP, dataset: LabelledImages, *, cache: FeatureCache,
                    batch_size: int = 64, workers: int = 0, progress: bool = True, desc: str = "images"
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, E) L2-normalised float32, kept (N,) indices into `dataset`); unreadable images are left out."""
-    key = "img-" + digest([checkpoint_key(checkpoint), files_key(dataset.paths), model.image_size])
+    key = "img-" + digest([checkpoint_key(checkpoint), files_key(dataset.paths), model.image_size,
+                           str(model.dtype)])
     hit = cache.get(key)
     if hit is not None:
         return hit["features"], hit["kept"]
@@ -185,12 +186,12 @@ def zeroshot_metrics(features: torch.Tensor, labels: torch.Tensor, classifier: t
 
 
 def run_zeroshot(checkpoint: str, data: str, *, out: str | os.PathLike, classnames: Sequence[str] | None = None,
-                 templates: Sequence[str] = (DEFAULT_TEMPLATE,), device: str | None = None, batch_size: int = 64,
-                 workers: int = 0, cache_dir: str | os.PathLike | None = None, progress: bool = True
-                 ) -> dict[str, Any]:
+                 templates: Sequence[str] = (DEFAULT_TEMPLATE,), device: str | None = None, precision: str = "auto",
+                 batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
+                 progress: bool = True) -> dict[str, Any]:
     """Zero-shot classification of a labelled set with one prompt and with `templates` ensembled (Sec. 3.1.4)."""
     dataset = open_labelled(data, None, classnames)  # before loading the model: a bad layout fails fast
-    model, dataset.transform = load_for_inference(checkpoint, device=device or default_device())
+    model, dataset.transform = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
     features, kept = image_features(model, dataset, cache=cache, checkpoint=checkpoint, batch_size=batch_size,
                                     workers=workers, progress=progress)
@@ -230,14 +231,14 @@ def run_zeroshot(checkpoint: str, data: str, *, out: str | os.PathLike, classnam
 
 # ---------------------------------------------------------------- linear probe
 def run_linear_probe(checkpoint: str, train: str, test: str, *, out: str | os.PathLike, val_fraction: float = 0.2,
-                     shots: int | None = None, seeds: int = 5, device: str | None = None, batch_size: int = 64,
-                     workers: int = 0, cache_dir: str | os.PathLike | None = None, progress: bool = True
-                     ) -> dict[str, Any]:
+                     shots: int | None = None, seeds: int = 5, device: str | None = None, precision: str = "auto",
+                     batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
+                     progress: bool = True) -> dict[str, Any]:
     """Logistic regression on frozen features (Appendix A.3), or k-shot probes over several seeds (Sec. 3.1.5)."""
     from . import linear_probe as lp
 
     opened = {"train": open_labelled(train, None), "test": open_labelled(test, None)}
-    model, preprocess = load_for_inference(checkpoint, device=device or default_device())
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
     sets = {}
     for name, dataset in opened.items():
@@ -273,10 +274,10 @@ def run_linear_probe(checkpoint: str, train: str, test: str, *, out: str | os.Pa
 # ---------------------------------------------------------------- retrieval
 def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_key: str = "filepath",
                   caption_key: str = "caption", ks: Sequence[int] = (1, 5, 10), device: str | None = None,
-                  batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
+                  precision: str = "auto", batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Recall@K both ways on a CSV of filepath,caption; rows sharing a filepath are one image with several captions."""
-    model, preprocess = load_for_inference(checkpoint, device=device or default_device())
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     rows = read_table(data, columns=(image_key, caption_key), flags="--image-key/--caption-key")
     base = Path(data).parent
     index: dict[str, int] = {}
@@ -295,7 +296,8 @@ def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_k
         if old in new_index:
             captions.append(row[caption_key])
             owner.append(new_index[old])
-    key = "txt-" + digest([checkpoint_key(checkpoint), hashlib.sha256("\n".join(captions).encode()).hexdigest()])
+    key = "txt-" + digest([checkpoint_key(checkpoint), hashlib.sha256("\n".join(captions).encode()).hexdigest(),
+                           str(model.dtype)])
     hit = cache.get(key)
     txt = torch.from_numpy(hit["features"]) if hit is not None else text_features(model, captions,
                                                                                    batch_size=4 * batch_size)
@@ -316,7 +318,8 @@ def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_k
 # ---------------------------------------------------------------- robustness
 def run_robustness(checkpoint: str, datasets: dict[str, str], *, out: str | os.PathLike,
                    classnames: Sequence[str] | None = None, templates: Sequence[str] = (DEFAULT_TEMPLATE,),
-                   probe_train: str | None = None, device: str | None = None, batch_size: int = 64, workers: int = 0,
+                   probe_train: str | None = None, device: str | None = None, precision: str = "auto",
+                   batch_size: int = 64, workers: int = 0,
                    cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
     """One zero-shot classifier (and optionally one linear probe fitted on `probe_train`) on several datasets that
     share their classes: the paper's distribution-shift table (Sec. 3.3, Figure 13/14)."""
@@ -325,7 +328,7 @@ def run_robustness(checkpoint: str, datasets: dict[str, str], *, out: str | os.P
     if not datasets:
         raise ValueError("give at least one dataset as NAME=DIR")
     opened = {name: open_labelled(path, None, classnames) for name, path in datasets.items()}
-    model, preprocess = load_for_inference(checkpoint, device=device or default_device())
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     for dataset in opened.values():
         dataset.transform = preprocess
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")

@@ -176,13 +176,14 @@ class Index:
     """
 
     def __init__(self, directory: str | Path, *, checkpoint: str | Path | None = None, spec: IndexSpec | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "auto") -> None:
         self.directory = Path(directory)
         self.store = Store(self.directory)
         manifest = self._read_manifest()
         self.spec = spec or IndexSpec(**manifest.get("spec", {}))
         self.checkpoint = str(checkpoint) if checkpoint is not None else self.store.get_meta("checkpoint")
         self.device = device
+        self.precision = precision  # of the copy that embeds images and queries: "auto", "fp32" or "bf16"
         self._model: CLIP | None = None
         self._query_model: CLIP | None = None
         self._preprocess: Any = None
@@ -193,25 +194,26 @@ class Index:
 
     # ---------------------------------------------------------------- opening
     @classmethod
-    def load(cls, directory: str | Path, *, checkpoint: str | Path | None = None, device: str = "cpu") -> Index:
+    def load(cls, directory: str | Path, *, checkpoint: str | Path | None = None, device: str = "cpu",
+             precision: str = "auto") -> Index:
         """Open an index directory `build` wrote. A stale faiss file (a build stopped early) is rebuilt in memory."""
         directory = Path(directory)
         if not (directory / MANIFEST).is_file() and not (directory / "items.sqlite").is_file():
             raise SearchIndexError(f"{directory} is not a search index (no {MANIFEST}); create one with "
                                    "`clipworks index build SRC --checkpoint CKPT --out DIR`")
-        return cls(directory, checkpoint=checkpoint, device=device)
+        return cls(directory, checkpoint=checkpoint, device=device, precision=precision)
 
     @classmethod
     def build(cls, source: str | Path, *, checkpoint: str | Path, out: str | Path, spec: IndexSpec | None = None,
-              batch_size: int = 64, workers: int = 0, bf16: bool = False, device: str = "cpu",
+              batch_size: int = 64, workers: int = 0, precision: str = "auto", device: str = "cpu",
               image_key: str = "filepath", caption_key: str = "caption", chunk: int = 1024,
               progress: bool = True) -> tuple[Index, BuildReport]:
         """Create or update the index at `out` from `source` (image folder, CSV or shards) and save it.
 
         Incremental: only new or changed images are embedded; images of `source` that are gone are dropped.
         """
-        index = cls(out, checkpoint=checkpoint, spec=spec, device=device)
-        report = index.add(source, batch_size=batch_size, workers=workers, bf16=bf16, image_key=image_key,
+        index = cls(out, checkpoint=checkpoint, spec=spec, device=device, precision=precision)
+        report = index.add(source, batch_size=batch_size, workers=workers, image_key=image_key,
                            caption_key=caption_key, chunk=chunk, progress=progress, prune=True)
         index.save()
         return index, report
@@ -236,10 +238,10 @@ class Index:
 
     @property
     def query_model(self) -> CLIP:
-        """The model's `optimize_for_inference` copy, which encodes queries: equal to it within 1e-5, 1.2-1.6x faster
-        on CPU."""
+        """The model's `optimize_for_inference` copy at the index's precision, which embeds images and queries: in fp32
+        equal to the model within 1e-5; bf16 (where `auto` picks it: a CPU with native bf16) at cosine >= 0.999."""
         if self._query_model is None:
-            self._query_model = optimize_for_inference(self.model)
+            self._query_model = optimize_for_inference(self.model, self.precision)
         return self._query_model
 
     @property
@@ -257,8 +259,8 @@ class Index:
 
     # ---------------------------------------------------------------- adding images
     @torch.no_grad()
-    def add(self, source: str | Path, *, batch_size: int = 64, workers: int = 0, bf16: bool = False,
-            image_key: str = "filepath", caption_key: str = "caption", chunk: int = 1024, progress: bool = True,
+    def add(self, source: str | Path, *, batch_size: int = 64, workers: int = 0, image_key: str = "filepath",
+            caption_key: str = "caption", chunk: int = 1024, progress: bool = True,
             prune: bool = False) -> BuildReport:
         """Embed the new or changed images of `source`, committing every `chunk` images. `prune`: also drop the
         images that came from `source` before and are no longer in it. Call `save()` to write the faiss file."""
@@ -277,11 +279,9 @@ class Index:
         if prune:
             gone = self.store.paths_of(source_key) - {item.path for item in items}
             report.removed = self.store.remove(gone) if gone else 0
-        # Folded, prepacked weights: the same embeddings (fp32 within 1e-5; bf16 at cosine >= 0.999), 1.2-1.6x faster
-        # in fp32 and 2.2-3.3x with --bf16 than open_clip's fp32 (bench/RESULTS.md), and faster than a
-        # torch.compile'd bf16 model, which is not offered. fp32 builds share the queries' copy.
+        # Folded, prepacked weights (bench/RESULTS.md for the speed on each CPU class), shared with the queries.
         if todo:
-            model = optimize_for_inference(model, torch.bfloat16) if bf16 else self.query_model
+            model = self.query_model
         loader = torch.utils.data.DataLoader(_Embeddable(todo, self.preprocess), batch_size=batch_size,
                                              num_workers=workers, collate_fn=_keep_list)
         records: list[Record] = []

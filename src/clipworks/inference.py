@@ -1,6 +1,6 @@
 """Inference-only copies of a CLIP model that do the same arithmetic in fewer passes over memory (issue 6).
 
-`optimize_for_inference(model, torch.bfloat16)` returns a frozen copy; the profiles behind each step are in
+`optimize_for_inference(model, "auto")` returns a frozen copy (bf16 where the CPU computes it natively); the profiles behind each step are in
 bench/RESULTS.md:
 
 - Every Linear and convolution weight is reordered once into oneDNN's blocked layout. Eager PyTorch reorders it on
@@ -24,12 +24,14 @@ import copy
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import load
+from .hardware import fast_paths, resolve_dtype
 from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
 from .model import CLIP
 from .vision import Bottleneck, ModifiedResNet
@@ -82,39 +84,77 @@ class _Frozen(nn.Module):
                            "model, then call optimize_for_inference on it")
 
 
-class FrozenLinear(_Frozen):
-    """activation(x @ weight.T + bias), the weight prepacked for oneDNN once; activation is "none", "swish" or
-    "gelu" (erf), fused into the matmul when packed."""
+@functools.cache
+def int8_available() -> bool:
+    """True when this torch has the quantized engine's dynamic int8 linear (fbgemm / x86) and it computes F.linear to
+    int8 accuracy on small fixed tensors."""
+    if not {"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines):
+        return False
+    x, w, b = torch.linspace(-1, 1, 24).view(3, 8), torch.linspace(-1, 1, 40).view(5, 8), torch.linspace(-1, 1, 5)
+    try:
+        y = torch.ops.quantized.linear_dynamic(x, _int8_pack(w, b), True)
+    except (RuntimeError, AttributeError):
+        return False
+    return torch.allclose(y, F.linear(x, w, b), atol=0.05)
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, packed: bool,
+
+def _int8_pack(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The weight quantized to int8 per output row (symmetric: scale = max |w| / 127), packed for the quantized
+    engine with its fp32 bias."""
+    weight = weight.detach().float()
+    scale = (weight.abs().amax(dim=1).clamp_min(1e-12) / 127).double()
+    q = torch.quantize_per_channel(weight, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
+
+
+class FrozenLinear(_Frozen):
+    """activation(x @ weight.T + bias); activation is "none", "swish" or "gelu" (erf). `kernel`:
+    - "onednn": the weight prepacked for oneDNN once, the activation fused into the matmul;
+    - "int8": the weight in int8 per output row, activations quantized per call (dynamic quantization, 7-bit so that
+      AVX2's int16 pair sums cannot saturate), through torch's quantized engine (fbgemm); fp32 in and out;
+    - "plain": F.linear on the folded weight."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, kernel: str,
                  activation: str = "none"):
         super().__init__()
-        weight = weight.detach().to(dtype).contiguous()
-        self.activation, self.packed = activation, packed
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if packed else weight
+        self.activation, self.kernel = activation, kernel
         self.bias = None if bias is None else bias.detach().to(dtype)
+        if kernel == "int8":
+            self.weight, self.bias = _int8_pack(weight, bias), None
+            return
+        weight = weight.detach().to(dtype).contiguous()
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if kernel == "onednn" else weight
+
+    @property
+    def packed(self) -> bool:
+        return self.kernel == "onednn"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.packed:
+        if self.kernel == "onednn":
+            return onednn_linear(x, self.weight, self.bias, self.activation,
+                                 "none" if self.activation == "gelu" else "")
+        if self.kernel == "int8":
+            y = torch.ops.quantized.linear_dynamic(x.reshape(-1, x.shape[-1]), self.weight, True)
+            y = y.view(*x.shape[:-1], y.shape[-1])
+        else:
             y = F.linear(x, self.weight, self.bias)
-            if self.activation == "swish":
-                return F.silu(y)
-            return F.gelu(y) if self.activation == "gelu" else y
-        return onednn_linear(x, self.weight, self.bias, self.activation, "none" if self.activation == "gelu" else "")
+        if self.activation == "swish":
+            return F.silu(y)
+        return F.gelu(y) if self.activation == "gelu" else y
 
 
-def frozen_linear(linear: nn.Linear, dtype: torch.dtype, packed: bool) -> FrozenLinear:
-    return FrozenLinear(linear.weight, linear.bias, dtype, packed)
+def frozen_linear(linear: nn.Linear, dtype: torch.dtype, kernel: str) -> FrozenLinear:
+    return FrozenLinear(linear.weight, linear.bias, dtype, kernel)
 
 
 class FrozenAttention(_Frozen):
     """layers.Attention with prepacked projections."""
 
-    def __init__(self, attn: Attention, dtype: torch.dtype, packed: bool):
+    def __init__(self, attn: Attention, dtype: torch.dtype, kernel: str):
         super().__init__()
         self.heads = attn.heads
-        self.qkv = FrozenLinear(attn.in_proj_weight, attn.in_proj_bias, dtype, packed)
-        self.out = frozen_linear(attn.out_proj, dtype, packed)
+        self.qkv = FrozenLinear(attn.in_proj_weight, attn.in_proj_bias, dtype, kernel)
+        self.out = frozen_linear(attn.out_proj, dtype, kernel)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
         return self.out(attend(self.qkv(x), self.heads, causal=causal))
@@ -123,7 +163,7 @@ class FrozenAttention(_Frozen):
 class FrozenMLP(_Frozen):
     """layers.MLP with its activation fused into c_fc (QuickGELU as a scaled swish; see the module docstring)."""
 
-    def __init__(self, mlp: MLP, dtype: torch.dtype, packed: bool):
+    def __init__(self, mlp: MLP, dtype: torch.dtype, kernel: str):
         super().__init__()
         fc_w, fc_b, proj_w = mlp.c_fc.weight.float(), mlp.c_fc.bias.float(), mlp.c_proj.weight.float()
         if isinstance(mlp.gelu, QuickGELU):
@@ -131,8 +171,8 @@ class FrozenMLP(_Frozen):
             fc_w, fc_b, proj_w, activation = fc_w * s, fc_b * s, proj_w / s, "swish"
         else:
             activation = "gelu"
-        self.c_fc = FrozenLinear(fc_w, fc_b, dtype, packed, activation)
-        self.c_proj = FrozenLinear(proj_w, mlp.c_proj.bias, dtype, packed)
+        self.c_fc = FrozenLinear(fc_w, fc_b, dtype, kernel, activation)
+        self.c_proj = FrozenLinear(proj_w, mlp.c_proj.bias, dtype, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(self.c_fc(x))
@@ -206,9 +246,10 @@ class FrozenBottleneck(_Frozen):
 
 
 class FrozenResNet(_Frozen):
-    """vision.ModifiedResNet with folded, prepacked convolutions on channels_last activations."""
+    """vision.ModifiedResNet with folded, prepacked convolutions on channels_last activations; `linear_kernel` is for
+    the attention pool's projections."""
 
-    def __init__(self, resnet: ModifiedResNet, dtype: torch.dtype, packed: bool):
+    def __init__(self, resnet: ModifiedResNet, dtype: torch.dtype, packed: bool, linear_kernel: str):
         super().__init__()
         self.image_size, self.dtype = resnet.image_size, dtype
         size = resnet.image_size
@@ -223,7 +264,7 @@ class FrozenResNet(_Frozen):
                 size //= blocks[-1].stride
         self.blocks = nn.Sequential(*blocks)
         pool = copy.deepcopy(resnet.attnpool).to(dtype).requires_grad_(False)  # its forward, frozen projections
-        _freeze_children(resnet.attnpool, pool, dtype, packed)
+        _freeze_children(resnet.attnpool, pool, dtype, Packing(linear_kernel, packed))
         self.attnpool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,49 +274,69 @@ class FrozenResNet(_Frozen):
         return self.attnpool(self.blocks(self.avgpool(x)))
 
 
-def optimize_for_inference(model: CLIP, dtype: torch.dtype | None = None) -> CLIP:
-    """An inference-only copy of `model` in `dtype` (default: the model's own) with weights folded and prepacked.
+class Packing(NamedTuple):
+    """How a frozen copy runs its linears ("onednn", "int8" or "plain") and whether it prepacks convolutions for
+    oneDNN (hardware.fast_paths, where oneDNN serves the dtype)."""
+
+    linear: str
+    conv: bool
+
+
+INT8 = ("int8", torch.qint8)
+
+
+def optimize_for_inference(model: CLIP, dtype: torch.dtype | str | None = None) -> CLIP:
+    """An inference-only copy of `model` in `dtype` with weights folded and prepacked. `dtype` is a torch dtype, a
+    precision name ("auto": bf16 where this device computes it natively, else fp32; "fp32", "bf16"), "int8" (an
+    opt-in for CPUs without native bf16: every Linear dynamically quantized, the rest fp32) or None (the model's own
+    dtype).
 
     Outputs equal the original's up to float rounding: fp32 copies within ~1e-5, bf16 copies at cosine similarity
-    >= 0.999 to fp32 (tests/test_inference.py). Its own parameters are frozen; it cannot be trained or saved.
+    >= 0.999 to fp32, int8 copies at cosine >= 0.99 (tests/test_inference.py). Its own parameters are frozen; it
+    cannot be trained or saved.
     """
     if not isinstance(model, CLIP):
         raise TypeError(f"optimize_for_inference takes a clipworks CLIP model, got {type(model).__name__}")
-    dtype = dtype or model.dtype
     device = model.text_projection.device
-    packed = onednn_available(device, dtype)
+    int8 = dtype in INT8
+    if int8 and (device.type != "cpu" or not int8_available()):
+        raise ValueError("int8 inference needs a CPU and torch's quantized engine (fbgemm/x86); use fp32 or bf16")
+    dtype = torch.float32 if int8 else resolve_dtype(dtype, device) or model.dtype
+    available, paths = onednn_available(device, dtype), fast_paths()
+    linear = "int8" if int8 else "onednn" if available and paths.packed_linear else "plain"
+    packing = Packing(linear=linear, conv=available and paths.packed_conv)
     frozen = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
-    _freeze_children(model, frozen, dtype, packed)
+    _freeze_children(model, frozen, dtype, packing)
     return frozen
 
 
-def _freeze_children(source: nn.Module, target: nn.Module, dtype: torch.dtype, packed: bool) -> None:
+def _freeze_children(source: nn.Module, target: nn.Module, dtype: torch.dtype, packing: Packing) -> None:
     """Replace `target`'s submodules (a copy of `source` cast to `dtype`) by frozen ones built from `source`'s, so
     folds (BatchNorm, the QuickGELU scale) run in the original precision before the cast."""
     for name, child in source.named_children():
-        replacement = _frozen(child, dtype, packed)
+        replacement = _frozen(child, dtype, packing)
         if replacement is None:
-            _freeze_children(child, getattr(target, name), dtype, packed)
+            _freeze_children(child, getattr(target, name), dtype, packing)
         else:
             setattr(target, name, replacement)
 
 
-def _frozen(module: nn.Module, dtype: torch.dtype, packed: bool) -> nn.Module | None:
+def _frozen(module: nn.Module, dtype: torch.dtype, packing: Packing) -> nn.Module | None:
     if isinstance(module, Attention):
-        return FrozenAttention(module, dtype, packed)
+        return FrozenAttention(module, dtype, packing.linear)
     if isinstance(module, MLP):
-        return FrozenMLP(module, dtype, packed)
+        return FrozenMLP(module, dtype, packing.linear)
     if isinstance(module, LayerNorm):
         return FrozenLayerNorm(module, dtype)
     if isinstance(module, ModifiedResNet):
-        return FrozenResNet(module, dtype, packed)
+        return FrozenResNet(module, dtype, packing.conv, packing.linear)
     if isinstance(module, nn.Linear):
-        return frozen_linear(module, dtype, packed)
+        return frozen_linear(module, dtype, packing.linear)
     return None
 
 
 def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
-                       dtype: torch.dtype | None = None) -> tuple[CLIP, Callable]:
+                       dtype: torch.dtype | str | None = None) -> tuple[CLIP, Callable]:
     """`clipworks.load`, then `optimize_for_inference`: how the evaluation commands load the model they embed with
     (fp32 copies equal the model within 1e-5)."""
     model, preprocess = load(path, device=device)

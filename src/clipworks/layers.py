@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .configs import Activation
+from .hardware import fast_paths
 
 
 class LayerNorm(nn.LayerNorm):
@@ -87,7 +88,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     other devices, tracing, export, torch.compile) is plain F.linear."""
     if (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling() and onednn_linear_works()):
+            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling()
+            and fast_paths().training_linear and onednn_linear_works()):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 

@@ -191,7 +191,7 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
 @torch.no_grad()
 def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: str | None = None,
                  templates: Sequence[str] | None = None, data: str | None = None, images: Sequence[str] = (),
-                 top: int = 3, batch_size: int = 64) -> dict[str, Any]:
+                 top: int = 3, batch_size: int = 64, precision: str = "auto") -> dict[str, Any]:
     """Labels for `images` and/or top-1/top-5 accuracy on a labelled set `data` (class folders or filepath,label CSV).
 
     Class names come from `classes` (comma-separated), `classes_file` (one per line) or, for `data`, the folder names
@@ -200,7 +200,7 @@ def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: s
     """
     if not data and not images:
         raise ValueError("give image files to label, or --data with a labelled image set")
-    model, preprocess = load_for_inference(checkpoint)
+    model, preprocess = load_for_inference(checkpoint, dtype=precision)
     names: list[str] | None = None
     if classes:
         names = [c.strip() for c in classes.split(",") if c.strip()]

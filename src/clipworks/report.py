@@ -47,7 +47,7 @@ def _world_features(model: CLIP, world: World, split: str, n: int, *, checkpoint
                     batch_size: int, progress: bool) -> tuple[np.ndarray, list]:
     """(features (n, E) L2-normalised, attributes) of samples 0..n-1 of `split` in `world`'s style."""
     images, _, attributes = world.arrays(split, n, cache_dir=world_cache_dir())
-    key = "world-" + digest([checkpoint_key(checkpoint), dataclasses.asdict(world.config), split, n])
+    key = "world-" + digest([checkpoint_key(checkpoint), dataclasses.asdict(world.config), split, n, str(model.dtype)])
     hit = cache.get(key)
     if hit is not None:
         return hit["features"], attributes
@@ -64,7 +64,7 @@ def _zero_shot_top1(features: np.ndarray, labels: np.ndarray, classifier: torch.
 
 def run_report(checkpoint: str, *, out: str | os.PathLike, n_train: int = 2000, n_test: int = 1000, seeds: int = 5,
                shots: tuple[int, ...] = SHOTS, world_seed: int | None = None, device: str | None = None,
-               batch_size: int = 256, cache_dir: str | os.PathLike | None = None, progress: bool = True
+               precision: str = "auto", batch_size: int = 256, cache_dir: str | os.PathLike | None = None, progress: bool = True
                ) -> dict[str, Any]:
     """The report for `checkpoint`; `world_seed` defaults to the one it was trained on (its config.json), else 0."""
     out = Path(out)
@@ -72,7 +72,7 @@ def run_report(checkpoint: str, *, out: str | os.PathLike, n_train: int = 2000, 
     trained = json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text()).get("train_config") or {}
     if world_seed is None:
         world_seed = int(trained.get("world_seed", 0))
-    model, _ = load_for_inference(checkpoint, device=device or default_device())
+    model, _ = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     base = WorldConfig(seed=world_seed, image_size=model.image_size)
     cache = FeatureCache(cache_dir if cache_dir is not None else out / "cache")
     tasks = World(base).zero_shot_tasks()

@@ -25,7 +25,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 # Written into a run's config.json for the record (the resolved architecture); not a setting, so skipped on read.
-_RECORD_ONLY = {"model_config"}
+_RECORD_ONLY = {"model_config", "precision_reason"}
 
 
 def _type_name(hint: Any) -> str:

@@ -34,6 +34,7 @@ from .configs import CLIPConfig, get_config
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from .files import write_text_atomic
 from .formats import registry_name
+from .hardware import PRECISIONS, resolve_precision
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .model import CLIP, create_model
 from .optim import cosine_lr, create_optimizer, set_lr
@@ -88,8 +89,9 @@ class TrainConfig:
     beta2: float = 0.98  # the paper: 0.98 for ViTs, 0.999 for ResNets
     eps: float = 1e-6  # the paper: 1e-6 for ViTs, 1e-8 for ResNets
     grad_clip: float = 0.0  # max global grad norm; 0 disables
-    precision: Literal["fp32", "bf16", "fp16"] = "bf16"  # autocast; weights and optimizer stay fp32; fp16 adds a
-    # gradient scaler (meant for GPUs; it runs on CPU too, slowly)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast dtype; weights and optimizer stay fp32.
+    # auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA), else fp32 (clipworks.hardware);
+    # fp16 adds a gradient scaler (meant for GPUs)
     grad_checkpointing: bool = False  # recompute activations in backward to save memory
     loss_tile: int = 0  # rows per tile of the tiled contrastive loss (memory O(tile * batch)); 0 = plain loss
     micro_batches: int = 1  # split each step into this many forward/backward passes (GradCache): same update
@@ -129,8 +131,8 @@ class TrainConfig:
             raise ValueError(f"--micro-batches {self.micro_batches} must be >= 1 and divide --batch-size")
         if self.resampled and not self.samples_per_epoch:
             raise ValueError("--resampled draws shards forever: also set --samples-per-epoch")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"--precision must be fp32, bf16 or fp16, got {self.precision}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def _forward_context(autocast: torch.autocast, device: torch.device) -> contextlib.ExitStack:
@@ -277,7 +279,11 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     torch.manual_seed(cfg.seed)
     device = torch.device(f"cuda:{process.local_rank}" if cfg.device == "cuda" and process.distributed
                           else cfg.device)
-    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    precision = resolve_precision(cfg.precision, device)
+    if process.is_main:
+        print(f"precision {precision}")
+    cfg = dataclasses.replace(cfg, precision=precision.name)  # config.json and checkpoints record what ran
+    half = precision.dtype if precision.name != "fp32" else None
     autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
     # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
@@ -290,7 +296,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
             print(f"--init {cfg.init}: training its architecture ({name}); --model {cfg.model} is ignored")
         cfg = dataclasses.replace(cfg, model=name)
     if process.is_main:  # the resolved run config, and the exact architecture (also for a custom one)
-        record = {**dataclasses.asdict(cfg), "model_config": model.config.to_dict()}
+        record = {**dataclasses.asdict(cfg), "precision_reason": precision.reason,
+                  "model_config": model.config.to_dict()}
         write_text_atomic(out / "config.json", json.dumps(record, indent=2))
     model.set_grad_checkpointing(cfg.grad_checkpointing)
     model.set_patch_dropout(cfg.patch_dropout)

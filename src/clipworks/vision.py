@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import Activation, VisionConfig
+from .hardware import fast_paths
 from .layers import LayerNorm, Transformer, scaled_randn
 
 
@@ -149,6 +150,10 @@ class ModifiedResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.conv1.weight.dtype)
+        if x.device.type == "cpu" and fast_paths().channels_last_resnet:
+            # oneDNN's convolutions, BatchNorms and pools run faster on NHWC activations (bench/kernels.py); the
+            # weights keep their layout, so state dicts are unchanged.
+            x = x.contiguous(memory_format=torch.channels_last)
         x = F.relu_(self.bn1(self.conv1(x)))
         x = F.relu_(self.bn2(self.conv2(x)))
         x = self.avgpool(F.relu_(self.bn3(self.conv3(x))))  # (N, W, H/4, W/4)

@@ -1,0 +1,169 @@
+"""What the device computes fast, and the precision and kernels chosen from it.
+
+CPUs come in two classes that matter here: AVX-512 with native bf16 (AVX512-BF16 or AMX), where bf16 matmuls run
+2-3x faster than fp32, and everything else (AVX2: Intel Core since Alder Lake, AMD before Zen 4), where bf16 is
+emulated and many times *slower* than fp32 (bench/RESULTS.md has the figures for both). So `--precision auto`, the
+default everywhere, is bf16 only where it is native, and each oneDNN fast path is switched on only for the classes
+where it measured faster (`fast_paths`).
+
+The CPU is read once from torch (`torch.backends.cpu.get_cpu_capability()`, which honours ATEN_CPU_CAPABILITY) and
+oneDNN's ISA cap (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA), so `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` makes
+an AVX-512 machine choose as an AVX2 one does. Tests inject a CPU with `simulate_cpu`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# oneDNN ISA caps below which bf16 has no native dot product (values as oneDNN spells them, upper case).
+_ONEDNN_CAPS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+class PrecisionWarning(UserWarning):
+    """A precision that runs, but far slower than another would on this device."""
+
+
+@dataclass(frozen=True)
+class CPU:
+    capability: str  # torch's kernel class: "AVX512", "AVX2", "DEFAULT", ...
+    native_bf16: bool  # bf16 dot products in hardware (AVX512-BF16 or AMX), and oneDNN allowed to use them
+
+    @property
+    def label(self) -> str:
+        """How speed figures name this class: "AVX512 with native bf16", "AVX2"."""
+        return f"{self.capability} with native bf16" if self.native_bf16 else self.capability
+
+
+@functools.cache
+def _detected_cpu() -> CPU:
+    capability = torch.backends.cpu.get_cpu_capability()
+    has_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
+    return CPU(capability, has_bf16 and capability.startswith("AVX512") and cap not in _ONEDNN_CAPS_WITHOUT_BF16)
+
+
+_simulated: list[CPU] = []
+
+
+def cpu() -> CPU:
+    """This machine's CPU class (or the one `simulate_cpu` put in place)."""
+    return _simulated[-1] if _simulated else _detected_cpu()
+
+
+@contextlib.contextmanager
+def simulate_cpu(capability: str, *, native_bf16: bool) -> Iterator[CPU]:
+    """Make every choice in clipworks as on a CPU of this class (for tests; the kernels run are still this
+    machine's)."""
+    _simulated.append(CPU(capability, native_bf16))
+    try:
+        yield _simulated[-1]
+    finally:
+        _simulated.pop()
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # "fp32", "bf16" or "fp16"
+    reason: str  # why, for the run's plan line
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.name]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+def resolve_precision(requested: str, device: str | torch.device = "cpu") -> Precision:
+    """The precision a run uses: `auto` becomes bf16 where `device` computes it natively (a CUDA GPU with bf16, a
+    CPU with AVX512-BF16 or AMX) and fp32 elsewhere (fp16 only on a CUDA GPU without bf16). An explicit choice is
+    kept, with a warning (once per process) when it will be much slower than the alternative on this device."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if requested != "auto":
+            return Precision(requested, "as requested")
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", "this GPU computes bf16 natively")
+        return Precision("fp16", "this GPU has no bf16; fp16 with loss scaling")
+    if device.type != "cpu":
+        return Precision("fp32" if requested == "auto" else requested, f"{device.type} device")
+    info = cpu()
+    if requested == "auto":
+        if info.native_bf16:
+            return Precision("bf16", f"this CPU computes bf16 natively ({info.capability})")
+        return Precision("fp32", f"this CPU has no native bf16 ({info.capability})")
+    if requested == "bf16" and not info.native_bf16:
+        _warn_once(f"bf16 on this CPU ({info.capability}, no native bf16) is emulated and many times slower than "
+                   "fp32: use --precision auto or fp32")
+        return Precision("bf16", f"as requested; emulated on this CPU ({info.capability})")
+    if requested == "fp16":
+        _warn_once("fp16 is meant for GPUs: on a CPU it is slow and needs loss scaling; use --precision auto")
+        return Precision("fp16", "as requested; slow on a CPU")
+    native = " (native on this CPU)" if requested == "bf16" else ""
+    return Precision(requested, f"as requested{native}")
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device = "cpu") -> torch.dtype | None:
+    """A torch dtype from a dtype, a precision name ("auto", "fp32", ...) or None (None stays None)."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    return resolve_precision(dtype, device).dtype
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, PrecisionWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Which oneDNN paths run on this CPU class; each falls back to torch's plain op where it measured slower
+    (bench/kernels.py, both classes in bench/RESULTS.md). All of them also need torch's private oneDNN ops to exist
+    and compute the plain result, which layers.py and inference.py check once."""
+
+    training_linear: bool  # fp32 Linear forward and input gradient in oneDNN instead of torch's BLAS (layers.linear)
+    packed_linear: bool  # optimize_for_inference: Linear weights prepacked, QuickGELU fused as a swish post-op
+    packed_conv: bool  # optimize_for_inference: ResNet convolutions prepacked with BatchNorm, ReLU, residual fused
+    channels_last_resnet: bool  # ModifiedResNet runs on channels_last (NHWC) activations on CPU, training included
+
+
+_FAST_PATHS = {
+    True: FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True),  # AVX-512
+    False: FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True),  # AVX2
+}
+_forced: list[FastPaths] = []
+
+
+def fast_paths() -> FastPaths:
+    """The fast paths chosen for this CPU's class (or forced by `use_fast_paths`)."""
+    if _forced:
+        return _forced[-1]
+    return _FAST_PATHS[cpu().capability.startswith("AVX512")]
+
+
+@contextlib.contextmanager
+def use_fast_paths(**changes: bool) -> Iterator[FastPaths]:
+    """Switch fast paths on or off whatever the CPU class, e.g. `use_fast_paths(training_linear=False)` (for
+    benchmarks comparing a path with its fallback, and tests)."""
+    _forced.append(dataclasses.replace(fast_paths(), **changes))
+    try:
+        yield _forced[-1]
+    finally:
+        _forced.pop()

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # because it declares torchvision, which does not import beside torch 2.13.0.
 REFERENCE := clip-anytorch==2.6.0
 
-.PHONY: demo test test-slow bench browser-deps clean
+.PHONY: demo test test-slow bench bench-avx2 browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,18 +40,27 @@ test-slow: $(STAMP)
 # Benchmarks against open_clip need torchvision, which here means the torch 2.14.1 CUDA stack (~5.5 GB, from local
 # disk): a separate venv, never the test one.
 BENCH := .venv-bench
-$(BENCH)/.installed: pyproject.toml
+$(BENCH)/.installed: pyproject.toml Makefile
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
 	$(BENCH)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BENCH)/bin/pip install --quiet open_clip_torch==3.3.0 transformers webdataset -e .
+	$(BENCH)/bin/pip install --quiet open_clip_torch==3.3.0 transformers webdataset onnx onnxruntime onnxscript -e .
 	$(BENCH)/bin/pip install --quiet --no-deps $(REFERENCE)
 	touch $(BENCH)/.installed
 
+# Every figure names the CPU class it was measured on (the first line printed). To measure the AVX2 class on an
+# AVX-512 machine: make bench-avx2.
 bench: $(BENCH)/.installed
+	$(BENCH)/bin/python bench/timing.py
+	$(BENCH)/bin/python bench/kernels.py
 	$(BENCH)/bin/python bench/compare.py
 	$(BENCH)/bin/python bench/train_step.py
 	$(BENCH)/bin/python bench/data_loading.py
 	$(BENCH)/bin/python bench/loss_memory.py
+	$(BENCH)/bin/python bench/time_to_accuracy.py
+
+AVX2 := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2
+bench-avx2:
+	$(AVX2) $(MAKE) bench
 
 clean:
 	rm -rf $(VENV) $(BENCH) runs .pytest_cache

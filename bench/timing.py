@@ -68,3 +68,7 @@ def paired(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tu
             fn()
             out.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
+
+
+if __name__ == "__main__":
+    print(cpu_line())

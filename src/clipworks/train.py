@@ -34,7 +34,7 @@ from .configs import CLIPConfig, get_config
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from .files import write_text_atomic
 from .formats import registry_name
-from .hardware import PRECISIONS, resolve_precision
+from .hardware import PRECISIONS, keep_freed_memory, resolve_precision
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .model import CLIP, create_model
 from .optim import cosine_lr, create_optimizer, set_lr
@@ -279,6 +279,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     torch.manual_seed(cfg.seed)
     device = torch.device(f"cuda:{process.local_rank}" if cfg.device == "cuda" and process.distributed
                           else cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults to re-map each step's activation buffers
     precision = resolve_precision(cfg.precision, device)
     if process.is_main:
         print(f"precision {precision}")

@@ -167,13 +167,12 @@ def test_training_steps_stop_page_faulting_their_buffers_back_in() -> None:
 import resource, sys, torch
 from clipworks import create_model
 from clipworks.hardware import keep_freed_memory
-from clipworks.loss import clip_loss
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 model = create_model("RN-Tiny", seed=0)
-images, tokens = torch.randn(256, 3, 64, 64), torch.randint(1, 49407, (256, 32))
+images = torch.randn(256, 3, 64, 64)
 def step():
-    clip_loss(model.encode_image(images), model.encode_text(tokens), model.logit_scale).backward()
+    model.encode_image(images).sum().backward()
 step(); step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 step(); step()

@@ -62,6 +62,25 @@ def test_an_fp32_copy_equals_the_model(name: str, fused: bool, monkeypatch: pyte
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_an_int8_copy_quantizes_every_linear_and_stays_close_to_fp32(name: str) -> None:
+    assert inference.int8_available()  # this machine runs the quantized engine for real
+    model = model_under_test(name)
+    fast = optimize_for_inference(model, "int8")
+    linears = [m for m in fast.modules() if isinstance(m, FrozenLinear)]
+    assert fast.dtype == torch.float32 and linears and all(m.kernel == "int8" for m in linears)
+    with torch.no_grad():
+        for full, quantized in ((model.encode_image(images(8)), fast.encode_image(images(8))),
+                                (model.encode_text(TOKENS), fast.encode_text(TOKENS))):
+            assert torch.nn.functional.cosine_similarity(full, quantized).min() > 0.99
+
+
+def test_int8_is_refused_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "int8_available", lambda: False)
+    with pytest.raises(ValueError, match="int8 inference needs a CPU and torch's quantized engine"):
+        optimize_for_inference(create_model("ViT-Tiny", seed=0), "int8")
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_a_bf16_copy_stays_close_to_fp32(name: str) -> None:
     model = model_under_test(name)
     fast = optimize_for_inference(model, torch.bfloat16)

@@ -272,14 +272,17 @@ def test_a_stream_resumed_from_its_position_continues_with_exactly_the_same_batc
     expected = [next(reference) for _ in range(20)]  # 32 good samples: ~8 batches an epoch, so 2+ epochs
     assert reference.position["epoch"] == 2  # the resumes below start in epochs 0 and 1 and cross epoch ends
     assert [len(images) for images, _ in expected].count(3) == 3  # each epoch, one batch lost its bad sample
+    reference.close()  # its workers stop now (left to the garbage collector, each takes ~5 s)
     for stop in (1, 5, 8, 13):
         first = batches(0, Process())
         for _ in range(stop):
             next(first)
         resumed = batches(stop, Process(), first.position)
+        first.close()
         for step in range(stop, 20):
             images, tokens = next(resumed)
             assert torch.equal(images, expected[step][0]) and torch.equal(tokens, expected[step][1]), (stop, step)
+        resumed.close()
 
 
 def test_training_resumed_from_a_shard_checkpoint_is_bit_identical(tmp_path: Path) -> None:

@@ -357,6 +357,11 @@ class ShardStream:
     def __next__(self) -> Batch:
         return next(self._batches)
 
+    def close(self) -> None:
+        """Stop the DataLoader workers now: closing the generator shuts them down in ~0.1 s, while an abandoned
+        stream's loader, finalised by the garbage collector, waited ~5 s per worker for them to time out."""
+        self._batches.close()
+
     def _generate(self) -> Iterator[Batch]:
         epoch, consumed, turn = self.position["epoch"], list(self.position["consumed"]), self.position["next"]
         while True:

@@ -439,6 +439,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
             if process.is_main:
                 path = checkpoint(step + 1, positions)
     bar.close()
+    if hasattr(data, "close"):  # a generator or a shard stream: stop its DataLoader workers now
+        data.close()
     if board is not None:
         board.close()
     if process.distributed:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -103,7 +104,11 @@ def _int8_pack(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     engine with its fp32 bias."""
     weight = weight.detach().float()
     scale = (weight.abs().amax(dim=1).clamp_min(1e-12) / 127).double()
-    q = torch.quantize_per_channel(weight, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
+    with warnings.catch_warnings():
+        # torch >= 2.14 announces that quantized tensor creation will be removed; int8_available() then says False
+        # and optimize_for_inference refuses int8 with a clear error instead of failing here.
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        q = torch.quantize_per_channel(weight, scale, torch.zeros(len(scale), dtype=torch.long), 0, torch.qint8)
     return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.detach().float())
 
 

@@ -78,7 +78,8 @@ def search_collection(tmp_path_factory: pytest.TempPathFactory, world_cache: Pat
             samples[i].image.save(images / f"{i:04d}.png")
             writer.writerow([f"images/{i:04d}.png", samples[i].caption])
     index = root / "index"
-    assert cli.main(["index", "build", str(images), "--checkpoint", str(run), "--out", str(index), "--quiet"]) == 0
+    assert cli.main(["index", "build", str(images), "--checkpoint", str(run), "--out", str(index), "--quiet",
+                     "--precision", "fp32"]) == 0
     r, b = samples[red].attributes, samples[blue].attributes
     return SearchCollection(run, images, root / "captions.csv", images / f"{red:04d}.png",
                             images / f"{blue:04d}.png", f"a photo of a {r.colour} {r.shape}",

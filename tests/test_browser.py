@@ -82,9 +82,10 @@ def test_uploaded_image_shows_the_right_top_label(browser, search_server, search
     assert width / track == pytest.approx(float(rows[0].get_attribute("data-prob")), abs=0.01)
 
     browser.find_element(By.ID, "image-search-button").click()  # the same upload, as an image query
-    _wait_text(browser, "#results .result:first-child figcaption", "1.000")
-    first = browser.find_element(By.CSS_SELECTOR, "#results .result")
+    first = _wait(browser, "#results .result")[0]
     assert first.get_attribute("data-path") == str(search_collection.red.resolve())
+    # itself: 1.000 in fp32; where `auto` embeds in bf16, batch shapes round differently (~0.999)
+    assert float(first.get_attribute("data-score")) >= 0.995
 
 
 def test_errors_are_shown_on_the_page(browser, search_server, tmp_path):

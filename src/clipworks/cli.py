@@ -185,9 +185,10 @@ def _eval_common(p: argparse.ArgumentParser, *, out: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _precision_flag(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"the precision the model {what} in; "
-                   "auto: bf16 where this CPU (or GPU) computes it natively, else fp32 (default)")
+def _precision_flag(p: argparse.ArgumentParser, what: str, *, default: str | None = "auto") -> None:
+    p.add_argument("--precision", choices=PRECISIONS, default=default, help=f"the precision the model {what} in; "
+                   "auto: bf16 where this CPU (or GPU) computes it natively, else fp32 (default: "
+                   f"{default or 'the one the index was built at'})")
 
 
 def _eval_kwargs(args: argparse.Namespace) -> dict:
@@ -289,7 +290,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
     if (args.query is None) == (args.image is None):
         raise UserError("give a text query or --image PATH (one of them)")
-    index = Index.load(args.index, checkpoint=args.checkpoint)
+    index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
     if args.image is not None:
         try:
             with Image.open(args.image) as im:
@@ -351,6 +352,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=10, help="number of results")
     p.add_argument("--checkpoint", help="the model (default: the one the index was built with)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    _precision_flag(p, "embeds the query", default=None)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("serve", help="HTTP JSON API and web page: text and image search, zero-shot labels")
@@ -362,7 +364,7 @@ def _add_search_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image, width x height")
     p.add_argument("--max-k", type=int, default=100, help="most results per search")
-    _precision_flag(p, "embeds queries")
+    _precision_flag(p, "embeds queries", default=None)
     p.set_defaults(func=_cmd_serve)
 
 

@@ -36,6 +36,7 @@ from PIL import Image
 
 from .checkpoints import load
 from .files import write_atomic, write_text_atomic
+from .hardware import resolve_precision
 from .inference import optimize_for_inference
 from .model import CLIP
 from .sources import Item, list_items, read_image
@@ -176,14 +177,16 @@ class Index:
     """
 
     def __init__(self, directory: str | Path, *, checkpoint: str | Path | None = None, spec: IndexSpec | None = None,
-                 device: str = "cpu", precision: str = "auto") -> None:
+                 device: str = "cpu", precision: str | None = None) -> None:
         self.directory = Path(directory)
         self.store = Store(self.directory)
         manifest = self._read_manifest()
         self.spec = spec or IndexSpec(**manifest.get("spec", {}))
         self.checkpoint = str(checkpoint) if checkpoint is not None else self.store.get_meta("checkpoint")
         self.device = device
-        self.precision = precision  # of the copy that embeds images and queries: "auto", "fp32" or "bf16"
+        # The precision of the copy that embeds images and queries; None: the one the index was built at (indexes
+        # from before it was recorded were fp32), so queries are computed as the stored vectors were.
+        self.precision = precision or self.store.get_meta("precision") or "fp32"
         self._model: CLIP | None = None
         self._query_model: CLIP | None = None
         self._preprocess: Any = None
@@ -195,7 +198,7 @@ class Index:
     # ---------------------------------------------------------------- opening
     @classmethod
     def load(cls, directory: str | Path, *, checkpoint: str | Path | None = None, device: str = "cpu",
-             precision: str = "auto") -> Index:
+             precision: str | None = None) -> Index:
         """Open an index directory `build` wrote. A stale faiss file (a build stopped early) is rebuilt in memory."""
         directory = Path(directory)
         if not (directory / MANIFEST).is_file() and not (directory / "items.sqlite").is_file():
@@ -213,6 +216,7 @@ class Index:
         Incremental: only new or changed images are embedded; images of `source` that are gone are dropped.
         """
         index = cls(out, checkpoint=checkpoint, spec=spec, device=device, precision=precision)
+        index.store.set_meta("precision", resolve_precision(precision, device).name)
         report = index.add(source, batch_size=batch_size, workers=workers, image_key=image_key,
                            caption_key=caption_key, chunk=chunk, progress=progress, prune=True)
         index.save()
@@ -345,13 +349,14 @@ class Index:
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """(N, E) float32 L2-normalised text embeddings."""
-        return encode_texts(self.query_model, texts).float().cpu().numpy()
+        # Normalised in fp32: a bf16 model's own normalisation leaves norms up to ~0.5% off 1.
+        return F.normalize(encode_texts(self.query_model, texts).float(), dim=-1).cpu().numpy()
 
     @torch.no_grad()
     def encode_image(self, image: Image.Image) -> np.ndarray:
         """(1, E) float32 L2-normalised embedding of one PIL image, preprocessed as the indexed images were."""
         pixels = self.preprocess(image).unsqueeze(0).to(self.device)
-        return self.query_model.encode_image(pixels, normalize=True).float().cpu().numpy()
+        return F.normalize(self.query_model.encode_image(pixels).float(), dim=-1).cpu().numpy()
 
     def search(self, query: str | Image.Image | np.ndarray, k: int = 10) -> list[Hit]:
         """The k images most similar to a text, an image or an embedding (E,), best first."""

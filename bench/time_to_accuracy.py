@@ -54,6 +54,9 @@ def main() -> None:
         done = [m for t, m in curve if t <= mark + 1e-9]
         if done:
             at.append(f"{mark:.0f} min: {done[-1]['zeroshot_combination']:.1%}")
+        if curve[-1][0] <= mark:  # the run ended before this mark
+            at[-1] += f" (the run's end, at {curve[-1][0]:.2f} min)"
+            break
     precision = resolve_precision(cfg.precision)
     append_results("Time to accuracy, demo recipe", f"torch {torch.__version__}",
                    f"{cfg.model}, batch {cfg.batch_size}, {cfg.steps} steps, precision {precision}; evaluation on "

@@ -22,7 +22,7 @@ import torch
 from .checkpoints import CheckpointError
 from .configs import MODELS
 from .data import DataError
-from .hardware import PRECISIONS
+from .hardware import DTYPES, PRECISIONS
 from .recipes import RECIPES
 
 
@@ -156,14 +156,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, steps=args.steps, progress=not args.quiet)
 
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 def _cmd_convert(args: argparse.Namespace) -> None:
     from .checkpoints import load, save_checkpoint
     from .export import export_onnx, save_hf
 
-    model, _ = load(args.src, dtype=_DTYPES[args.dtype], image_size=args.image_size,
+    model, _ = load(args.src, dtype=DTYPES[args.dtype], image_size=args.image_size,
                     context_length=args.context_length, activation=args.activation, trust_code=args.trust_code)
     if args.to == "native":
         save_checkpoint(args.dst, model, metadata={"converted_from": str(args.src)})
@@ -459,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="weights file or directory in any supported format")
     p.add_argument("dst", help="output directory")
     p.add_argument("--to", choices=("native", "hf", "onnx"), required=True)
-    p.add_argument("--dtype", choices=tuple(_DTYPES), default="fp32", help="weights dtype (ONNX is always fp32)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="weights dtype (ONNX is always fp32)")
     p.add_argument("--image-size", type=int, help="interpolate the image positional embedding to this size")
     p.add_argument("--context-length", type=int, help="shorten, or extend with untrained positions, the text context")
     p.add_argument("--activation", choices=("quick_gelu", "gelu"), help="override the (possibly assumed) activation")

@@ -274,7 +274,8 @@ def run_linear_probe(checkpoint: str, train: str, test: str, *, out: str | os.Pa
 # ---------------------------------------------------------------- retrieval
 def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_key: str = "filepath",
                   caption_key: str = "caption", ks: Sequence[int] = (1, 5, 10), device: str | None = None,
-                  precision: str = "auto", batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
+                  precision: str = "auto", batch_size: int = 64, workers: int = 0,
+                  cache_dir: str | os.PathLike | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Recall@K both ways on a CSV of filepath,caption; rows sharing a filepath are one image with several captions."""
     model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)

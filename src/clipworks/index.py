@@ -215,8 +215,9 @@ class Index:
 
         Incremental: only new or changed images are embedded; images of `source` that are gone are dropped.
         """
+        precision = resolve_precision(precision, device).name  # recorded, so later queries match the vectors
         index = cls(out, checkpoint=checkpoint, spec=spec, device=device, precision=precision)
-        index.store.set_meta("precision", resolve_precision(precision, device).name)
+        index.store.set_meta("precision", precision)
         report = index.add(source, batch_size=batch_size, workers=workers, image_key=image_key,
                            caption_key=caption_key, chunk=chunk, progress=progress, prune=True)
         index.save()

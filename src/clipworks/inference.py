@@ -1,7 +1,7 @@
 """Inference-only copies of a CLIP model that do the same arithmetic in fewer passes over memory (issue 6).
 
-`optimize_for_inference(model, "auto")` returns a frozen copy (bf16 where the CPU computes it natively); the profiles behind each step are in
-bench/RESULTS.md:
+`optimize_for_inference(model, "auto")` returns a frozen copy (bf16 where the CPU computes it natively); the
+profiles behind each step are in bench/RESULTS.md:
 
 - Every Linear and convolution weight is reordered once into oneDNN's blocked layout. Eager PyTorch reorders it on
   every call: ~10% of a ViT-B-32 matmul at batch 32, and half of it at batch 1.
@@ -123,12 +123,12 @@ class FrozenLinear(_Frozen):
                  activation: str = "none"):
         super().__init__()
         self.activation, self.kernel = activation, kernel
-        self.bias = None if bias is None else bias.detach().to(dtype)
-        if kernel == "int8":
+        if kernel == "int8":  # the bias is packed with the weight
             self.weight, self.bias = _int8_pack(weight, bias), None
             return
         weight = weight.detach().to(dtype).contiguous()
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight) if kernel == "onednn" else weight
+        self.bias = None if bias is None else bias.detach().to(dtype)
 
     @property
     def packed(self) -> bool:

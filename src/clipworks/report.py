@@ -64,8 +64,8 @@ def _zero_shot_top1(features: np.ndarray, labels: np.ndarray, classifier: torch.
 
 def run_report(checkpoint: str, *, out: str | os.PathLike, n_train: int = 2000, n_test: int = 1000, seeds: int = 5,
                shots: tuple[int, ...] = SHOTS, world_seed: int | None = None, device: str | None = None,
-               precision: str = "auto", batch_size: int = 256, cache_dir: str | os.PathLike | None = None, progress: bool = True
-               ) -> dict[str, Any]:
+               precision: str = "auto", batch_size: int = 256, cache_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> dict[str, Any]:
     """The report for `checkpoint`; `world_seed` defaults to the one it was trained on (its config.json), else 0."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 Vectors are L2-normalised 512-d points around 2,000 random centres (CLIP embeddings of a photo collection are
 clustered, not uniform; uniform random vectors are the worst case for any approximate index). Queries are fresh
 points from the same distribution. Ground truth is the flat index's top 10. Indexes are built by
-`clipworks.index.make_faiss_index`, exactly as `clipworks index build --kind ...` builds them.
+`clipworks.search.index.make_faiss_index`, exactly as `clipworks index build --kind ...` builds them.
 
     .venv/bin/python bench/ann_recall.py --n 1000000      # appends a table to bench/RESULTS.md
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipworks.index import IndexSpec, make_faiss_index
+from clipworks.search.index import IndexSpec, make_faiss_index
 
 
 def clustered(n: int, dim: int, centres: np.ndarray, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:

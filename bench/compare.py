@@ -29,12 +29,12 @@ from transformers import CLIPTokenizerFast
 
 import clipworks
 from clipworks import optimize_for_inference
-from clipworks.inference import onednn_available
-from clipworks.export import export_onnx, write_tokenizer
+from clipworks.models.inference import onednn_available
+from clipworks.io.export import export_onnx, write_tokenizer
 from clipworks.hardware import cpu, resolve_precision
-from clipworks.prompts import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES
-from clipworks.tokenizer import Tokenizer
-from clipworks.world import World, WorldConfig
+from clipworks.evaluation.prompts import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES
+from clipworks.models.tokenizer import Tokenizer
+from clipworks.data.world import World, WorldConfig
 
 from timing import append_results, cpu_line, median_time, paired
 

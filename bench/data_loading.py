@@ -21,11 +21,11 @@ import torch
 import webdataset as wds
 from open_clip.transform import image_transform as open_clip_transform
 
-from clipworks.distributed import Process
-from clipworks.shards import shard_batches, shard_pattern, write_shards
-from clipworks.tokenizer import tokenize
-from clipworks.transforms import image_transform
-from clipworks.world import World, WorldConfig
+from clipworks.training.distributed import Process
+from clipworks.data.shards import shard_batches, shard_pattern, write_shards
+from clipworks.models.tokenizer import tokenize
+from clipworks.models.transforms import image_transform
+from clipworks.data.world import World, WorldConfig
 
 from timing import append_results
 

@@ -12,10 +12,10 @@ import torch
 
 import clipworks
 from clipworks import optimize_for_inference
-from clipworks.checkpoints import resolve_checkpoint
+from clipworks.io.checkpoints import resolve_checkpoint
 from clipworks.demo import EVAL_SAMPLES
-from clipworks.pipelines import cache_dir, encode_images, evaluate_world
-from clipworks.world import World, WorldConfig
+from clipworks.training.run import cache_dir, encode_images, evaluate_world
+from clipworks.data.world import World, WorldConfig
 
 from timing import append_results
 

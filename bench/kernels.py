@@ -19,10 +19,10 @@ import torch
 
 import clipworks
 from clipworks import optimize_for_inference
-from clipworks.configs import CLIPConfig, TextConfig, VisionConfig
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.hardware import use_fast_paths
-from clipworks.loss import clip_loss
-from clipworks.optim import create_optimizer
+from clipworks.training.loss import clip_loss
+from clipworks.training.optim import create_optimizer
 
 from timing import append_results, paired
 

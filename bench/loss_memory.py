@@ -15,7 +15,7 @@ from pathlib import Path
 
 CHILD = r"""
 import resource, sys, torch
-from clipworks.loss import local_clip_loss, tiled_local_clip_loss
+from clipworks.training.loss import local_clip_loss, tiled_local_clip_loss
 kind, b, d = sys.argv[1], int(sys.argv[2]), 512
 torch.manual_seed(0)
 img = torch.nn.functional.normalize(torch.randn(b, d), dim=1).requires_grad_()

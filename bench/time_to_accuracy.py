@@ -15,8 +15,8 @@ import torch
 
 from clipworks.demo import DEMO_CONFIG, EVAL_SAMPLES
 from clipworks.hardware import resolve_precision
-from clipworks.pipelines import evaluate_world, world_batches, world_data
-from clipworks.train import train
+from clipworks.training.run import evaluate_world, world_batches, world_data
+from clipworks.training.loop import train
 
 from timing import append_results
 

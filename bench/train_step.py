@@ -20,13 +20,13 @@ import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
 import clipworks
-from clipworks.configs import CLIPConfig, TextConfig, VisionConfig
-from clipworks.distributed import Process
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
+from clipworks.training.distributed import Process
 from clipworks.hardware import cpu, resolve_precision
-from clipworks.loss import local_clip_loss
-from clipworks.tokenizer import tokenize
-from clipworks.train import _forward_context, _Towers, contrastive_backward
-from clipworks.world import World, WorldConfig
+from clipworks.training.loss import local_clip_loss
+from clipworks.models.tokenizer import tokenize
+from clipworks.training.loop import _forward_context, _Towers, contrastive_backward
+from clipworks.data.world import World, WorldConfig
 
 from timing import append_results
 

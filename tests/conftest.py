@@ -54,7 +54,7 @@ def search_collection(tmp_path_factory: pytest.TempPathFactory, world_cache: Pat
     import csv
 
     from clipworks import cli
-    from clipworks.world import World, WorldConfig
+    from clipworks.data.world import World, WorldConfig
 
     root = tmp_path_factory.mktemp("search")
     run = root / "run"

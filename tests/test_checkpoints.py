@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import clipworks.checkpoints as ckpt
+import clipworks.io.checkpoints as ckpt
 from clipworks import create_model, load, save_checkpoint
-from clipworks.checkpoints import CheckpointError
+from clipworks.io.checkpoints import CheckpointError
 
 
 def test_round_trip_is_exact_and_gives_the_models_preprocessing(tmp_path: Path) -> None:

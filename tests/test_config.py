@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from clipworks import cli
-from clipworks.recipes import paper_recipe
-from clipworks.runconfig import load_config_file, resolve_train_config
-from clipworks.train import TrainConfig
+from clipworks.training.recipes import paper_recipe
+from clipworks.training.config import load_config_file, resolve_train_config
+from clipworks.training.loop import TrainConfig
 
 
 def write(path: Path, text: str) -> Path:
@@ -80,7 +80,7 @@ def test_cli_flags_override_the_config_file(tmp_path: Path, monkeypatch: pytest.
     class Result:
         checkpoint = "ckpt"
 
-    monkeypatch.setattr("clipworks.pipelines.run_training", lambda cfg, progress: seen.append(cfg) or Result())
+    monkeypatch.setattr("clipworks.training.run.run_training", lambda cfg, progress: seen.append(cfg) or Result())
     file = write(tmp_path / "run.toml", 'model = "RN50"\nsteps = 9\nlock_image = true\n')
     assert cli.main(["train", "--config", str(file), "--recipe", "paper", "--steps", "3", "--no-lock-image"]) == 0
     cfg = seen[0]

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from clipworks.data import (
+from clipworks.data.datasets import (
     CsvDataset,
     DataError,
     ImageFolderDataset,
@@ -19,8 +19,8 @@ from clipworks.data import (
     WorldDataset,
     collate_skip_bad,
 )
-from clipworks.transforms import image_transform, to_tensor_batch
-from clipworks.world import World
+from clipworks.models.transforms import image_transform, to_tensor_batch
+from clipworks.data.world import World
 
 T = image_transform(32)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from clipworks import cli
-from clipworks import linear_probe as lp
-from clipworks.world import World, WorldConfig
+from clipworks.evaluation import linear_probe as lp
+from clipworks.data.world import World, WorldConfig
 
 
 # ---------------------------------------------------------------- linear probe on synthetic features
@@ -111,7 +111,7 @@ def test_eval_zeroshot_folder_and_csv_agree_and_features_are_cached(checkpoint: 
     assert "| single prompt |" in md and "Confusion matrix" in md
     assert len(list((out / "cache").glob("*.npz"))) == 1
     # A second evaluation of the same images reads the features from the cache.
-    from clipworks.model import CLIP
+    from clipworks.models.clip import CLIP
     with monkeypatch.context() as m:
         m.setattr(CLIP, "encode_image", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
         assert _eval("zeroshot", "--checkpoint", checkpoint, "--data", str(files / "val" / "shape"),
@@ -187,7 +187,7 @@ def test_eval_robustness_table_across_styles(checkpoint: str, files: Path, tmp_p
 
 
 def test_eval_report_on_the_world(checkpoint: str, tmp_path: Path) -> None:
-    from clipworks.report import run_report
+    from clipworks.evaluation.report import run_report
 
     r = run_report(checkpoint, out=tmp_path, n_train=120, n_test=60, seeds=2, shots=(1, 2), progress=False)
     assert set(r["prompt_ensembling"]) == {"shape", "colour", "combination"}
@@ -201,8 +201,8 @@ def test_eval_report_on_the_world(checkpoint: str, tmp_path: Path) -> None:
 
 
 def test_class_names_label_folders_by_name_or_by_sorted_position(tmp_path: Path) -> None:
-    from clipworks.data import DataError
-    from clipworks.evaluate import open_labelled
+    from clipworks.data.datasets import DataError
+    from clipworks.evaluation.commands import open_labelled
 
     for folder in ("n02", "n01"):
         (tmp_path / folder).mkdir()

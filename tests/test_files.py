@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipworks.files import write_npz_atomic, write_text_atomic
+from clipworks.io.files import write_npz_atomic, write_text_atomic
 
 
 def test_npz_files_are_written_whole_with_normal_permissions(tmp_path: Path) -> None:

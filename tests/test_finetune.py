@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from clipworks import create_model
-from clipworks.checkpoints import save_checkpoint
-from clipworks.configs import CLIPConfig
-from clipworks.distributed import Process
-from clipworks.optim import cosine_lr, create_optimizer, set_lr
-from clipworks.runconfig import resolve_train_config
-from clipworks.train import TrainConfig, train
-from clipworks.vision import drop_patches
+from clipworks.io.checkpoints import save_checkpoint
+from clipworks.models.configs import CLIPConfig
+from clipworks.training.distributed import Process
+from clipworks.training.optim import cosine_lr, create_optimizer, set_lr
+from clipworks.training.config import resolve_train_config
+from clipworks.training.loop import TrainConfig, train
+from clipworks.models.vision import drop_patches
 
 
 def random_batches(batch_size: int = 8, image_size: int = 64, length: int = 32):

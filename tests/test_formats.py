@@ -18,9 +18,9 @@ from safetensors.torch import save_file
 
 import clipworks
 from clipworks import MODELS, create_model
-from clipworks.checkpoints import CheckpointError
-from clipworks.configs import CLIPConfig, TextConfig, VisionConfig
-from clipworks.formats import infer_config, registry_name
+from clipworks.io.checkpoints import CheckpointError
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
+from clipworks.io.formats import infer_config, registry_name
 from reference import openai_model
 from test_parity import openai_clip, sample_inputs
 
@@ -101,7 +101,7 @@ class Scriptable(torch.nn.Module):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_scripted_archive_tensors_are_read_exactly(tmp_path: Path) -> None:
-    from clipworks.formats import read_weights
+    from clipworks.io.formats import read_weights
 
     scripted = torch.jit.script(Scriptable().eval())  # OpenAI's releases were scripted; their model no longer scripts
     torch.jit.save(scripted, str(tmp_path / "s.pt"))

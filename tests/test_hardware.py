@@ -15,8 +15,8 @@ import torch
 
 from clipworks import cli, create_model, hardware, optimize_for_inference
 from clipworks.hardware import FastPaths, PrecisionWarning, resolve_precision, simulate_cpu
-from clipworks.inference import FrozenConv, FrozenLinear, onednn_available
-from clipworks.layers import linear
+from clipworks.models.inference import FrozenConv, FrozenLinear, onednn_available
+from clipworks.models.layers import linear
 
 AVX2 = {"capability": "AVX2", "native_bf16": False}
 AVX512_BF16 = {"capability": "AVX512", "native_bf16": True}

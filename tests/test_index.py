@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from clipworks import cli, tokenize
-from clipworks.index import Index, IndexSpec, SearchIndexError
-from clipworks.model import create_model
-from clipworks.checkpoints import save_checkpoint
-from clipworks.shards import write_shards
+from clipworks.search.index import Index, IndexSpec, SearchIndexError
+from clipworks.models.clip import create_model
+from clipworks.io.checkpoints import save_checkpoint
+from clipworks.data.shards import write_shards
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_second_build_embeds_only_new_and_changed_files(search_collection, folde
 
 
 def test_a_build_killed_midway_resumes_where_its_last_chunk_ended(search_collection, folder, tmp_path, monkeypatch):
-    from clipworks.model import CLIP
+    from clipworks.models.clip import CLIP
 
     calls = {"n": 0}
     real = CLIP.encode_image

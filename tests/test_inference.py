@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from clipworks import create_model, get_config, optimize_for_inference
-from clipworks import inference
-from clipworks.inference import FrozenConv, FrozenLinear, onednn_available
+from clipworks.models import inference
+from clipworks.models.inference import FrozenConv, FrozenLinear, onednn_available
 
 TOKENS = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27,
                        [49406, 320, 1746, 539, 320, 1901, 3467, 49407] + [0] * 24,
@@ -143,7 +143,7 @@ def test_only_clip_models_are_accepted() -> None:
 def test_load_for_inference_gives_the_loaded_models_optimized_copy(tmp_path) -> None:
     # What `clipworks eval ...` and `clipworks zeroshot` embed with.
     from clipworks import load, save_checkpoint
-    from clipworks.inference import load_for_inference
+    from clipworks.models.inference import load_for_inference
 
     save_checkpoint(tmp_path / "ckpt", model_under_test("RN-Tiny"))
     model, preprocess = load(tmp_path / "ckpt")

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from clipworks import create_model
-from clipworks.layers import QuickGELU, linear, onednn_linear_works
-from clipworks.optim import create_optimizer, param_groups
+from clipworks.models.layers import QuickGELU, linear, onednn_linear_works
+from clipworks.training.optim import create_optimizer, param_groups
 
 
 @pytest.mark.parametrize("bias", [True, False])

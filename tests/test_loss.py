@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from clipworks import create_model
-from clipworks.loss import MAX_LOGIT_SCALE, clamp_logit_scale_, clip_loss
-from clipworks.optim import cosine_lr, param_groups
+from clipworks.training.loss import MAX_LOGIT_SCALE, clamp_logit_scale_, clip_loss
+from clipworks.training.optim import cosine_lr, param_groups
 
 
 def test_loss_on_a_hand_computed_3x3_case() -> None:
@@ -67,7 +67,7 @@ def test_cosine_schedule_warms_up_then_decays() -> None:
 
 
 def test_sharded_loss_averaged_over_ranks_equals_the_global_loss() -> None:
-    from clipworks.loss import local_clip_loss
+    from clipworks.training.loss import local_clip_loss
 
     g = torch.Generator().manual_seed(1)
     img = torch.nn.functional.normalize(torch.randn(6, 4, generator=g), dim=1)
@@ -80,7 +80,7 @@ def test_sharded_loss_averaged_over_ranks_equals_the_global_loss() -> None:
 
 @pytest.mark.parametrize("b, n, offset", [(4096, 4096, 0), (300, 900, 300)])
 def test_tiled_loss_matches_the_plain_loss_and_its_gradients(b: int, n: int, offset: int) -> None:
-    from clipworks.loss import local_clip_loss, tiled_local_clip_loss
+    from clipworks.training.loss import local_clip_loss, tiled_local_clip_loss
 
     g = torch.Generator().manual_seed(2)
     all_img = torch.nn.functional.normalize(torch.randn(n, 64, generator=g), dim=1)

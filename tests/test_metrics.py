@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clipworks import create_model
-from clipworks.retrieval import recall_at_k
-from clipworks.zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits
+from clipworks.evaluation.retrieval import recall_at_k
+from clipworks.evaluation.zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits
 
 
 def test_recall_at_k_with_several_captions_per_image() -> None:
@@ -49,7 +49,7 @@ def test_zero_shot_classifier_averages_normalised_template_embeddings() -> None:
     classes, templates = ["cat", "dog"], ["a photo of a {}.", "a drawing of a {}."]
     weights = zero_shot_classifier(model, classes, templates)
     assert weights.shape == (model.config.embed_dim, 2)
-    from clipworks.tokenizer import tokenize
+    from clipworks.models.tokenizer import tokenize
     with torch.no_grad():
         emb = model.encode_text(tokenize(["a photo of a dog.", "a drawing of a dog."], 32), normalize=True)
     expected = torch.nn.functional.normalize(emb.mean(0), dim=0)
@@ -61,7 +61,7 @@ def test_zero_shot_classifier_averages_normalised_template_embeddings() -> None:
 
 
 def test_confusion_matrix_and_per_class_recall_by_hand() -> None:
-    from clipworks.zeroshot import confusion_matrix, mean_per_class_recall, per_class_recall
+    from clipworks.evaluation.zeroshot import confusion_matrix, mean_per_class_recall, per_class_recall
 
     labels = torch.tensor([0, 0, 0, 1, 1, 2])
     predictions = torch.tensor([0, 1, 0, 1, 0, 1])
@@ -76,7 +76,7 @@ def test_confusion_matrix_and_per_class_recall_by_hand() -> None:
 
 
 def test_chunked_recall_equals_dense_on_random_data() -> None:
-    from clipworks.retrieval import recall_at_k_chunked
+    from clipworks.evaluation.retrieval import recall_at_k_chunked
 
     g = torch.Generator().manual_seed(0)
     images, texts = torch.randn(37, 16, generator=g, dtype=torch.float64), torch.randn(90, 16, generator=g,
@@ -88,7 +88,7 @@ def test_chunked_recall_equals_dense_on_random_data() -> None:
 
 
 def test_chunked_recall_equals_dense_with_ties() -> None:
-    from clipworks.retrieval import recall_at_k_chunked
+    from clipworks.evaluation.retrieval import recall_at_k_chunked
 
     # Small integer embeddings: every dot product is exact in fp32 and many scores tie.
     g = torch.Generator().manual_seed(1)
@@ -100,7 +100,7 @@ def test_chunked_recall_equals_dense_with_ties() -> None:
 
 
 def test_chunked_recall_with_several_captions_by_hand() -> None:
-    from clipworks.retrieval import recall_at_k_chunked
+    from clipworks.evaluation.retrieval import recall_at_k_chunked
 
     # The hand-checked case above, as embeddings: identity images make the similarity matrix the texts' columns.
     sim = torch.tensor([[0.9, 0.1, 0.8, 0.0, 0.2], [0.5, 0.4, 0.1, 0.3, 0.2], [0.1, 0.7, 0.2, 0.6, 0.3]])

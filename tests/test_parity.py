@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clipworks import MODELS, create_model
-from clipworks.configs import CLIPConfig
+from clipworks.models.configs import CLIPConfig
 from reference import openai_model
 
 TOL = 1e-5

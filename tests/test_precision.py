@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from clipworks import cli, create_model
-from clipworks.checkpoints import load_training_state
-from clipworks.loss import clip_loss
+from clipworks.io.checkpoints import load_training_state
+from clipworks.training.loss import clip_loss
 
 
 def test_fp16_training_keeps_its_gradient_scaler_in_the_checkpoint(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clipworks import prompts
+from clipworks.evaluation import prompts
 
 
 def test_imagenet_names_and_templates() -> None:

@@ -17,11 +17,11 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from clipworks import cli
-from clipworks.data import DataError
-from clipworks.distributed import Process
-from clipworks.shards import ShardDataset, expand_urls, is_shard_spec, shard_batches, shard_pattern, write_shards
-from clipworks.transforms import image_transform
-from clipworks.world import World, WorldConfig
+from clipworks.data.datasets import DataError
+from clipworks.training.distributed import Process
+from clipworks.data.shards import ShardDataset, expand_urls, is_shard_spec, shard_batches, shard_pattern, write_shards
+from clipworks.models.transforms import image_transform
+from clipworks.data.world import World, WorldConfig
 
 T = image_transform(32)
 WORLD = World(WorldConfig())
@@ -179,7 +179,7 @@ def test_corrupt_samples_and_a_truncated_shard_are_skipped_and_counted(tmp_path:
     truncated.write_bytes(whole[:len(whole) // 2])
     dataset = ShardDataset([str(good), str(damaged), str(truncated)], transform=T, shuffle_shards=False,
                            shuffle_buffer=0)
-    with caplog.at_level(logging.WARNING, logger="clipworks.shards"):
+    with caplog.at_level(logging.WARNING, logger="clipworks.data.shards"):
         items = list(dataset)
     captions = [c for _, c in items]
     assert captions[:5] == ["good"] * 4 + ["ok"]

@@ -1,4 +1,4 @@
-"""Tests for clipworks.tokenizer: exact id parity with OpenAI's `clip/simple_tokenizer.py` and `clip.tokenize`.
+"""Tests for clipworks.models.tokenizer: exact id parity with OpenAI's `clip/simple_tokenizer.py` and `clip.tokenize`.
 
 The reference package `clip` does not import here (it needs pkg_resources and torchvision), so its tokenizer
 module, which needs only ftfy and regex, is loaded by file path and `clip.tokenize` is restated below.
@@ -22,7 +22,7 @@ import ftfy
 import pytest
 import torch
 
-from clipworks.tokenizer import (
+from clipworks.models.tokenizer import (
     _ASCII_WORD_PATTERN,
     _WORD_PATTERN,
     VOCAB_FILE,
@@ -263,7 +263,7 @@ def test_vocabulary_size_and_special_ids() -> None:
 
 
 def test_vocab_file_is_package_data() -> None:
-    data = importlib.resources.files("clipworks").joinpath(VOCAB_FILE).read_bytes()
+    data = importlib.resources.files("clipworks.models").joinpath(VOCAB_FILE).read_bytes()
     assert len(data) == 1_356_917
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clipworks.transforms import (
+from clipworks.models.transforms import (
     OPENAI_MEAN,
     OPENAI_STD,
     ImageTransform,

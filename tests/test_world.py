@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipworks.world import (
+from clipworks.data.world import (
     BACKGROUNDS,
     COLOURS,
     MIN_CONTRAST,

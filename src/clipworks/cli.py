@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import CheckpointError
-from .configs import MODELS
-from .data import DataError
+from .io.checkpoints import CheckpointError
+from .models.configs import MODELS
+from .data.datasets import DataError
 from .hardware import DTYPES, PRECISIONS
-from .recipes import RECIPES
+from .training.recipes import RECIPES
 
 
 class UserError(Exception):
@@ -60,7 +60,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, only_giv
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from .model import create_model
+    from .models.clip import create_model
 
     print(f"{'name':<14} {'kind':<7} {'image':>5} {'embed':>5} {'parameters':>13}")
     for name, cfg in MODELS.items():
@@ -70,9 +70,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .pipelines import run_training
-    from .runconfig import resolve_train_config
-    from .train import TrainConfig
+    from .training.run import run_training
+    from .training.config import resolve_train_config
+    from .training.loop import TrainConfig
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     cfg = resolve_train_config(given, config_file=args.config, recipe=args.recipe)
@@ -81,7 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_recipes(args: argparse.Namespace) -> None:
-    from .recipes import PAPER_LR, paper_recipe
+    from .training.recipes import PAPER_LR, paper_recipe
 
     print("--recipe paper (Radford et al. 2021, Tables 18-20); steps are yours to choose")
     print(f"{'model':<14} {'lr':>8} {'beta1':>6} {'beta2':>6} {'eps':>6} {'wd':>5} {'warmup':>6} {'batch':>6}")
@@ -92,7 +92,7 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def _cmd_zeroshot(args: argparse.Namespace) -> None:
-    from .pipelines import run_zeroshot
+    from .training.run import run_zeroshot
 
     report = run_zeroshot(args.checkpoint, classes=args.classes, classes_file=args.classes_file,
                           templates=args.template, data=args.data, images=args.images, top=args.top,
@@ -111,16 +111,16 @@ def _cmd_zeroshot(args: argparse.Namespace) -> None:
 
 
 def _cmd_world(args: argparse.Namespace) -> None:
-    from .world import World, WorldConfig
+    from .data.world import World, WorldConfig
 
     out = World(WorldConfig(seed=args.seed)).export(args.split, args.n, args.out, task=args.task)
     print(f"wrote {args.n} {args.split} images to {out}")
 
 
 def _cmd_shards(args: argparse.Namespace) -> None:
-    from .data import resolve_path, check_image, read_table
-    from .shards import shard_pattern, write_shards
-    from .world import World, WorldConfig
+    from .data.datasets import resolve_path, check_image, read_table
+    from .data.shards import shard_pattern, write_shards
+    from .data.world import World, WorldConfig
 
     skipped: list[str] = []
     if args.source == "world":
@@ -157,8 +157,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:
-    from .checkpoints import load, save_checkpoint
-    from .export import export_onnx, save_hf
+    from .io.checkpoints import load, save_checkpoint
+    from .io.export import export_onnx, save_hf
 
     model, _ = load(args.src, dtype=DTYPES[args.dtype], image_size=args.image_size,
                     context_length=args.context_length, activation=args.activation, trust_code=args.trust_code)
@@ -195,14 +195,14 @@ def _eval_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _eval_prompts(args: argparse.Namespace) -> tuple[list[str] | None, list[str]]:
-    from . import prompts
+    from .evaluation import prompts
 
     names = args.classnames or args.classes_file
     return (prompts.classnames(names) if names else None), prompts.templates(args.templates)
 
 
 def _cmd_eval_zeroshot(args: argparse.Namespace) -> None:
-    from .evaluate import run_zeroshot
+    from .evaluation.commands import run_zeroshot
 
     classnames, templates = _eval_prompts(args)
     r = run_zeroshot(args.checkpoint, args.data, classnames=classnames, templates=templates, **_eval_kwargs(args))
@@ -213,7 +213,7 @@ def _cmd_eval_zeroshot(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval_linear_probe(args: argparse.Namespace) -> None:
-    from .evaluate import run_linear_probe
+    from .evaluation.commands import run_linear_probe
 
     r = run_linear_probe(args.checkpoint, args.train, args.test, val_fraction=args.val_fraction, shots=args.shots,
                          seeds=args.seeds, **_eval_kwargs(args))
@@ -226,7 +226,7 @@ def _cmd_eval_linear_probe(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval_retrieval(args: argparse.Namespace) -> None:
-    from .evaluate import run_retrieval
+    from .evaluation.commands import run_retrieval
 
     r = run_retrieval(args.checkpoint, args.data, image_key=args.image_key, caption_key=args.caption_key,
                       **_eval_kwargs(args))
@@ -237,7 +237,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval_robustness(args: argparse.Namespace) -> None:
-    from .evaluate import run_robustness
+    from .evaluation.commands import run_robustness
 
     datasets = {}
     for item in args.data:
@@ -255,7 +255,7 @@ def _cmd_eval_robustness(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval_report(args: argparse.Namespace) -> None:
-    from .report import run_report
+    from .evaluation.report import run_report
 
     run_report(args.checkpoint, out=args.out, n_train=args.n_train, n_test=args.n_test, seeds=args.seeds,
                world_seed=args.world_seed, device=args.device, precision=args.precision, batch_size=args.batch_size,
@@ -264,7 +264,7 @@ def _cmd_eval_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_index_build(args: argparse.Namespace) -> None:
-    from .index import Index, IndexSpec
+    from .search.index import Index, IndexSpec
 
     spec = IndexSpec(kind=args.kind, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
                      ef_search=args.ef_search)
@@ -283,7 +283,7 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
 def _cmd_search(args: argparse.Namespace) -> None:
     from PIL import Image
 
-    from .index import Index, iter_hits_table
+    from .search.index import Index, iter_hits_table
 
     if (args.query is None) == (args.image is None):
         raise UserError("give a text query or --image PATH (one of them)")
@@ -308,8 +308,8 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from .index import Index
-    from .serve import Limits, import_web, run
+    from .search.index import Index
+    from .search.serve import Limits, import_web, run
 
     import_web()  # the missing-extra message before any model loading
     index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
@@ -419,7 +419,7 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
+    from .training.loop import TrainConfig
 
     parser = _Parser(prog="clipworks", description="CLIP models: train, zero-shot, demo.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

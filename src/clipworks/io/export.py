@@ -23,9 +23,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .formats import HF_BLOCK, HF_NAMES, CheckpointError
-from .model import CLIP
-from .tokenizer import END_OF_WORD, EOT, NUM_MERGES, SOT, Tokenizer, byte_symbols
-from .transforms import OPENAI_MEAN, OPENAI_STD
+from ..models.clip import CLIP
+from ..models.tokenizer import END_OF_WORD, EOT, NUM_MERGES, SOT, Tokenizer, byte_symbols
+from ..models.transforms import OPENAI_MEAN, OPENAI_STD
 
 SOT_ID, EOT_ID = 49406, 49407
 

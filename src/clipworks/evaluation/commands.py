@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import WEIGHTS, resolve_checkpoint
-from .files import write_npz_atomic, write_text_atomic
-from .inference import load_for_inference
-from .data import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
-from .model import CLIP
+from ..io.checkpoints import WEIGHTS, resolve_checkpoint
+from ..io.files import write_npz_atomic, write_text_atomic
+from ..models.inference import load_for_inference
+from ..data.datasets import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
+from ..models.clip import CLIP
 from .prompts import DEFAULT_TEMPLATE
 from .retrieval import recall_at_k_chunked
 from .zeroshot import (

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .files import write_npz_atomic
+from ..io.files import write_npz_atomic
 
 Split = Literal["train", "val", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "val", "heldout")

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import load
-from .hardware import fast_paths, resolve_dtype
+from ..io.checkpoints import load
+from ..hardware import fast_paths, resolve_dtype
 from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
-from .model import CLIP
+from .clip import CLIP
 from .vision import Bottleneck, ModifiedResNet
 
 def onednn_available(device: torch.device, dtype: torch.dtype) -> bool:

@@ -28,15 +28,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from .checkpoints import LATEST, load_model, load_training_state, read_checkpoint, read_config, \
+from ..io.checkpoints import LATEST, load_model, load_training_state, read_checkpoint, read_config, \
     remove_stale_temporaries, resolve_checkpoint, save_checkpoint
-from .configs import CLIPConfig, get_config
+from ..models.configs import CLIPConfig, get_config
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
-from .files import write_text_atomic
-from .formats import registry_name
-from .hardware import PRECISIONS, keep_freed_memory, resolve_precision
+from ..io.files import write_text_atomic
+from ..io.formats import registry_name
+from ..hardware import PRECISIONS, keep_freed_memory, resolve_precision
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
-from .model import CLIP, create_model
+from ..models.clip import CLIP, create_model
 from .optim import cosine_lr, create_optimizer, set_lr
 
 _ALL_SDPA = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,

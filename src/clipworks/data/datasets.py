@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
+from ..models.transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
 from .world import World
 
 log = logging.getLogger(__name__)

@@ -17,19 +17,19 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .inference import load_for_inference
-from .configs import CLIPConfig
-from .data import CsvDataset, DataError, WorldDataset, collate_skip_bad
-from .model import CLIP
-from .retrieval import recall_at_k
-from .shards import is_shard_spec, shard_batches
-from .tokenizer import tokenize
+from ..models.inference import load_for_inference
+from ..models.configs import CLIPConfig
+from ..data.datasets import CsvDataset, DataError, WorldDataset, collate_skip_bad
+from ..models.clip import CLIP
+from ..evaluation.retrieval import recall_at_k
+from ..data.shards import is_shard_spec, shard_batches
+from ..models.tokenizer import tokenize
 from .distributed import Process
-from .evaluate import FeatureCache, image_features, open_labelled
-from .train import Batch, Batches, TrainConfig, TrainResult, train
-from .transforms import image_transform
-from .world import World, WorldConfig
-from .zeroshot import DEFAULT_TEMPLATES, encode_texts, topk_accuracy, zero_shot_classifier, zero_shot_logits
+from ..evaluation.commands import FeatureCache, image_features, open_labelled
+from .loop import Batch, Batches, TrainConfig, TrainResult, train
+from ..models.transforms import image_transform
+from ..data.world import World, WorldConfig
+from ..evaluation.zeroshot import DEFAULT_TEMPLATES, encode_texts, topk_accuracy, zero_shot_classifier, zero_shot_logits
 
 
 def cache_dir() -> Path:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from .data import IMAGE_EXTENSIONS, DataError, read_table, resolve_path
-from .shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec
+from ..data.datasets import IMAGE_EXTENSIONS, DataError, read_table, resolve_path
+from ..data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .configs import Activation
-from .hardware import fast_paths
+from ..hardware import fast_paths
 
 
 class LayerNorm(nn.LayerNorm):

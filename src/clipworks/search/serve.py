@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from .index import SERVE_EXTRA, Index, SearchIndexError
-from .zeroshot import zero_shot_classifier, zero_shot_logits
+from ..evaluation.zeroshot import zero_shot_classifier, zero_shot_logits
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def create_app(index: Index, limits: Limits = Limits()) -> Any:
 
     app = fastapi.FastAPI(title="clipworks", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()
-    page = resources.files("clipworks").joinpath("static/search.html").read_text(encoding="utf-8")
+    page = resources.files("clipworks.search").joinpath("static/search.html").read_text(encoding="utf-8")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Any, exc: HTTPException) -> JSONResponse:

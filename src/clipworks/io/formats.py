@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .configs import MODELS, CLIPConfig, TextConfig, VisionConfig
+from ..models.configs import MODELS, CLIPConfig, TextConfig, VisionConfig
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

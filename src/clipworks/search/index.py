@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoints import load
-from .files import write_atomic, write_text_atomic
-from .hardware import resolve_precision
-from .inference import optimize_for_inference
-from .model import CLIP
+from ..io.checkpoints import load
+from ..io.files import write_atomic, write_text_atomic
+from ..hardware import resolve_precision
+from ..models.inference import optimize_for_inference
+from ..models.clip import CLIP
 from .sources import Item, list_items, read_image
 from .store import Record, Store, Entry
-from .zeroshot import encode_texts
+from ..evaluation.zeroshot import encode_texts
 
 MANIFEST = "index.json"
 FAISS_FILE = "index.faiss"

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .model import CLIP
-from .tokenizer import tokenize
+from ..models.clip import CLIP
+from ..models.tokenizer import tokenize
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 

@@ -41,8 +41,8 @@ import torch.distributed as dist
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .data import MAX_BAD_FRACTION, DataError, Transform, collate_skip_bad
-from .distributed import Process
+from .datasets import MAX_BAD_FRACTION, DataError, Transform, collate_skip_bad
+from ..training.distributed import Process
 
 log = logging.getLogger(__name__)
 

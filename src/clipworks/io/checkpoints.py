@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .configs import CLIPConfig
+from ..models.configs import CLIPConfig
 from .formats import Checkpoint, CheckpointError, read_foreign, registry_name
-from .model import CLIP
-from .transforms import image_transform
+from ..models.clip import CLIP
+from ..models.transforms import image_transform
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

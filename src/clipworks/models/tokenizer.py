@@ -148,7 +148,7 @@ class Tokenizer:
 
     @staticmethod
     def _read_vocab() -> bytes:
-        return gzip.decompress(importlib.resources.files("clipworks").joinpath(VOCAB_FILE).read_bytes())
+        return gzip.decompress(importlib.resources.files("clipworks.models").joinpath(VOCAB_FILE).read_bytes())
 
     @property
     def vocab_size(self) -> int:

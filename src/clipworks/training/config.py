@@ -14,10 +14,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import read_checkpoint
-from .formats import registry_name
+from ..io.checkpoints import read_checkpoint
+from ..io.formats import registry_name
 from .recipes import recipe as recipe_overrides
-from .train import TrainConfig
+from .loop import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -27,14 +27,14 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from . import linear_probe as lp  # noqa: E402
-from .checkpoints import resolve_checkpoint  # noqa: E402
-from .files import write_text_atomic  # noqa: E402
-from .inference import load_for_inference  # noqa: E402
-from .evaluate import FeatureCache, checkpoint_key, default_device, digest, markdown_table  # noqa: E402
-from .model import CLIP  # noqa: E402
-from .pipelines import cache_dir as world_cache_dir, encode_images  # noqa: E402
+from ..io.checkpoints import resolve_checkpoint  # noqa: E402
+from ..io.files import write_text_atomic  # noqa: E402
+from ..models.inference import load_for_inference  # noqa: E402
+from .commands import FeatureCache, checkpoint_key, default_device, digest, markdown_table  # noqa: E402
+from ..models.clip import CLIP  # noqa: E402
+from ..training.run import cache_dir as world_cache_dir, encode_images  # noqa: E402
 from .prompts import DEFAULT_TEMPLATE  # noqa: E402
-from .world import STYLES, World, WorldConfig  # noqa: E402
+from ..data.world import STYLES, World, WorldConfig  # noqa: E402
 from .zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits  # noqa: E402
 
 SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configs import Activation, VisionConfig
-from .hardware import fast_paths
+from ..hardware import fast_paths
 from .layers import LayerNorm, Transformer, scaled_randn
 
 

@@ -1,0 +1,1 @@
+"""The paper's evaluations: zero-shot, linear probes, retrieval, robustness, prompts, the report."""

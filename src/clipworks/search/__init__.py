@@ -1,0 +1,1 @@
+"""Search an image collection: index sources, the faiss index, its SQLite store, the HTTP server."""

@@ -1,0 +1,1 @@
+"""Contrastive training: run configuration, recipes, the loop, the loss, the optimizer, multi-process."""

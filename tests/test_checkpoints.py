@@ -10,7 +10,7 @@ import torch
 
 import clipworks.io.checkpoints as ckpt
 from clipworks import create_model, load, save_checkpoint
-from clipworks.io.checkpoints import CheckpointError
+from clipworks.errors import CheckpointError
 
 
 def test_round_trip_is_exact_and_gives_the_models_preprocessing(tmp_path: Path) -> None:

@@ -11,14 +11,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from clipworks.data.datasets import (
-    CsvDataset,
-    DataError,
-    ImageFolderDataset,
-    LabelCsvDataset,
-    WorldDataset,
-    collate_skip_bad,
-)
+from clipworks.data.datasets import CsvDataset, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
+from clipworks.errors import DataError
 from clipworks.models.transforms import image_transform, to_tensor_batch
 from clipworks.data.world import World
 

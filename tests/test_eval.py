@@ -201,7 +201,7 @@ def test_eval_report_on_the_world(checkpoint: str, tmp_path: Path) -> None:
 
 
 def test_class_names_label_folders_by_name_or_by_sorted_position(tmp_path: Path) -> None:
-    from clipworks.data.datasets import DataError
+    from clipworks.errors import DataError
     from clipworks.evaluation.commands import open_labelled
 
     for folder in ("n02", "n01"):

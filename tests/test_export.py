@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import clipworks
 from clipworks import create_model, tokenize
-from clipworks.io.checkpoints import CheckpointError
+from clipworks.errors import CheckpointError
 from clipworks.cli import main
 from clipworks.io.export import export_onnx, save_hf
 from test_formats import SMALL, assert_same_outputs, hf_features

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 import clipworks
 from clipworks import MODELS, create_model
-from clipworks.io.checkpoints import CheckpointError
+from clipworks.errors import CheckpointError
 from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.io.formats import infer_config, registry_name
 from reference import openai_model

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .io.checkpoints import CheckpointError
+from .errors import CheckpointError
 from .models.configs import MODELS
-from .data.datasets import DataError
+from .errors import DataError
 from .hardware import DTYPES, PRECISIONS
 from .training.recipes import RECIPES
 
@@ -118,7 +118,8 @@ def _cmd_world(args: argparse.Namespace) -> None:
 
 
 def _cmd_shards(args: argparse.Namespace) -> None:
-    from .data.datasets import resolve_path, check_image, read_table
+    from .data.datasets import read_table, resolve_path
+    from .data.images import check_image
     from .data.shards import shard_pattern, write_shards
     from .data.world import World, WorldConfig
 
@@ -281,22 +282,14 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
-    from PIL import Image
-
+    from .data.images import open_image
     from .search.index import Index, iter_hits_table
 
     if (args.query is None) == (args.image is None):
         raise UserError("give a text query or --image PATH (one of them)")
     index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
     if args.image is not None:
-        try:
-            with Image.open(args.image) as im:
-                im.load()
-                query = im.copy()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"image {args.image} does not exist") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"{args.image} is not a readable image ({e})") from None
+        query = open_image(args.image)
     else:
         query = args.query
     hits = index.search(query, args.k)

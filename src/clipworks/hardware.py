@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from .errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -92,7 +93,7 @@ def resolve_precision(requested: str, device: str | torch.device = "cpu") -> Pre
     CPU with AVX512-BF16 or AMX) and fp32 elsewhere (fp16 only on a CUDA GPU without bf16). An explicit choice is
     kept, with a warning (once per process) when it will be much slower than the alternative on this device."""
     if requested not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     device = torch.device(device)
     if device.type == "cuda":
         if requested != "auto":

@@ -26,6 +26,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..errors import DataError
+from .images import UnreadableImage, check_image, open_image
 from ..models.transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
 from .world import World
 
@@ -36,10 +38,6 @@ MAX_BAD_FRACTION = 0.5  # more bad images than this, among those checked, stops 
 _MIN_CHECKED = 32  # the lazy check waits for this many images (or the whole set, if smaller) before judging
 
 Transform = Callable[[Image.Image], torch.Tensor]
-
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message says what was found and what to change."""
 
 
 def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
@@ -77,28 +75,6 @@ def _sniff(text: str) -> str:
         return ","
 
 
-def check_image(path: Path) -> str | None:
-    """None if `path` decodes as an image, else the reason it does not."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale; the whole stream is still read
-            image.load()
-    except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
-        return f"{type(e).__name__}: {e}"
-    return None
-
-
-def _open(path: Path) -> tuple[Image.Image | None, str | None]:
-    """The decoded image in its own mode (the transform converts to RGB after resizing, as OpenAI), or the reason
-    it could not be read."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy(), None  # a copy outlives the closed file
-    except Exception as e:  # as in check_image
-        return None, f"{type(e).__name__}: {e}"
-
-
 class _ImageFiles(Dataset):
     """Shared bookkeeping: a list of image paths, bad-image counts and the >50% bad stop."""
 
@@ -116,7 +92,10 @@ class _ImageFiles(Dataset):
         return len(self.paths)
 
     def _load(self, index: int) -> Image.Image | None:
-        image, reason = _open(self.paths[index])
+        try:
+            image, reason = open_image(self.paths[index]), None
+        except UnreadableImage as e:
+            image, reason = None, e.reason
         self._record(self.paths[index], reason)
         if reason is not None and self.n_checked >= min(_MIN_CHECKED, len(self)):
             self._stop_if_mostly_bad(self.bad, self.n_checked)

@@ -38,10 +38,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .datasets import MAX_BAD_FRACTION, DataError, Transform, collate_skip_bad
+from ..errors import ConfigError
+from .images import UnreadableImage, open_image
+from .datasets import MAX_BAD_FRACTION, Transform, collate_skip_bad
+from ..errors import DataError
 from ..training.distributed import Process
 
 log = logging.getLogger(__name__)
@@ -65,7 +68,7 @@ def expand_urls(spec: str) -> list[str]:
         if source.strip():
             urls.extend(_expand(source.strip()))
     if not urls:
-        raise ValueError(f"shard pattern {spec!r} names no shards")
+        raise ConfigError(f"shard pattern {spec!r} names no shards")
     return urls
 
 
@@ -73,7 +76,7 @@ def _expand(pattern: str) -> list[str]:
     match = _BRACE.search(pattern)
     if match is None:
         if "{" in pattern or "}" in pattern:
-            raise ValueError(f"unbalanced brace in shard pattern {pattern!r}")
+            raise ConfigError(f"unbalanced brace in shard pattern {pattern!r}")
         return [pattern]
     head, body, tail = pattern[:match.start()], match.group(1), pattern[match.end():]
     numbers = _RANGE.fullmatch(body)
@@ -86,7 +89,7 @@ def _expand(pattern: str) -> list[str]:
     elif "," in body:
         choices = body.split(",")
     else:
-        raise ValueError(f"{{{body}}} in shard pattern {pattern!r} is neither a range {{000..099}} nor "
+        raise ConfigError(f"{{{body}}} in shard pattern {pattern!r} is neither a range {{000..099}} nor "
                          "alternatives {a,b}")
     return [url for choice in choices for url in _expand(head + choice + tail)]
 
@@ -127,9 +130,9 @@ class ShardDataset(IterableDataset):
                  shuffle_buffer: int = 1000, rank: int | None = None, world_size: int | None = None) -> None:
         self.urls = expand_urls(urls) if isinstance(urls, str) else list(urls)
         if not self.urls:
-            raise ValueError("ShardDataset needs at least one shard")
+            raise ConfigError("ShardDataset needs at least one shard")
         if resampled and samples_per_epoch is None:
-            raise ValueError("resampled=True draws shards forever: give samples_per_epoch to bound an epoch")
+            raise ConfigError("resampled=True draws shards forever: give samples_per_epoch to bound an epoch")
         self.transform = transform
         self.tokenize_fn = tokenize_fn  # list[str] -> (N, context) ids, as clipworks.tokenize
         self.seed = seed
@@ -240,12 +243,10 @@ class ShardDataset(IterableDataset):
             # A random crop drawn from the sample's place in the stream, not from the worker's RNG.
             transform = dataclasses.replace(transform, generator=torch.Generator().manual_seed(crop_seed))
         try:
-            with Image.open(io.BytesIO(files[suffix])) as image:
-                image.load()
-                pixels = transform(image)
+            pixels = transform(open_image(files[suffix], name=f"{url}#{key}.{suffix}"))
             caption = files["txt"].decode("utf-8").strip()
-        except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
-            why = "not an image" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}"
+        except Exception as e:  # an undecodable image, one the transform cannot take, a caption that is not UTF-8
+            why = e.reason if isinstance(e, UnreadableImage) else f"{type(e).__name__}: {e}"
             reason = f"undecodable .{suffix} ({why})"
             self._record_bad(url, key, reason)
             log.warning("shard %s: skipped sample %s: %s", url, key, reason)
@@ -440,7 +441,7 @@ def write_shards(samples: Iterable[tuple[ImageSource, str, dict[str, Any]]], out
     when complete, so a reader never sees a partial shard.
     """
     if samples_per_shard < 1:
-        raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
+        raise ConfigError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []

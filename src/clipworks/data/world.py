@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..errors import ConfigError
 from ..io.files import write_npz_atomic
 
 Split = Literal["train", "val", "heldout"]
@@ -151,15 +152,15 @@ class World:
 
     def __init__(self, config: WorldConfig = WorldConfig()) -> None:
         if config.style not in STYLES:
-            raise ValueError(f"unknown style {config.style!r}; choose one of {', '.join(STYLES)}")
+            raise ConfigError(f"unknown style {config.style!r}; choose one of {', '.join(STYLES)}")
         for colour, shape in config.heldout_pairs:
             if colour not in COLOURS or shape not in SHAPES:
-                raise ValueError(f"held-out pair ({colour}, {shape}) is not a known colour and shape")
+                raise ConfigError(f"held-out pair ({colour}, {shape}) is not a known colour and shape")
         heldout = set(config.heldout_pairs)
         train = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in heldout]
         for name in [*COLOURS, *SHAPES]:
             if not any(name in pair for pair in train):
-                raise ValueError(f"holding out every pair with {name!r} leaves no training example of it")
+                raise ConfigError(f"holding out every pair with {name!r} leaves no training example of it")
         self.config = config
         self.heldout_pairs: tuple[tuple[str, str], ...] = tuple(config.heldout_pairs)
         self.train_pairs: tuple[tuple[str, str], ...] = tuple(train)
@@ -184,7 +185,7 @@ class World:
 
     def _rng(self, split: str, index: int) -> random.Random:
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+            raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         if index < 0:
             raise IndexError(f"sample index must be >= 0, got {index}")
         # A str seed is hashed with SHA-512 by `random`, so this is stable across processes and Python runs.
@@ -286,7 +287,7 @@ class World:
         `<task>/<class name>/`, the layout `ImageFolderDataset` reads. Paths in the CSVs are relative to `out_dir`.
         """
         if task not in ZERO_SHOT_TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(ZERO_SHOT_TASKS)}")
+            raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(ZERO_SHOT_TASKS)}")
         out = Path(out_dir)
         rows = []
         for i in range(n):
@@ -399,7 +400,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
             draw.ellipse((x - lobe, cy - 0.3 * r - lobe, x + lobe, cy - 0.3 * r + lobe), fill=fill)
         draw.polygon([(cx - 0.98 * r, cy - 0.15 * r), (cx + 0.98 * r, cy - 0.15 * r), (cx, cy + 0.95 * r)], fill=fill)
     else:
-        raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+        raise ConfigError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
 
 
 def _stylise(style: str, mask: Image.Image, background: tuple[int, int, int], fill: tuple[int, int, int],
@@ -430,4 +431,4 @@ def _stylise(style: str, mask: Image.Image, background: tuple[int, int, int], fi
         gradient = np.broadcast_to((1 - t) * top + t * bottom, (size, size, 3)).round().astype(np.uint8)
         return Image.composite(Image.new("RGB", mask.size, fill), Image.fromarray(np.ascontiguousarray(gradient)),
                                mask)
-    raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
+    raise ConfigError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")

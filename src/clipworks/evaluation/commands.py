@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..errors import ConfigError
 from ..io.checkpoints import WEIGHTS, resolve_checkpoint
 from ..io.files import write_npz_atomic, write_text_atomic
 from ..models.inference import load_for_inference
-from ..data.datasets import DataError, ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
+from ..data.datasets import ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
+from ..errors import DataError
 from ..models.clip import CLIP
 from .prompts import DEFAULT_TEMPLATE
 from .retrieval import recall_at_k_chunked
@@ -327,7 +329,7 @@ def run_robustness(checkpoint: str, datasets: dict[str, str], *, out: str | os.P
     from . import linear_probe as lp
 
     if not datasets:
-        raise ValueError("give at least one dataset as NAME=DIR")
+        raise ConfigError("give at least one dataset as NAME=DIR")
     opened = {name: open_labelled(path, None, classnames) for name, path in datasets.items()}
     model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     for dataset in opened.values():

@@ -22,6 +22,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from ..errors import ConfigError, DataError
+
 INITIAL_LOG10_C: tuple[float, ...] = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
 FINEST_STEP = 1 / 8  # decades: the search stops at 8 steps per decade
 MAX_ITER = 1000
@@ -81,7 +83,7 @@ def select_c(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
 def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): a stratified random split keeping at least one item per class on the train side."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        raise ConfigError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in np.unique(labels):
@@ -90,7 +92,7 @@ def split_train_val(labels: np.ndarray, val_fraction: float, seed: int) -> tuple
         val.extend(idx[:n_val])
         train.extend(idx[n_val:])
     if not val:
-        raise ValueError("the training set is too small to carve a validation split; give more images per class")
+        raise DataError("the training set is too small to carve a validation split; give more images per class")
     return np.sort(np.array(train)), np.sort(np.array(val))
 
 
@@ -111,7 +113,7 @@ def few_shot_indices(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < k:
-            raise ValueError(f"class {c} has {len(idx)} training images, fewer than --shots {k}")
+            raise DataError(f"class {c} has {len(idx)} training images, fewer than --shots {k}")
         chosen.extend(rng.choice(idx, size=k, replace=False))
     return np.sort(np.array(chosen))
 
@@ -123,14 +125,14 @@ def few_shot_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     C is chosen on up to `val_size` other training examples, then the probe is fitted on the k-shot sample alone.
     """
     if k < 1 or seeds < 1:
-        raise ValueError(f"--shots and --seeds must be at least 1 (got {k} and {seeds})")
+        raise ConfigError(f"--shots and --seeds must be at least 1 (got {k} and {seeds})")
     accuracies, cs = [], []
     for seed in range(seeds):
         shots = few_shot_indices(train_y, k, seed)
         rest = np.setdiff1d(np.arange(len(train_y)), shots)
         rest = np.random.default_rng(10_000 + seed).permutation(rest)[:val_size]
         if len(rest) == 0:
-            raise ValueError("no training images left for validation after drawing the shots; give more images")
+            raise DataError("no training images left for validation after drawing the shots; give more images")
         c, _ = select_c(train_x[shots], train_y[shots], train_x[rest], train_y[rest])
         model = fit(train_x[shots], train_y[shots], c)
         accuracies.append(accuracy(model, test_x, test_y))

@@ -11,6 +11,7 @@ alone is the default, as in the paper's single-prompt baseline.
 from __future__ import annotations
 
 from pathlib import Path
+from ..errors import ConfigError
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -237,7 +238,7 @@ def _read_lines(path: Path, what: str) -> list[str]:
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
     if not lines:
-        raise ValueError(f"{path} has no {what}; write one per line")
+        raise ConfigError(f"{path} has no {what}; write one per line")
     return lines
 
 
@@ -266,5 +267,5 @@ def templates(spec: str) -> list[str]:
     result = _read_lines(path, "templates")
     bad = [t for t in result if "{}" not in t]
     if bad:
-        raise ValueError(f"{path}: template {bad[0]!r} has no '{{}}' where the class name goes")
+        raise ConfigError(f"{path}: template {bad[0]!r} has no '{{}}' where the class name goes")
     return result

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..errors import ConfigError
 from ..models.clip import CLIP
 from ..models.tokenizer import tokenize
 
@@ -32,12 +33,12 @@ def zero_shot_classifier(model: CLIP, classnames: Sequence[str], templates: Sequ
                          = DEFAULT_TEMPLATES, *, batch_size: int = 256) -> torch.Tensor:
     """(embed_dim, n_classes) classifier weights. A template is a str with one "{}" or a callable name -> prompt."""
     if not classnames:
-        raise ValueError("zero_shot_classifier needs at least one class name")
+        raise ConfigError("zero_shot_classifier needs at least one class name")
     if not templates:
-        raise ValueError("zero_shot_classifier needs at least one template, e.g. 'a photo of a {}.'")
+        raise ConfigError("zero_shot_classifier needs at least one template, e.g. 'a photo of a {}.'")
     for t in templates:
         if isinstance(t, str) and "{}" not in t:
-            raise ValueError(f"template {t!r} has no '{{}}' where the class name goes")
+            raise ConfigError(f"template {t!r} has no '{{}}' where the class name goes")
     prompts = [t.format(c) if isinstance(t, str) else t(c) for c in classnames for t in templates]
     embeddings = encode_texts(model, prompts, batch_size=batch_size)  # (C * T, E)
     weights = embeddings.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, E)

@@ -29,7 +29,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..models.configs import CLIPConfig
-from .formats import Checkpoint, CheckpointError, read_foreign, registry_name
+from .formats import Checkpoint, read_foreign, registry_name
+from ..errors import CheckpointError
 from ..models.clip import CLIP
 from ..models.transforms import image_transform
 

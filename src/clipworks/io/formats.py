@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..errors import CheckpointError
 from ..models.configs import MODELS, CLIPConfig, TextConfig, VisionConfig
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
@@ -38,10 +39,6 @@ OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # Entries some writers keep in a state dict that are not weights: OpenAI's old buffers, HF's position ids, masks.
 IGNORED = re.compile(r"(^|\.)(input_resolution|context_length|vocab_size|position_ids|attn_mask)$")
-
-
-class CheckpointError(Exception):
-    """A file that is not a loadable checkpoint; the message names the file and what was expected."""
 
 
 @dataclass

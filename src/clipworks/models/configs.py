@@ -12,6 +12,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from ..errors import ConfigError
 
 Activation = Literal["quick_gelu", "gelu"]
 
@@ -125,4 +126,4 @@ def get_config(name: str) -> CLIPConfig:
         return MODELS[alias]
     close = difflib.get_close_matches(name, MODELS, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"unknown model '{name}'.{hint} Known models: {', '.join(MODELS)}.")
+    raise ConfigError(f"unknown model '{name}'.{hint} Known models: {', '.join(MODELS)}.")

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..io.checkpoints import load
 from ..hardware import fast_paths, resolve_dtype
 from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
@@ -305,7 +306,7 @@ def optimize_for_inference(model: CLIP, dtype: torch.dtype | str | None = None) 
     device = model.text_projection.device
     int8 = dtype in INT8
     if int8 and (device.type != "cpu" or not int8_available()):
-        raise ValueError("int8 inference needs a CPU and torch's quantized engine (fbgemm/x86); use fp32 or bf16")
+        raise ConfigError("int8 inference needs a CPU and torch's quantized engine (fbgemm/x86); use fp32 or bf16")
     dtype = torch.float32 if int8 else resolve_dtype(dtype, device) or model.dtype
     available, paths = onednn_available(device, dtype), fast_paths()
     linear = "int8" if int8 else "onednn" if available and paths.packed_linear else "plain"

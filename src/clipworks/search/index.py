@@ -34,11 +34,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import SearchIndexError
 from ..io.checkpoints import load
 from ..io.files import write_atomic, write_text_atomic
 from ..hardware import resolve_precision
 from ..models.inference import optimize_for_inference
 from ..models.clip import CLIP
+from ..data.images import UnreadableImage
 from .sources import Item, list_items, read_image
 from .store import Record, Store, Entry
 from ..evaluation.zeroshot import encode_texts
@@ -48,10 +50,6 @@ FAISS_FILE = "index.faiss"
 KINDS = ("flat", "ivf", "hnsw")
 THUMBNAIL_SIZE = 256  # longer side of stored thumbnails, in pixels
 SERVE_EXTRA = "pip install 'clipworks[serve]'"
-
-
-class SearchIndexError(ValueError):
-    """An index directory or source that cannot be used as given; the message says what to do."""
 
 
 def import_faiss() -> Any:
@@ -160,7 +158,9 @@ class _Embeddable(torch.utils.data.Dataset):
             thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             buffer = io.BytesIO()
             thumb.save(buffer, "JPEG", quality=85)
-        except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
+        except UnreadableImage as e:
+            return i, e.reason
+        except Exception as e:  # a decoded image the transform or the JPEG encoder cannot take
             return i, f"{type(e).__name__}: {e}"
         return i, pixels, buffer.getvalue(), image.width, image.height
 

@@ -20,9 +20,7 @@ compete for the same cores.
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (UploadFile, ...) at runtime.
 import functools
 import importlib.util
-import io
 import threading
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -31,7 +29,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .index import SERVE_EXTRA, Index, SearchIndexError
+from ..data.images import TooManyPixels, UnreadableImage, open_image
+from .index import SERVE_EXTRA, Index
+from ..errors import SearchIndexError
 from ..evaluation.zeroshot import zero_shot_classifier, zero_shot_logits
 
 
@@ -160,24 +160,11 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
     from fastapi import HTTPException
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > limits.max_pixels:
-                    raise HTTPException(413, f"the image is {width}x{height} pixels; the limit is "
-                                             f"{limits.max_pixels:,} pixels")
-                image.load()
-                return image.copy()
-    except HTTPException:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise HTTPException(413, f"refused as a decompression bomb: {e}") from None
-    except Image.UnidentifiedImageError:
-        raise HTTPException(400, "the upload is not an image in a format Pillow reads (PNG, JPEG, WebP, GIF, ...)"
-                            ) from None
-    except Exception as e:  # PIL raises many types on corrupt input (OSError, ValueError, SyntaxError, ...)
-        raise HTTPException(400, f"the upload is not a readable image ({type(e).__name__}: {e})") from None
+        return open_image(data, name="the upload", max_pixels=limits.max_pixels)
+    except TooManyPixels as e:
+        raise HTTPException(413, str(e)) from None
+    except UnreadableImage as e:
+        raise HTTPException(400, str(e)) from None
 
 
 def parse_labels(text: str, limits: Limits) -> list[str]:

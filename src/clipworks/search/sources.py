@@ -9,7 +9,6 @@ shards` and img2dataset write by default.
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.datasets import IMAGE_EXTENSIONS, DataError, read_table, resolve_path
+from ..data.datasets import IMAGE_EXTENSIONS, read_table, resolve_path
+from ..errors import DataError
+from ..data.images import open_image
 from ..data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec
 
 
@@ -114,11 +115,8 @@ def _shard_items(url: Path) -> list[Item]:
 
 def read_image(item: Item) -> Image.Image:
     """The decoded image of an item, in its own mode (as the dataset loaders return it)."""
-    source: str | io.BytesIO = item.file
-    if item.offset is not None:  # a tar member: its bytes only
-        with open(item.file, "rb") as f:
-            f.seek(item.offset)
-            source = io.BytesIO(f.read(item.size))
-    with Image.open(source) as image:
-        image.load()
-        return image.copy()
+    if item.offset is None:
+        return open_image(item.file)
+    with open(item.file, "rb") as f:  # a tar member: its bytes only
+        f.seek(item.offset)
+        return open_image(f.read(item.size), name=item.path)

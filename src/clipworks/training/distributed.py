@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def init_process(device: str) -> Process:
     rank = _env_int("RANK", "SLURM_PROCID") or 0
     local_rank = _env_int("LOCAL_RANK", "SLURM_LOCALID") or 0
     if "MASTER_ADDR" not in os.environ:
-        raise ValueError("distributed run without MASTER_ADDR: launch with torchrun, or export MASTER_ADDR and "
+        raise ConfigError("distributed run without MASTER_ADDR: launch with torchrun, or export MASTER_ADDR and "
                          "MASTER_PORT in the SLURM script (see README, 'Training on several processes')")
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"

@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
+from ..data.images import open_image
+from ..errors import ConfigError
 from ..models.inference import load_for_inference
 from ..models.configs import CLIPConfig
-from ..data.datasets import CsvDataset, DataError, WorldDataset, collate_skip_bad
+from ..data.datasets import CsvDataset, WorldDataset, collate_skip_bad
+from ..errors import DataError
 from ..models.clip import CLIP
 from ..evaluation.retrieval import recall_at_k
 from ..data.shards import is_shard_spec, shard_batches
@@ -199,7 +201,7 @@ def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: s
     per-class recall, confusion matrix, feature cache); this is the quick answer.
     """
     if not data and not images:
-        raise ValueError("give image files to label, or --data with a labelled image set")
+        raise ConfigError("give image files to label, or --data with a labelled image set")
     model, preprocess = load_for_inference(checkpoint, dtype=precision)
     names: list[str] | None = None
     if classes:
@@ -219,17 +221,11 @@ def run_zeroshot(checkpoint: str, *, classes: str | None = None, classes_file: s
                       accuracy=topk_accuracy(logits, labels, ks=(1, 5)))
     if images:
         if not names:
-            raise ValueError("labelling images needs class names: pass --classes 'cat,dog' or --classes-file")
+            raise ConfigError("labelling images needs class names: pass --classes 'cat,dog' or --classes-file")
         classifier = zero_shot_classifier(model, names, templates)
         predictions = []
         for path in images:
-            try:
-                with Image.open(path) as im:
-                    x = preprocess(im).unsqueeze(0)
-            except FileNotFoundError:
-                raise FileNotFoundError(f"image {path} does not exist") from None
-            except (OSError, SyntaxError, ValueError) as e:
-                raise DataError(f"{path} is not a readable image ({e})") from None
+            x = preprocess(open_image(path)).unsqueeze(0)
             probs = zero_shot_logits(model.encode_image(x), classifier).softmax(dim=-1)[0]
             best = probs.topk(min(top, len(names)))
             predictions.append({"image": str(path), "top": [{"label": names[i], "prob": p}

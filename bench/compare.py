@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import functools
 import importlib.util
-import platform
 import random
 import statistics
 import sysconfig
@@ -24,19 +22,18 @@ from pathlib import Path
 
 import open_clip
 import torch
+from timing import append_results, cpu_line, median_time, paired
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTokenizerFast
 
 import clipworks
 from clipworks import optimize_for_inference
-from clipworks.models.inference import onednn_available
-from clipworks.io.export import export_onnx, write_tokenizer
-from clipworks.hardware import cpu, resolve_precision
-from clipworks.evaluation.prompts import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES
-from clipworks.models.tokenizer import Tokenizer
 from clipworks.data.world import World, WorldConfig
+from clipworks.evaluation.prompts import IMAGENET_CLASSNAMES, IMAGENET_TEMPLATES
+from clipworks.hardware import cpu, onednn_available, resolve_precision
+from clipworks.io.export import export_onnx, write_tokenizer
+from clipworks.models.tokenizer import Tokenizer
 
-from timing import append_results, cpu_line, median_time, paired
 
 def matmul_peak(dtype: torch.dtype) -> float:
     """GFLOP/s of a 2048^3 matmul in `dtype` on this machine now (the denominator of model FLOP utilisation): the

@@ -20,14 +20,13 @@ import open_clip
 import torch
 import webdataset as wds
 from open_clip.transform import image_transform as open_clip_transform
+from timing import append_results
 
-from clipworks.training.distributed import Process
 from clipworks.data.shards import shard_batches, shard_pattern, write_shards
+from clipworks.data.world import World, WorldConfig
 from clipworks.models.tokenizer import tokenize
 from clipworks.models.transforms import image_transform
-from clipworks.data.world import World, WorldConfig
-
-from timing import append_results
+from clipworks.training.distributed import Process
 
 
 def jpeg(image) -> bytes:

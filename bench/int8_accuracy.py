@@ -9,15 +9,15 @@ import argparse
 import json
 
 import torch
+from timing import append_results
 
 import clipworks
 from clipworks import optimize_for_inference
-from clipworks.io.checkpoints import resolve_checkpoint
-from clipworks.demo import EVAL_SAMPLES
-from clipworks.training.run import cache_dir, encode_images, evaluate_world
 from clipworks.data.world import World, WorldConfig
-
-from timing import append_results
+from clipworks.demo import EVAL_SAMPLES
+from clipworks.evaluation.evaluators import encode_world_images, evaluate_world
+from clipworks.io.checkpoints import resolve_checkpoint
+from clipworks.io.files import cache_dir
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     with torch.no_grad():
         metrics = {name: evaluate(copy) for name, copy in copies.items()}
         images, _, _ = world.arrays("val", EVAL_SAMPLES, cache_dir=cache_dir())
-        cosine = (encode_images(copies["fp32"], images) * encode_images(copies["int8"], images)).sum(-1)
+        cosine = (encode_world_images(copies["fp32"], images) * encode_world_images(copies["int8"], images)).sum(-1)
     rows = ["| metric | fp32 | int8 | int8 - fp32 (points) |", "|---|---|---|---|"]
     for key in metrics["fp32"]:
         if key.startswith("zeroshot_") or key.endswith("R@1"):

@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 
 import torch
+from timing import append_results, paired
 
 import clipworks
 from clipworks import optimize_for_inference
-from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.hardware import use_fast_paths
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.training.loss import clip_loss
 from clipworks.training.optim import create_optimizer
-
-from timing import append_results, paired
 
 MID_VIT = CLIPConfig(256, VisionConfig(128, 384, 6, 16), TextConfig(context_length=77, width=256, layers=6))
 

@@ -12,13 +12,13 @@ import tempfile
 import time
 
 import torch
-
-from clipworks.demo import DEMO_CONFIG, EVAL_SAMPLES
-from clipworks.hardware import resolve_precision
-from clipworks.training.run import evaluate_world, world_batches, world_data
-from clipworks.training.loop import train
-
 from timing import append_results
+
+from clipworks.data.batches import world_batches, world_data
+from clipworks.demo import DEMO_CONFIG, EVAL_SAMPLES
+from clipworks.evaluation.evaluators import evaluate_world
+from clipworks.hardware import resolve_precision
+from clipworks.training.loop import train
 
 MARKS = (1.0, 2.0, 3.0, 4.0, 5.0)  # minutes of training at which the table reports the latest evaluation
 
@@ -30,7 +30,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         cfg = dataclasses.replace(DEMO_CONFIG, output_dir=out, eval_every=max(1, DEMO_CONFIG.steps // args.evals),
                                   save_every=0, tensorboard=False)
-        world, data = world_data(cfg, "train", cfg.world_samples, cfg.model_config())
+        world, data = world_data(cfg.world_seed, "train", cfg.world_samples, cfg.model_config())
         evaluate_fn = evaluate_world(world, EVAL_SAMPLES)
         clock = {"start": time.perf_counter(), "eval": 0.0}
         minutes = []  # of training (evaluations excluded) at each evaluation

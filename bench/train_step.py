@@ -18,17 +18,16 @@ import time
 import open_clip
 import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+from timing import append_results
 
 import clipworks
-from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
-from clipworks.training.distributed import Process
-from clipworks.hardware import cpu, resolve_precision
-from clipworks.training.loss import local_clip_loss
-from clipworks.models.tokenizer import tokenize
-from clipworks.training.loop import _forward_context, _Towers, contrastive_backward
 from clipworks.data.world import World, WorldConfig
-
-from timing import append_results
+from clipworks.hardware import cpu, resolve_precision
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
+from clipworks.models.tokenizer import tokenize
+from clipworks.training.distributed import Process
+from clipworks.training.loop import _forward_context, _Towers, contrastive_backward
+from clipworks.training.loss import local_clip_loss
 
 IMAGE, PATCH, WIDTH, LAYERS, TEXT_WIDTH, TEXT_LAYERS, EMBED = 128, 16, 384, 6, 256, 6, 256
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from clipworks import cli
-from clipworks.io.checkpoints import load, load_training_state
 from clipworks.data.world import World, WorldConfig
+from clipworks.io.checkpoints import load, load_training_state
 
 
 @pytest.fixture

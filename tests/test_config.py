@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from clipworks import cli
-from clipworks.training.recipes import paper_recipe
 from clipworks.training.config import load_config_file, resolve_train_config
 from clipworks.training.loop import TrainConfig
+from clipworks.training.recipes import paper_recipe
 
 
 def write(path: Path, text: str) -> Path:

@@ -12,9 +12,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from clipworks.data.datasets import CsvDataset, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
+from clipworks.data.world import World
 from clipworks.errors import DataError
 from clipworks.models.transforms import image_transform, to_tensor_batch
-from clipworks.data.world import World
 
 T = image_transform(32)
 

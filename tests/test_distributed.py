@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from clipworks import load
-from clipworks.io.checkpoints import load_training_state
 from clipworks.data.shards import shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
+from clipworks.io.checkpoints import load_training_state
 
 ARGS = ["train", "--model", "ViT-Tiny", "--steps", "3", "--batch-size", "8", "--world-samples", "16",
         "--precision", "fp32", "--warmup-steps", "1", "--lr", "1e-3", "--eps", "1e-3", "--eval-every", "0", "--quiet"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from clipworks import cli
-from clipworks.evaluation import linear_probe as lp
 from clipworks.data.world import World, WorldConfig
+from clipworks.evaluation import linear_probe as lp
 
 
 # ---------------------------------------------------------------- linear probe on synthetic features
@@ -201,8 +201,8 @@ def test_eval_report_on_the_world(checkpoint: str, tmp_path: Path) -> None:
 
 
 def test_class_names_label_folders_by_name_or_by_sorted_position(tmp_path: Path) -> None:
+    from clipworks.data.datasets import open_labelled
     from clipworks.errors import DataError
-    from clipworks.evaluation.commands import open_labelled
 
     for folder in ("n02", "n01"):
         (tmp_path / folder).mkdir()

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_formats import SMALL, assert_same_outputs, hf_features
+from test_parity import sample_inputs
 
 import clipworks
 from clipworks import create_model, tokenize
-from clipworks.errors import CheckpointError
 from clipworks.cli import main
+from clipworks.errors import CheckpointError
 from clipworks.io.export import export_onnx, save_hf
-from test_formats import SMALL, assert_same_outputs, hf_features
-from test_parity import sample_inputs
 
 TOL = 1e-5
 

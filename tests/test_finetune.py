@@ -14,11 +14,11 @@ import torch
 from clipworks import create_model
 from clipworks.io.checkpoints import save_checkpoint
 from clipworks.models.configs import CLIPConfig
-from clipworks.training.distributed import Process
-from clipworks.training.optim import cosine_lr, create_optimizer, set_lr
-from clipworks.training.config import resolve_train_config
-from clipworks.training.loop import TrainConfig, train
 from clipworks.models.vision import drop_patches
+from clipworks.training.config import resolve_train_config
+from clipworks.training.distributed import Process
+from clipworks.training.loop import TrainConfig, train
+from clipworks.training.optim import cosine_lr, create_optimizer, set_lr
 
 
 def random_batches(batch_size: int = 8, image_size: int = 64, length: int = 32):

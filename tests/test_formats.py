@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference import openai_model
 from safetensors.torch import save_file
+from test_parity import openai_clip, sample_inputs
 
 import clipworks
 from clipworks import MODELS, create_model
 from clipworks.errors import CheckpointError
-from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.io.formats import infer_config, registry_name
-from reference import openai_model
-from test_parity import openai_clip, sample_inputs
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 
 TOL = 1e-5
 # Smaller than the registry's tiny models (keeps this file fast); 64-wide heads as OpenAI's, so shapes say it all.
@@ -190,7 +190,8 @@ def test_open_clip_config_sets_architecture_and_activation(kind: str, tmp_path: 
 
 
 def hf_model(hidden_act: str = "quick_gelu"):
-    from transformers import CLIPConfig as HFConfig, CLIPModel
+    from transformers import CLIPConfig as HFConfig
+    from transformers import CLIPModel
 
     torch.manual_seed(0)
     text = {"hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from clipworks import cli, create_model, hardware, optimize_for_inference
-from clipworks.hardware import FastPaths, PrecisionWarning, resolve_precision, simulate_cpu
-from clipworks.models.inference import FrozenConv, FrozenLinear, onednn_available
+from clipworks.hardware import FastPaths, PrecisionWarning, onednn_available, resolve_precision, simulate_cpu
+from clipworks.models.inference import FrozenConv, FrozenLinear
 from clipworks.models.layers import linear
 
 AVX2 = {"capability": "AVX2", "native_bf16": False}

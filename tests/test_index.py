@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from clipworks import cli, tokenize
-from clipworks.search.index import Index, IndexSpec
-from clipworks.errors import SearchIndexError
-from clipworks.models.clip import create_model
-from clipworks.io.checkpoints import save_checkpoint
 from clipworks.data.shards import write_shards
+from clipworks.errors import SearchIndexError
+from clipworks.io.checkpoints import save_checkpoint
+from clipworks.models.clip import create_model
+from clipworks.search.index import Index, IndexSpec
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from clipworks import create_model, get_config, optimize_for_inference
+from clipworks.hardware import onednn_available
 from clipworks.models import inference
-from clipworks.models.inference import FrozenConv, FrozenLinear, onednn_available
+from clipworks.models.inference import FrozenConv, FrozenLinear
 
 TOKENS = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27,
                        [49406, 320, 1746, 539, 320, 1901, 3467, 49407] + [0] * 24,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference import openai_model
 
 from clipworks import MODELS, create_model
 from clipworks.models.configs import CLIPConfig
-from reference import openai_model
 
 TOL = 1e-5
 

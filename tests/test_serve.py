@@ -11,9 +11,8 @@ import zlib
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import MAX_PIXELS, MAX_UPLOAD_BYTES
+from PIL import Image
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 

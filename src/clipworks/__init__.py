@@ -1,13 +1,13 @@
 """clipworks: CLIP (Radford et al., ICML 2021) — exact OpenAI-compatible models, training, evaluation."""
 
+from .evaluation.retrieval import recall_at_k
+from .evaluation.zeroshot import zero_shot_classifier
 from .io.checkpoints import load, save_checkpoint
+from .models.clip import CLIP, create_model
 from .models.configs import MODELS, CLIPConfig, TextConfig, VisionConfig, get_config, list_models
 from .models.inference import optimize_for_inference
-from .models.clip import CLIP, create_model
-from .evaluation.retrieval import recall_at_k
 from .models.tokenizer import Tokenizer, decode, tokenize
 from .models.transforms import image_transform
-from .evaluation.zeroshot import zero_shot_classifier
 
 __all__ = ["CLIP", "CLIPConfig", "MODELS", "TextConfig", "Tokenizer", "VisionConfig", "create_model", "decode",
            "get_config", "image_transform", "list_models", "load", "optimize_for_inference", "recall_at_k",

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
-from .models.configs import MODELS
-from .errors import DataError
+from .errors import CheckpointError, DataError
+from .evaluation.prompts import DEFAULT_TEMPLATE
 from .hardware import DTYPES, PRECISIONS
+from .models.configs import MODELS
 from .training.recipes import RECIPES
 
 
@@ -70,9 +70,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .training.run import run_training
     from .training.config import resolve_train_config
     from .training.loop import TrainConfig
+    from .training.run import run_training
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     cfg = resolve_train_config(given, config_file=args.config, recipe=args.recipe)
@@ -92,11 +92,17 @@ def _cmd_recipes(args: argparse.Namespace) -> None:
 
 
 def _cmd_zeroshot(args: argparse.Namespace) -> None:
-    from .training.run import run_zeroshot
+    from .evaluation.commands import run_zeroshot
+    from .evaluation.prompts import classnames
 
-    report = run_zeroshot(args.checkpoint, classes=args.classes, classes_file=args.classes_file,
-                          templates=args.template, data=args.data, images=args.images, top=args.top,
-                          batch_size=args.batch_size, precision=args.precision)
+    names = None
+    if args.classes:
+        names = [c.strip() for c in args.classes.split(",") if c.strip()]
+    elif args.classes_file:
+        names = classnames(args.classes_file)
+    report = run_zeroshot(args.checkpoint, args.data, images=args.images, classnames=names,
+                          templates=args.template or [DEFAULT_TEMPLATE], top=args.top, device="cpu",
+                          batch_size=args.batch_size, precision=args.precision, progress=False)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -369,8 +375,8 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         names.add_argument("--classnames", choices=("imagenet", "cifar10", "cifar100"),
                            help="built-in class names (in sorted-folder or label order)")
         names.add_argument("--classes-file", help="one class name per line (default: the folder names or labels)")
-        p.add_argument("--templates", default="default", help="imagenet80, imagenet7, cifar, default ('a photo of "
-                       "a {}.') or a file with one template per line")
+        p.add_argument("--templates", default="default", help="imagenet80, imagenet7, cifar, default "
+                       f"({DEFAULT_TEMPLATE!r}) or a file with one template per line")
 
     p = evals.add_parser("zeroshot", help="top-1/top-5, per-class recall, confusion matrix; one prompt vs ensemble")
     _eval_common(p, out="runs/eval/zeroshot")
@@ -436,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", help="comma-separated class names")
     p.add_argument("--classes-file", help="a text file with one class name per line")
     p.add_argument("--template", action="append", help="prompt with '{}' for the class (repeat to ensemble); "
-                   "default 'a photo of a {}.'")
+                   f"default {DEFAULT_TEMPLATE!r}")
     p.add_argument("--data", help="labelled set: a folder with one sub-folder per class, or a CSV of filepath,label")
     p.add_argument("--top", type=int, default=3, help="labels shown per image")
     p.add_argument("--batch-size", type=int, default=64)

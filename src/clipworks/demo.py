@@ -12,14 +12,12 @@ import shutil
 import time
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .io.files import write_text_atomic  # noqa: E402
-from .training.run import evaluate_world, world_batches, world_data  # noqa: E402
-from .training.loop import TrainConfig, TrainResult, train  # noqa: E402
+from .data.batches import world_batches, world_data
+from .evaluation.evaluators import evaluate_world
+from .io.files import write_text_atomic
+from .training.loop import TrainConfig, TrainResult, train
 
 # The demo's recipe, tuned for a 2-core CPU without native bf16 (fp32): the convolutional tower learns shapes several
 # times faster per second than ViT-Tiny; batch 128 reached higher shape accuracy than 256 or 64 in the same time, and
@@ -46,7 +44,7 @@ def run_demo(out: str | Path = "runs/demo", *, steps: int | None = None, progres
     print(f"clipworks demo: training {cfg.model} from scratch on {cfg.world_samples:,} generated image-caption "
           f"pairs for {cfg.steps} steps (batch {cfg.batch_size}).")
     t0 = time.perf_counter()
-    world, data = world_data(cfg, "train", cfg.world_samples, cfg.model_config())
+    world, data = world_data(cfg.world_seed, "train", cfg.world_samples, cfg.model_config())
     heldout = ", ".join(f"{c} {s}" for c, s in world.heldout_pairs)
     print(f"world ready in {time.perf_counter() - t0:.0f}s. Never shown together in training: {heldout}.")
     evaluate = evaluate_world(world, EVAL_SAMPLES)
@@ -99,7 +97,8 @@ def _report(cfg: TrainConfig, result: TrainResult, metrics: dict, minutes: float
 def _plot(result: TrainResult, path: Path) -> None:
     steps = [r["step"] for r in result.history]
     losses = [r["loss"] for r in result.history]
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
     ax.plot(steps, losses, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("contrastive loss")
@@ -108,5 +107,4 @@ def _plot(result: TrainResult, path: Path) -> None:
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
-    plt.close(fig)
     tmp.replace(path)

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+
 from .errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -186,3 +188,42 @@ def keep_freed_memory() -> bool:
         return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
     except (OSError, AttributeError):  # not glibc
         return False
+
+
+def onednn_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether oneDNN's fused and prepacked ops (private torch ops: `_linear_pointwise` on plain, prepacked and
+    transposed weights, `_convolution_pointwise` on prepacked kernels) serve `dtype` on `device` and compute what the
+    plain ops compute. Checked once per dtype on small fixed tensors, so another torch version falls back to the
+    plain ops instead of failing or differing."""
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and _onednn_ops_work(dtype)
+
+
+@functools.cache
+def _onednn_ops_work(dtype: torch.dtype) -> bool:
+    ops = ("_linear_pointwise", "_reorder_linear_weight", "_convolution_pointwise")
+    if not (torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in ops)):
+        return False
+    linear = torch.ops.mkldnn._linear_pointwise
+    x, w, b = (torch.linspace(-1, 1, n).to(dtype) for n in (12, 20, 5))
+    x, w, g = x.view(3, 4), w.view(5, 4), torch.linspace(-1, 1, 15).to(dtype).view(3, 5)
+    image = torch.linspace(-1, 1, 2 * 4 * 4).to(dtype).view(1, 2, 4, 4).contiguous(memory_format=torch.channels_last)
+    kernel = torch.linspace(-1, 1, 5 * 2 * 9).to(dtype).view(5, 2, 3, 3).contiguous(memory_format=torch.channels_last)
+    try:
+        y = linear(x, w, b, "none", [], "")
+        y_packed = linear(x, torch.ops.mkldnn._reorder_linear_weight(w), b, "none", [], "")
+        grad_x = linear(g, w.t(), None, "none", [], "")  # the input gradient of a linear, as training runs it
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(kernel.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1,
+                                                           [1, 2, 4, 4])
+        z = torch.ops.mkldnn._convolution_pointwise(image, packed, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
+    except (RuntimeError, AttributeError, TypeError):
+        return False
+    tol = {"atol": 0.05, "rtol": 0.05} if dtype == torch.bfloat16 else {"atol": 1e-5, "rtol": 1e-5}
+    expected = F.linear(x, w, b).float()
+    return (torch.allclose(y.float(), expected, **tol) and torch.allclose(y_packed.float(), expected, **tol)
+            and torch.allclose(grad_x.float(), (g @ w).float(), **tol)
+            and torch.allclose(z.float(), F.relu(F.conv2d(image, kernel, b, padding=1)).float(), **tol))
+
+
+def default_device() -> str:
+    """Where the evaluations run when not told: the first CUDA GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -27,8 +27,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .images import UnreadableImage, check_image, open_image
 from ..models.transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
+from .images import UnreadableImage, check_image, open_image
 from .world import World
 
 log = logging.getLogger(__name__)
@@ -284,3 +284,29 @@ class WorldDataset(Dataset):
         """(B, 3, H, W) normalised images and (B, context) token ids for `indices`."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         return to_tensor_batch(self.images[idx.numpy()], mean=self.mean, std=self.std), self.tokens[idx]
+
+
+def open_labelled(data: str | os.PathLike, transform: Any, classnames: Sequence[str] | None = None
+                  ) -> LabelledImages:
+    """A folder with one sub-folder per class, or a CSV/TSV of filepath,label (`transform` may be set later).
+
+    With `classnames` for a folder: names equal to the folder names (any order) label by name; a list of entirely
+    different names (ImageNet's WordNet-id folders with readable names) labels the sorted folders by position.
+    """
+    path = Path(data)
+    if path.is_file():
+        return LabelCsvDataset(path, transform=transform, classes=classnames)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset {path} does not exist (expected a folder of class folders or a CSV)")
+    dataset = ImageFolderDataset(path, transform)
+    if classnames is None or set(classnames) == set(dataset.classes):
+        return dataset
+    names, folders = list(classnames), dataset.classes
+    if len(names) != len(folders) or set(names) & set(folders):
+        missing = sorted(set(folders) - set(names))
+        raise DataError(f"the class names ({len(names)}) do not match the {len(folders)} class folders of {path}"
+                        + (f"; folders without a name: {', '.join(missing[:5])}" if missing else "")
+                        + ". Give one name per folder, either the folder names themselves or, in sorted folder "
+                          "order, a readable name for each; or leave out the class names to use the folder names.")
+    dataset.classes = names
+    return dataset

@@ -41,11 +41,11 @@ import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..errors import ConfigError
-from .images import UnreadableImage, open_image
-from .datasets import MAX_BAD_FRACTION, Transform, collate_skip_bad
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..training.distributed import Process
+from .batches import Batch
+from .datasets import MAX_BAD_FRACTION, Transform, collate_skip_bad
+from .images import UnreadableImage, open_image
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"(\d+)\.\.(\d+)")
 
 RawSample = tuple[str, str, dict[str, bytes]]  # (shard url, key, {suffix: bytes})
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def expand_urls(spec: str) -> list[str]:

@@ -1,36 +1,36 @@
 """`clipworks eval`: the paper's evaluations on the user's data (Radford et al. 2021, Sec. 3.1.4, 3.2, 3.3, Table 13).
 
-Glue only: datasets -> image features (cached) -> the pure metric functions of `zeroshot`, `retrieval` and
-`linear_probe` -> `<out>/<name>.json` and `<out>/<name>.md`. Features are cached as .npz keyed by the checkpoint's
-weights file (resolved path, size, mtime) and the dataset (image paths, sizes, mtimes), so a second evaluation of
-the same model and images - another template set, another probe - does not run the image tower again.
+Each command composes the same steps: open the datasets (a bad layout fails before the model loads) -> load the
+model for inference -> cached features (`features`) -> the pure metric functions of `zeroshot`, `retrieval` and
+`linear_probe` -> `<out>/<name>.json` and `<out>/<name>.md`. `run_zeroshot` is also the quick `clipworks zeroshot`
+(labels for single images, accuracy without writing files).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..errors import ConfigError
-from ..io.checkpoints import WEIGHTS, resolve_checkpoint
-from ..io.files import write_npz_atomic, write_text_atomic
-from ..models.inference import load_for_inference
-from ..data.datasets import ImageFolderDataset, LabelCsvDataset, LabelledImages, collate_skip_bad, read_table
-from ..errors import DataError
+from ..data.datasets import LabelledImages, open_labelled, read_table
+from ..data.images import open_image
+from ..errors import ConfigError, DataError
+from ..hardware import default_device
+from ..io.files import write_text_atomic
 from ..models.clip import CLIP
+from ..models.encode import embed_images
+from ..models.inference import load_for_inference
+from . import linear_probe as lp
+from .features import FeatureCache, image_features, text_features
 from .prompts import DEFAULT_TEMPLATE
 from .retrieval import recall_at_k_chunked
 from .zeroshot import (
     confusion_matrix,
-    encode_texts,
     mean_per_class_recall,
     per_class_recall,
     topk_accuracy,
@@ -39,129 +39,7 @@ from .zeroshot import (
 )
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-# ---------------------------------------------------------------- cache keys and feature cache
-def digest(parts: Any) -> str:
-    """A short stable hash of JSON-able parts, for cache keys."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def checkpoint_key(checkpoint: str | os.PathLike) -> str:
-    """Identifies the weights: the resolved weights file's path, size and modification time."""
-    weights = (resolve_checkpoint(checkpoint) / WEIGHTS).resolve()
-    stat = weights.stat()
-    return digest([str(weights), stat.st_size, stat.st_mtime_ns])
-
-
-def files_key(paths: Sequence[Path]) -> str:
-    """Identifies a dataset by its image files: paths, sizes and modification times (a missing file counts too)."""
-    entries = []
-    for p in paths:
-        try:
-            stat = p.stat()
-            entries.append([str(p.resolve()), stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            entries.append([str(p), None, None])
-    return digest(entries)
-
-
-class FeatureCache:
-    """Named arrays in `<dir>/<key>.npz`, written atomically; `dir=None` caches nothing."""
-
-    def __init__(self, directory: str | os.PathLike | None) -> None:
-        self.dir = Path(directory) if directory is not None else None
-
-    def get(self, key: str) -> dict[str, np.ndarray] | None:
-        if self.dir is None or not (self.dir / f"{key}.npz").is_file():
-            return None
-        with np.load(self.dir / f"{key}.npz", allow_pickle=False) as f:
-            return {name: f[name] for name in f.files}
-
-    def put(self, key: str, **arrays: np.ndarray) -> None:
-        if self.dir is None:
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_npz_atomic(self.dir / f"{key}.npz", **arrays)
-
-
-# ---------------------------------------------------------------- features
-class _Indexed(torch.utils.data.Dataset):
-    """(image, index) so that the images a loader skipped as unreadable are known."""
-
-    def __init__(self, dataset: LabelledImages) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
-        item = self.dataset[index]
-        return None if item is None else (item[0], index)
-
-
-@torch.no_grad()
-def image_features(model: CLIP, dataset: LabelledImages, *, cache: FeatureCache, checkpoint: str | os.PathLike,
-                   batch_size: int = 64, workers: int = 0, progress: bool = True, desc: str = "images"
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(features (N, E) L2-normalised float32, kept (N,) indices into `dataset`); unreadable images are left out."""
-    key = "img-" + digest([checkpoint_key(checkpoint), files_key(dataset.paths), model.image_size,
-                           str(model.dtype)])
-    hit = cache.get(key)
-    if hit is not None:
-        return hit["features"], hit["kept"]
-    device = next(model.parameters()).device
-    loader = torch.utils.data.DataLoader(_Indexed(dataset), batch_size=batch_size, num_workers=workers,
-                                         collate_fn=collate_skip_bad)
-    features, kept = [], []
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-        if batch is None:
-            continue
-        images, index = batch
-        features.append(model.encode_image(images.to(device), normalize=True).float().cpu())
-        kept.append(index)
-    if not features:
-        raise DataError(f"no readable images in {dataset.source}")
-    result = torch.cat(features).numpy(), torch.cat(kept).numpy()
-    cache.put(key, features=result[0], kept=result[1])
-    return result
-
-
-@torch.no_grad()
-def text_features(model: CLIP, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
-    """(N, E) L2-normalised float32 text embeddings."""
-    return encode_texts(model, texts, batch_size=batch_size).float().cpu()
-
-
-# ---------------------------------------------------------------- datasets
-def open_labelled(data: str | os.PathLike, transform: Any, classnames: Sequence[str] | None = None
-                  ) -> LabelledImages:
-    """A folder with one sub-folder per class, or a CSV/TSV of filepath,label (`transform` may be set later).
-
-    With `classnames` for a folder: names equal to the folder names (any order) label by name; a list of entirely
-    different names (ImageNet's WordNet-id folders with readable names) labels the sorted folders by position.
-    """
-    path = Path(data)
-    if path.is_file():
-        return LabelCsvDataset(path, transform=transform, classes=classnames)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset {path} does not exist (expected a folder of class folders or a CSV)")
-    dataset = ImageFolderDataset(path, transform)
-    if classnames is None or set(classnames) == set(dataset.classes):
-        return dataset
-    names, folders = list(classnames), dataset.classes
-    if len(names) != len(folders) or set(names) & set(folders):
-        missing = sorted(set(folders) - set(names))
-        raise DataError(f"the class names ({len(names)}) do not match the {len(folders)} class folders of {path}"
-                        + (f"; folders without a name: {', '.join(missing[:5])}" if missing else "")
-                        + ". Give one name per folder, either the folder names themselves or, in sorted folder "
-                          "order, a readable name for each; or leave out the class names to use the folder names.")
-    dataset.classes = names
-    return dataset
-
-
+# ---------------------------------------------------------------- results
 def write_results(out: str | os.PathLike, name: str, results: dict[str, Any], markdown: str) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,48 +65,84 @@ def zeroshot_metrics(features: torch.Tensor, labels: torch.Tensor, classifier: t
             "confusion_matrix": confusion.tolist()}
 
 
-def run_zeroshot(checkpoint: str, data: str, *, out: str | os.PathLike, classnames: Sequence[str] | None = None,
-                 templates: Sequence[str] = (DEFAULT_TEMPLATE,), device: str | None = None, precision: str = "auto",
-                 batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
-                 progress: bool = True) -> dict[str, Any]:
-    """Zero-shot classification of a labelled set with one prompt and with `templates` ensembled (Sec. 3.1.4)."""
-    dataset = open_labelled(data, None, classnames)  # before loading the model: a bad layout fails fast
-    model, dataset.transform = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
-    cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
+def run_zeroshot(checkpoint: str, data: str | None = None, *, images: Sequence[str] = (),
+                 classnames: Sequence[str] | None = None, templates: Sequence[str] = (DEFAULT_TEMPLATE,),
+                 out: str | os.PathLike | None = None, top: int = 3, device: str | None = None,
+                 precision: str = "auto", batch_size: int = 64, workers: int = 0,
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+    """Zero-shot classification (Sec. 3.1.4): accuracy on a labelled set `data` with one prompt and with `templates`
+    ensembled, and/or the `top` labels of each of `images`.
+
+    Class names come from `classnames`, else from `data`'s folders or labels. With `out`, the results are written
+    to `<out>/zeroshot.{json,md}` and image features cached in `<out>/cache` (or `cache_dir`); without it
+    (`clipworks zeroshot`), nothing is written.
+    """
+    if not data and not images:
+        raise ConfigError("give image files to label, or a labelled image set (--data)")
+    dataset = open_labelled(data, None, classnames) if data else None  # before the model loads: fails fast
+    names = list(dataset.classes) if dataset is not None else list(classnames or [])
+    if not names:
+        raise ConfigError("labelling images needs class names: pass --classes 'cat,dog' or --classes-file")
+    model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
+    results: dict[str, Any] = {"checkpoint": str(checkpoint), "classes": names, "n_classes": len(names),
+                               "templates": list(templates)}
+    if dataset is not None:
+        dataset.transform = preprocess
+        cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache" if out else None)
+        results.update(data=str(data), **_zeroshot_accuracy(model, dataset, templates, cache=cache,
+                                                            checkpoint=checkpoint, batch_size=batch_size,
+                                                            workers=workers, progress=progress))
+        if out is not None:
+            write_results(out, "zeroshot", results, _zeroshot_markdown(results))
+    if images:
+        classifier = zero_shot_classifier(model, names, list(templates))
+        results["predictions"] = [_top_labels(model, preprocess, path, classifier, names, top) for path in images]
+    return results
+
+
+def _zeroshot_accuracy(model: CLIP, dataset: LabelledImages, templates: Sequence[str], *, cache: FeatureCache,
+                       checkpoint: str, batch_size: int, workers: int, progress: bool) -> dict[str, Any]:
     features, kept = image_features(model, dataset, cache=cache, checkpoint=checkpoint, batch_size=batch_size,
                                     workers=workers, progress=progress)
     labels = torch.tensor(dataset.labels)[torch.from_numpy(kept)]
     prompt_sets = {"single prompt": [DEFAULT_TEMPLATE]}
     if list(templates) != [DEFAULT_TEMPLATE]:
         prompt_sets[f"ensemble of {len(templates)}"] = list(templates)
-    results: dict[str, Any] = {"checkpoint": str(checkpoint), "data": str(data), "n_images": len(kept),
-                               "n_skipped": len(dataset) - len(kept), "classes": list(dataset.classes),
-                               "prompts": {}}
-    for name, prompts in prompt_sets.items():
-        classifier = zero_shot_classifier(model, dataset.classes, prompts).cpu()
-        results["prompts"][name] = {"templates": prompts,
-                                    **zeroshot_metrics(torch.from_numpy(features), labels, classifier)}
-    best = list(results["prompts"])[-1]
-    results["main"] = best
+    metrics = {name: {"templates": prompts, **zeroshot_metrics(torch.from_numpy(features), labels,
+                                                               zero_shot_classifier(model, dataset.classes, prompts))}
+               for name, prompts in prompt_sets.items()}
+    main = list(metrics)[-1]
+    return {"n_images": len(kept), "n_skipped": len(dataset) - len(kept), "prompts": metrics, "main": main,
+            "accuracy": {k: metrics[main][k] for k in ("top1", "top5")}}
+
+
+def _top_labels(model: CLIP, preprocess: Callable, path: str, classifier: torch.Tensor, names: Sequence[str],
+                top: int) -> dict[str, Any]:
+    (embedding, _), = embed_images(model, [(preprocess(open_image(path)).unsqueeze(0), None)])
+    probs = zero_shot_logits(embedding, classifier).softmax(dim=-1)[0]
+    best = probs.topk(min(top, len(names)))
+    return {"image": str(path), "top": [{"label": names[i], "prob": p}
+                                        for p, i in zip(best.values.tolist(), best.indices.tolist())]}
+
+
+def _zeroshot_markdown(results: dict[str, Any]) -> str:
+    classes, best = results["classes"], results["main"]
     rows = [(name, r["top1"], r["top5"], r["mean_per_class_recall"]) for name, r in results["prompts"].items()]
-    md = [f"# Zero-shot classification: {data}", "",
-          f"{len(kept)} images, {len(dataset.classes)} classes (chance {1 / len(dataset.classes):.4f}), "
-          f"checkpoint `{checkpoint}`" + (f"; {results['n_skipped']} unreadable images skipped"
-                                          if results["n_skipped"] else "") + ".", "",
+    md = [f"# Zero-shot classification: {results['data']}", "",
+          f"{results['n_images']} images, {len(classes)} classes (chance {1 / len(classes):.4f}), "
+          f"checkpoint `{results['checkpoint']}`" + (f"; {results['n_skipped']} unreadable images skipped"
+                                                     if results["n_skipped"] else "") + ".", "",
           markdown_table(["prompts", "top-1", "top-5", "mean per-class recall"], rows), ""]
     main = results["prompts"][best]
-    if len(dataset.classes) <= 50:
+    if len(classes) <= 50:
         md += [f"## Per-class recall ({best})", "",
                markdown_table(["class", "recall", "images"],
                               [(c, r if r is not None else "-", sum(row)) for c, r, row in
-                               zip(dataset.classes, main["per_class_recall"], main["confusion_matrix"])]),
-               ""]
-    if len(dataset.classes) <= 20:
+                               zip(classes, main["per_class_recall"], main["confusion_matrix"])]), ""]
+    if len(classes) <= 20:
         md += [f"## Confusion matrix ({best}; rows: true class, columns: predicted)", "",
-               markdown_table(["", *dataset.classes],
-                              [(c, *row) for c, row in zip(dataset.classes, main["confusion_matrix"])]), ""]
-    write_results(out, "zeroshot", results, "\n".join(md))
-    return results
+               markdown_table(["", *classes], [(c, *row) for c, row in zip(classes, main["confusion_matrix"])]), ""]
+    return "\n".join(md)
 
 
 # ---------------------------------------------------------------- linear probe
@@ -237,8 +151,6 @@ def run_linear_probe(checkpoint: str, train: str, test: str, *, out: str | os.Pa
                      batch_size: int = 64, workers: int = 0, cache_dir: str | os.PathLike | None = None,
                      progress: bool = True) -> dict[str, Any]:
     """Logistic regression on frozen features (Appendix A.3), or k-shot probes over several seeds (Sec. 3.1.5)."""
-    from . import linear_probe as lp
-
     opened = {"train": open_labelled(train, None), "test": open_labelled(test, None)}
     model, preprocess = load_for_inference(checkpoint, device=device or default_device(), dtype=precision)
     cache = FeatureCache(cache_dir if cache_dir is not None else Path(out) / "cache")
@@ -299,13 +211,7 @@ def run_retrieval(checkpoint: str, data: str, *, out: str | os.PathLike, image_k
         if old in new_index:
             captions.append(row[caption_key])
             owner.append(new_index[old])
-    key = "txt-" + digest([checkpoint_key(checkpoint), hashlib.sha256("\n".join(captions).encode()).hexdigest(),
-                           str(model.dtype)])
-    hit = cache.get(key)
-    txt = torch.from_numpy(hit["features"]) if hit is not None else text_features(model, captions,
-                                                                                   batch_size=4 * batch_size)
-    if hit is None:
-        cache.put(key, features=txt.numpy())
+    txt = text_features(model, captions, cache=cache, checkpoint=checkpoint, batch_size=4 * batch_size)
     recalls = recall_at_k_chunked(torch.from_numpy(img), txt, owner, ks)
     results = {"checkpoint": str(checkpoint), "data": str(data), "n_images": len(kept), "n_captions": len(captions),
                "n_skipped": len(paths) - len(kept), **recalls}
@@ -326,8 +232,6 @@ def run_robustness(checkpoint: str, datasets: dict[str, str], *, out: str | os.P
                    cache_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
     """One zero-shot classifier (and optionally one linear probe fitted on `probe_train`) on several datasets that
     share their classes: the paper's distribution-shift table (Sec. 3.3, Figure 13/14)."""
-    from . import linear_probe as lp
-
     if not datasets:
         raise ConfigError("give at least one dataset as NAME=DIR")
     opened = {name: open_labelled(path, None, classnames) for name, path in datasets.items()}

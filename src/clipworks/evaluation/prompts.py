@@ -11,6 +11,7 @@ alone is the default, as in the paper's single-prompt baseline.
 from __future__ import annotations
 
 from pathlib import Path
+
 from ..errors import ConfigError
 
 DEFAULT_TEMPLATE = "a photo of a {}."

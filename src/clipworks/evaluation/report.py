@@ -18,24 +18,24 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from . import linear_probe as lp  # noqa: E402
-from ..io.checkpoints import resolve_checkpoint  # noqa: E402
-from ..io.files import write_text_atomic  # noqa: E402
-from ..models.inference import load_for_inference  # noqa: E402
-from .commands import FeatureCache, checkpoint_key, default_device, digest, markdown_table  # noqa: E402
-from ..models.clip import CLIP  # noqa: E402
-from ..training.run import cache_dir as world_cache_dir, encode_images  # noqa: E402
-from .prompts import DEFAULT_TEMPLATE  # noqa: E402
-from ..data.world import STYLES, World, WorldConfig  # noqa: E402
-from .zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits  # noqa: E402
+from ..data.world import STYLES, World, WorldConfig
+from ..hardware import default_device
+from ..io.checkpoints import resolve_checkpoint
+from ..io.files import cache_dir as world_cache_dir
+from ..io.files import write_text_atomic
+from ..models.clip import CLIP
+from ..models.inference import load_for_inference
+from . import linear_probe as lp
+from .commands import markdown_table
+from .evaluators import encode_world_images
+from .features import FeatureCache, checkpoint_key, digest
+from .prompts import DEFAULT_TEMPLATE
+from .zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits
 
 SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)
 PROBE_TASKS: tuple[str, ...] = ("shape", "colour")  # tasks whose classes all occur in the training split
@@ -51,8 +51,8 @@ def _world_features(model: CLIP, world: World, split: str, n: int, *, checkpoint
     hit = cache.get(key)
     if hit is not None:
         return hit["features"], attributes
-    features = encode_images(model, images, batch_size, desc=f"{world.config.style} {split}" if progress else None
-                             ).cpu().numpy()
+    features = encode_world_images(model, images, batch_size, desc=f"{world.config.style} {split}" if progress else None
+                             ).numpy()
     cache.put(key, features=features)
     return features, attributes
 
@@ -138,7 +138,8 @@ def run_report(checkpoint: str, *, out: str | os.PathLike, n_train: int = 2000, 
 
 
 def _plot_fewshot(fewshot: dict[str, Any], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(fewshot), figsize=(5 * len(fewshot), 3.6), squeeze=False)
+    fig = Figure(figsize=(5 * len(fewshot), 3.6))
+    axes = fig.subplots(1, len(fewshot), squeeze=False)
     for ax, (name, r) in zip(axes[0], fewshot.items()):
         ks = [int(k) for k in r["k_shot"]]
         means = np.array([r["k_shot"][str(k)]["mean"] for k in ks])
@@ -153,13 +154,13 @@ def _plot_fewshot(fewshot: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
     styles = list(robustness)
     tasks = list(next(iter(robustness.values())))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 3.6), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(tasks), 3.6))
+    axes = fig.subplots(1, len(tasks), squeeze=False)
     x = np.arange(len(styles))
     for ax, task in zip(axes[0], tasks):
         for offset, (key, label) in zip((-0.2, 0.2), (("zero_shot", "zero-shot"),
@@ -170,7 +171,6 @@ def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: P
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _markdown(r: dict[str, Any]) -> str:
@@ -181,7 +181,7 @@ def _markdown(r: dict[str, Any]) -> str:
           + ("" if r["trained_on"] == "world" else f" Note: the checkpoint was trained on {r['trained_on']}, not the "
              "world, so its zero-shot numbers here are not the paper's setting."), "",
           "## Prompt ensembling vs one prompt (Sec. 3.1.4)", "",
-          markdown_table(["task", "'a photo of a {}.'", "ensemble", "templates", "chance"],
+          markdown_table(["task", repr(DEFAULT_TEMPLATE), "ensemble", "templates", "chance"],
                          [(t, p["single_prompt"], p["ensemble"], p["n_templates"], p["chance"])
                           for t, p in r["prompt_ensembling"].items()]), "",
           "## Zero-shot vs linear probes (Sec. 3.1.5, Figures 6-7)", "", "![few-shot](fewshot.png)", ""]

@@ -13,29 +13,19 @@ import torch
 
 from ..errors import ConfigError
 from ..models.clip import CLIP
-from ..models.tokenizer import tokenize
-
-DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
-
-
-@torch.no_grad()
-def encode_texts(model: CLIP, texts: Sequence[str], *, batch_size: int = 256) -> torch.Tensor:
-    """(N, E) L2-normalised text embeddings on the model's device, in its output dtype (bf16 under bf16 autocast),
-    `batch_size` texts at a time."""
-    device = next(model.parameters()).device
-    tokens = tokenize(list(texts), model.context_length, truncate=True)
-    return torch.cat([model.encode_text(tokens[i:i + batch_size].to(device), normalize=True)
-                      for i in range(0, len(tokens), batch_size)])
+from ..models.encode import encode_texts
+from .prompts import DEFAULT_TEMPLATE
 
 
 @torch.no_grad()
 def zero_shot_classifier(model: CLIP, classnames: Sequence[str], templates: Sequence[str | Callable[[str], str]]
-                         = DEFAULT_TEMPLATES, *, batch_size: int = 256) -> torch.Tensor:
-    """(embed_dim, n_classes) classifier weights. A template is a str with one "{}" or a callable name -> prompt."""
+                         = (DEFAULT_TEMPLATE,), *, batch_size: int = 256) -> torch.Tensor:
+    """(embed_dim, n_classes) float32 classifier weights on the CPU. A template is a str with one "{}" or a callable
+    name -> prompt."""
     if not classnames:
         raise ConfigError("zero_shot_classifier needs at least one class name")
     if not templates:
-        raise ConfigError("zero_shot_classifier needs at least one template, e.g. 'a photo of a {}.'")
+        raise ConfigError(f"zero_shot_classifier needs at least one template, e.g. {DEFAULT_TEMPLATE!r}")
     for t in templates:
         if isinstance(t, str) and "{}" not in t:
             raise ConfigError(f"template {t!r} has no '{{}}' where the class name goes")
@@ -47,7 +37,8 @@ def zero_shot_classifier(model: CLIP, classnames: Sequence[str], templates: Sequ
 
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
     """(N, E) image embeddings x (E, C) classifier -> (N, C) logits, 100 * cosine similarity."""
-    return 100.0 * torch.nn.functional.normalize(image_features.float(), dim=-1) @ classifier.float()
+    features = torch.nn.functional.normalize(image_features.float(), dim=-1)
+    return 100.0 * features @ classifier.float().to(features.device)
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:

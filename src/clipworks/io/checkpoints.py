@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models.configs import CLIPConfig
-from .formats import Checkpoint, read_foreign, registry_name
 from ..errors import CheckpointError
 from ..models.clip import CLIP
+from ..models.configs import CLIPConfig
 from ..models.transforms import image_transform
+from .formats import Checkpoint, read_foreign, registry_name
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

@@ -22,11 +22,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from .formats import HF_BLOCK, HF_NAMES
 from ..errors import CheckpointError
 from ..models.clip import CLIP
 from ..models.tokenizer import END_OF_WORD, EOT, NUM_MERGES, SOT, Tokenizer, byte_symbols
 from ..models.transforms import OPENAI_MEAN, OPENAI_STD
+from .formats import HF_BLOCK, HF_NAMES
 
 SOT_ID, EOT_ID = 49406, 49407
 

@@ -38,3 +38,8 @@ def write_npz_atomic(path: str | Path, *, compressed: bool = False, **arrays: np
             (np.savez_compressed if compressed else np.savez)(f, **arrays)
 
     write_atomic(path, write)
+
+
+def cache_dir() -> Path:
+    """Where clipworks caches what it can recompute (rendered world data): $CLIPWORKS_CACHE, else ~/.cache/clipworks."""
+    return Path(os.environ.get("CLIPWORKS_CACHE", "~/.cache/clipworks")).expanduser()

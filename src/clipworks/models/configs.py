@@ -12,6 +12,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
 from ..errors import ConfigError
 
 Activation = Literal["quick_gelu", "gelu"]

@@ -32,37 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..hardware import fast_paths, onednn_available, resolve_dtype
 from ..io.checkpoints import load
-from ..hardware import fast_paths, resolve_dtype
-from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
 from .clip import CLIP
+from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
 from .vision import Bottleneck, ModifiedResNet
-
-def onednn_available(device: torch.device, dtype: torch.dtype) -> bool:
-    """True when this torch has oneDNN's prepacked linear/convolution ops (private ones) and they serve `dtype` on
-    `device`: checked once per dtype on small fixed tensors, so another torch version falls back to plain ops."""
-    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and _packed_ops_work(dtype)
-
-
-@functools.cache
-def _packed_ops_work(dtype: torch.dtype) -> bool:
-    ops = ("_linear_pointwise", "_reorder_linear_weight", "_convolution_pointwise")
-    if not (torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in ops)):
-        return False
-    x, w, b = (torch.linspace(-1, 1, n).to(dtype) for n in (12, 20, 5))
-    image = torch.linspace(-1, 1, 2 * 4 * 4).to(dtype).view(1, 2, 4, 4).contiguous(memory_format=torch.channels_last)
-    kernel = torch.linspace(-1, 1, 5 * 2 * 9).to(dtype).view(5, 2, 3, 3).contiguous(memory_format=torch.channels_last)
-    try:
-        y = torch.ops.mkldnn._linear_pointwise(x.view(3, 4), torch.ops.mkldnn._reorder_linear_weight(w.view(5, 4)), b,
-                                               "none", [], "")
-        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(kernel.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1,
-                                                           [1, 2, 4, 4])
-        z = torch.ops.mkldnn._convolution_pointwise(image, packed, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], "")
-    except (RuntimeError, AttributeError, TypeError):
-        return False
-    tol = {"atol": 0.05, "rtol": 0.05} if dtype == torch.bfloat16 else {"atol": 1e-5, "rtol": 1e-5}
-    return (torch.allclose(y.float(), F.linear(x.view(3, 4), w.view(5, 4), b).float(), **tol)
-            and torch.allclose(z.float(), F.relu(F.conv2d(image, kernel, b, padding=1)).float(), **tol))
 
 
 class _Frozen(nn.Module):

@@ -11,7 +11,6 @@ unchanged. Deliberate differences from OpenAI's code, none of which changes the 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -19,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..hardware import fast_paths, onednn_available
 from .configs import Activation
-from ..hardware import fast_paths
 
 
 class LayerNorm(nn.LayerNorm):
@@ -31,23 +30,6 @@ class LayerNorm(nn.LayerNorm):
         weight = None if self.weight is None else self.weight.float()
         bias = None if self.bias is None else self.bias.float()
         return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
-
-
-@functools.cache
-def onednn_linear_works() -> bool:
-    """Whether this torch has oneDNN's `_linear_pointwise` (a private op) and it computes F.linear and the input
-    gradient's matmul on plain fp32 weights: checked once on small fixed tensors, so another torch version falls back
-    to F.linear instead of failing or differing."""
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
-        return False
-    x, w = torch.linspace(-1, 1, 12).view(3, 4), torch.linspace(-1, 1, 20).view(5, 4)
-    b, g = torch.linspace(-1, 1, 5), torch.linspace(-1, 1, 15).view(3, 5)
-    try:
-        y = torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
-        grad_x = torch.ops.mkldnn._linear_pointwise(g, w.t(), None, "none", [], "")
-    except RuntimeError:
-        return False
-    return torch.allclose(y, F.linear(x, w, b), atol=1e-5) and torch.allclose(grad_x, g @ w, atol=1e-5)
 
 
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none",
@@ -89,7 +71,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
             and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling()
-            and fast_paths().training_linear and onednn_linear_works()):
+            and fast_paths().training_linear and onednn_available(x.device, x.dtype)):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configs import Activation, VisionConfig
 from ..hardware import fast_paths
+from .configs import Activation, VisionConfig
 from .layers import LayerNorm, Transformer, scaled_randn
 
 

@@ -24,26 +24,25 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..data.images import UnreadableImage
 from ..errors import SearchIndexError
+from ..hardware import resolve_precision
 from ..io.checkpoints import load
 from ..io.files import write_atomic, write_text_atomic
-from ..hardware import resolve_precision
-from ..models.inference import optimize_for_inference
 from ..models.clip import CLIP
-from ..data.images import UnreadableImage
+from ..models.encode import embed_images, encode_texts
+from ..models.inference import optimize_for_inference
 from .sources import Item, list_items, read_image
-from .store import Record, Store, Entry
-from ..evaluation.zeroshot import encode_texts
+from .store import Entry, Record, Store
 
 MANIFEST = "index.json"
 FAISS_FILE = "index.faiss"
@@ -169,6 +168,17 @@ def _keep_list(batch: list) -> list:
     return batch
 
 
+def _readable(loader: Iterable[list[tuple]], unreadable: list[tuple[int, str]], bar: Any
+              ) -> Iterator[tuple[torch.Tensor, list[tuple]] | None]:
+    """Per loader batch: (pixels, items) of its readable images, or None when it has none; the (index, reason) of
+    each unreadable image is appended to `unreadable`."""
+    for batch in loader:
+        unreadable.extend(b for b in batch if len(b) == 2)
+        good = [b for b in batch if len(b) == 5]
+        bar.update(len(batch))
+        yield (torch.stack([b[1] for b in good]), good) if good else None
+
+
 class Index:
     """A search index directory: `Index.build(src, checkpoint=..., out=...)`, then `search("a red car", k=10)`.
 
@@ -292,25 +302,26 @@ class Index:
         records: list[Record] = []
         bad: list[tuple[str, str, int, int, str]] = []
         bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress or not todo)
-        for batch in loader:
-            good = [b for b in batch if len(b) == 5]
-            for i, reason in (b for b in batch if len(b) == 2):
+        unreadable: list[tuple[int, str]] = []
+
+        def take_unreadable() -> None:
+            for i, reason in unreadable:
                 item = todo[i]
                 bad.append((item.path, source_key, item.size, item.mtime_ns, reason))
                 report.skipped.append((item.path, reason))
-            if good:
-                pixels = torch.stack([b[1] for b in good]).to(self.device)
-                # Normalised in fp32: a bf16 model's own normalisation leaves norms up to ~0.5% off 1.
-                vectors = F.normalize(model.encode_image(pixels).float(), dim=-1).cpu().numpy()
-                for (i, _, thumb, width, height), vector in zip(good, vectors):
-                    item = todo[i]
-                    records.append(Record(item.path, source_key, item.caption, item.size, item.mtime_ns, width,
-                                          height, vector, thumb))
-            bar.update(len(batch))
+            unreadable.clear()
+
+        for vectors, good in embed_images(model, _readable(loader, unreadable, bar)):
+            take_unreadable()
+            for (i, _, thumb, width, height), vector in zip(good, vectors.numpy()):
+                item = todo[i]
+                records.append(Record(item.path, source_key, item.caption, item.size, item.mtime_ns, width,
+                                      height, vector, thumb))
             if len(records) + len(bad) >= chunk:
                 self.store.put(records, bad)  # one transaction: a crash after it keeps these
                 report.embedded += len(records)
                 records, bad = [], []
+        take_unreadable()
         self.store.put(records, bad)
         report.embedded += len(records)
         bar.close()
@@ -351,13 +362,13 @@ class Index:
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """(N, E) float32 L2-normalised text embeddings."""
         # Normalised in fp32: a bf16 model's own normalisation leaves norms up to ~0.5% off 1.
-        return F.normalize(encode_texts(self.query_model, texts).float(), dim=-1).cpu().numpy()
+        return encode_texts(self.query_model, texts).numpy()
 
     @torch.no_grad()
     def encode_image(self, image: Image.Image) -> np.ndarray:
         """(1, E) float32 L2-normalised embedding of one PIL image, preprocessed as the indexed images were."""
-        pixels = self.preprocess(image).unsqueeze(0).to(self.device)
-        return F.normalize(self.query_model.encode_image(pixels).float(), dim=-1).cpu().numpy()
+        (vector, _), = embed_images(self.query_model, [(self.preprocess(image).unsqueeze(0), None)])
+        return vector.numpy()
 
     def search(self, query: str | Image.Image | np.ndarray, k: int = 10) -> list[Hit]:
         """The k images most similar to a text, an image or an embedding (E,), best first."""

@@ -30,9 +30,10 @@ import torch
 from PIL import Image
 
 from ..data.images import TooManyPixels, UnreadableImage, open_image
-from .index import SERVE_EXTRA, Index
 from ..errors import SearchIndexError
+from ..evaluation.prompts import DEFAULT_TEMPLATE
 from ..evaluation.zeroshot import zero_shot_classifier, zero_shot_logits
+from .index import SERVE_EXTRA, Index
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def parse_labels(text: str, limits: Limits) -> list[str]:
 def parse_templates(text: str, limits: Limits) -> list[str]:
     from fastapi import HTTPException
 
-    templates = [t.strip() for t in text.splitlines() if t.strip()] or ["a photo of a {}."]
+    templates = [t.strip() for t in text.splitlines() if t.strip()] or [DEFAULT_TEMPLATE]
     if len(templates) > limits.max_templates:
         raise HTTPException(400, f"{len(templates)} templates; at most {limits.max_templates} per request")
     for t in templates:

@@ -17,9 +17,9 @@ from pathlib import Path
 from PIL import Image
 
 from ..data.datasets import IMAGE_EXTENSIONS, read_table, resolve_path
-from ..errors import DataError
 from ..data.images import open_image
 from ..data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec
+from ..errors import DataError
 
 
 @dataclass(frozen=True)

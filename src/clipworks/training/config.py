@@ -16,8 +16,8 @@ from typing import Any
 
 from ..io.checkpoints import read_checkpoint
 from ..io.formats import registry_name
-from .recipes import recipe as recipe_overrides
 from .loop import TrainConfig
+from .recipes import recipe as recipe_overrides
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,19 +24,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ..io.checkpoints import LATEST, load_model, load_training_state, read_checkpoint, read_config, \
-    remove_stale_temporaries, resolve_checkpoint, save_checkpoint
-from ..models.configs import CLIPConfig, get_config
-from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
+from ..hardware import PRECISIONS, keep_freed_memory, resolve_precision
+from ..io.checkpoints import (
+    LATEST,
+    load_model,
+    load_training_state,
+    read_checkpoint,
+    read_config,
+    remove_stale_temporaries,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from ..io.files import write_text_atomic
 from ..io.formats import registry_name
-from ..hardware import PRECISIONS, keep_freed_memory, resolve_precision
-from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from ..models.clip import CLIP, create_model
+from ..models.configs import CLIPConfig, get_config
+from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
+from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .optim import cosine_lr, create_optimizer, set_lr
 
 _ALL_SDPA = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.configs import get_config
 from ..io.formats import registry_name
+from ..models.configs import get_config
 
 RECIPES = ("paper",)  # names accepted by `--recipe`
 

@@ -21,8 +21,8 @@ from test_parity import openai_clip, sample_inputs
 import clipworks
 from clipworks import MODELS, create_model
 from clipworks.errors import CheckpointError
-from clipworks.io.formats import infer_config, registry_name
-from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
+from clipworks.io.formats import infer_config
+from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig, registry_name
 
 TOL = 1e-5
 # Smaller than the registry's tiny models (keeps this file fast); 64-wide heads as OpenAI's, so shapes say it all.

@@ -1,7 +1,7 @@
 """What the device computes fast, and the precision and kernels chosen from it.
 
 CPUs come in two classes that matter here: AVX-512 with native bf16 (AVX512-BF16 or AMX), where bf16 matmuls run
-2-3x faster than fp32, and everything else (AVX2: Intel Core since Alder Lake, AMD before Zen 4), where bf16 is
+faster than fp32, and everything else (AVX2: Intel Core since Alder Lake, AMD before Zen 4), where bf16 is
 emulated and many times *slower* than fp32 (bench/RESULTS.md has the figures for both). So `--precision auto`, the
 default everywhere, is bf16 only where it is native, and each oneDNN fast path is switched on only for the classes
 where it measured faster (`fast_paths`).

@@ -41,7 +41,7 @@ class ProbeResult:
 def fit(features: np.ndarray, labels: np.ndarray, c: float) -> LogisticRegression:
     """L-BFGS multinomial logistic regression with inverse L2 strength `c`."""
     model = LogisticRegression(C=c, max_iter=MAX_ITER, solver="lbfgs")
-    # One BLAS thread: probe-sized problems spend 20-50x longer synchronising threads than computing.
+    # One BLAS thread: probe-sized problems spend longer synchronising threads than computing.
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         # Weak regularisation on separable data never converges to a finite optimum; the last iterate is fine.
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -30,9 +30,9 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 from ..models.clip import CLIP
-from ..models.configs import CLIPConfig
+from ..models.configs import CLIPConfig, registry_name
 from ..models.transforms import image_transform
-from .formats import Checkpoint, read_foreign, registry_name
+from .formats import Checkpoint, read_foreign
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

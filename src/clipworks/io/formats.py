@@ -18,7 +18,6 @@ cannot be seen in the weights, so it is assumed (QuickGELU, OpenAI's) and said s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 import re
@@ -32,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import CheckpointError
-from ..models.configs import MODELS, CLIPConfig, TextConfig, VisionConfig
+from ..models.configs import CLIPConfig, TextConfig, VisionConfig
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -286,12 +285,6 @@ def infer_config(state: dict[str, torch.Tensor], *, activation: str = "quick_gel
                       vocab_size=state["token_embedding.weight"].shape[0], width=width,
                       layers=_count(state, r"transformer\.resblocks\.(\d+)\."), head_width=text_head_width)
     return CLIPConfig(embed_dim=state["text_projection"].shape[1], vision=vision, text=text, activation=activation)
-
-
-def registry_name(config: CLIPConfig) -> str | None:
-    """The registry model with these shapes (any activation), or None for a custom architecture."""
-    return next((name for name, cfg in MODELS.items()
-                 if dataclasses.replace(cfg, activation=config.activation) == config), None)
 
 
 def _open_clip_config(file: Path, activation: str | None) -> CLIPConfig | None:

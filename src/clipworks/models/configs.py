@@ -106,7 +106,7 @@ MODELS: dict[str, CLIPConfig] = {
     "ViT-L-14": _vit(768, 224, 14, 1024, 24, 768),
     "ViT-L-14-336": _vit(768, 336, 14, 1024, 24, 768),
     # CPU-sized models for the built-in world (64 px images, captions of < 32 tokens); they train in minutes here.
-    # RN-Tiny, the demo's model, has a 2-layer text tower: the world's captions need no more, and its steps are ~20%
+    # RN-Tiny, the demo's model, has a 2-layer text tower: the world's captions need no more, and its steps are
     # cheaper than with 4 layers, which buys the demo more steps in its time budget (bench/RESULTS.md).
     "ViT-Tiny": CLIPConfig(128, VisionConfig(64, 192, 4, 8), TextConfig(context_length=32, width=128, layers=4)),
     "RN-Tiny": CLIPConfig(128, VisionConfig(64, 16, (1, 1, 1, 1)), TextConfig(context_length=32, width=128, layers=2)),
@@ -116,6 +116,12 @@ MODELS: dict[str, CLIPConfig] = {
 def list_models() -> list[str]:
     """Names accepted by `create_model` and `get_config`."""
     return list(MODELS)
+
+
+def registry_name(config: CLIPConfig) -> str | None:
+    """The registry model with these shapes (any activation), or None for a custom architecture."""
+    return next((name for name, cfg in MODELS.items()
+                 if dataclasses.replace(cfg, activation=config.activation) == config), None)
 
 
 def get_config(name: str) -> CLIPConfig:

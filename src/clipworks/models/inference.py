@@ -1,17 +1,17 @@
-"""Inference-only copies of a CLIP model that do the same arithmetic in fewer passes over memory (issue 6).
+"""Inference-only copies of a CLIP model that do the same arithmetic in fewer passes over memory.
 
 `optimize_for_inference(model, "auto")` returns a frozen copy (bf16 where the CPU computes it natively); the
 profiles behind each step are in bench/RESULTS.md:
 
 - Every Linear and convolution weight is reordered once into oneDNN's blocked layout. Eager PyTorch reorders it on
-  every call: ~10% of a ViT-B-32 matmul at batch 32, and half of it at batch 1.
+  every call, a cost that grows as the batch shrinks.
 - QuickGELU is fused into the matmul before it as oneDNN's swish post-op: x·σ(1.702x) = swish(1.702x) / 1.702, so
   c_fc's weight and bias are scaled by 1.702 and c_proj's weight by 1/1.702 (folded in fp32, then cast). The three
-  elementwise passes of QuickGELU were ~10% of ViT-B-32's bf16 time. A GELU model fuses oneDNN's erf GELU.
+  elementwise passes of QuickGELU disappear. A GELU model fuses oneDNN's erf GELU.
 - LayerNorm runs on bf16 activations directly: the kernel accumulates in fp32, as OpenAI's upcast does, and rounds
   once, without the copies to fp32 and back.
 - ResNets: each BatchNorm is folded into the convolution before it, ReLU and the residual sum are fused into the
-  convolutions, and activations stay channels_last (NCHW average pooling alone was 14% of RN50's bf16 time).
+  convolutions, and activations stay channels_last (oneDNN's NCHW average pooling is slow).
 
 Without oneDNN's ops (a CUDA model, fp16 on CPU, a torch built without them) the copy runs the same folded weights
 through F.linear / F.conv2d. The copy cannot be trained, saved, moved or cast: keep the original model for that, and
@@ -175,7 +175,7 @@ class FrozenConv(_Frozen):
     optional fused ReLU and an optional fused residual sum (relu(conv(x) + residual)).
 
     `size` is the side of the images it will see: oneDNN picks the packed layout from an example input's shape, and
-    without one it chose a layout for 1x1 convolutions that made them 16-30x slower on channels_last activations (any
+    without one it chose a layout for 1x1 convolutions that made them many times slower on channels_last activations (any
     batch size serves, so the example has batch 1)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype, packed: bool, relu: bool, size: int):

@@ -56,7 +56,7 @@ _WORD_PATTERN = regex.compile(
     regex.IGNORECASE,
 )
 # The same pattern for lowercase ASCII text, where it needs no unicode classes: \p{L} is a-z, \p{N} is 0-9, \s is
-# the six characters below, and case folding adds nothing (no uppercase is left). Python's `re` runs it 2-3x faster.
+# the six characters below, and case folding adds nothing (no uppercase is left). Python's `re` runs it faster.
 _ASCII_WORD_PATTERN = re.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\t\n\x0b\x0c\r a-z0-9]+"""
 )
@@ -189,12 +189,11 @@ class Tokenizer:
         lengths: list[int] = []
         # New cache entries and `encode_batch`'s per-text lists are containers the cyclic GC counts: 100k of them
         # trigger a full collection, which in a process holding torch (~400k objects) costs as much as the
-        # tokenizing. Tuples and lists of ints cannot form cycles, so the collector is paused meanwhile
-        # (measured in .venv-bench: encode_batch 5.2 -> 2.9 us per caption).
+        # tokenizing. Tuples and lists of ints cannot form cycles, so the collector is paused meanwhile.
         with _gc_paused():
             for text in texts:
                 start = len(flat)
-                # `chunks(text)`, inlined: the call was 3.5% of the time a caption (1.87 vs 1.81 us). The tokenizer
+                # `chunks(text)`, inlined: a call per caption is a visible share of its time. The tokenizer
                 # parity tests check these ids, so this copy is tested as well as `chunks`.
                 if text.isascii() and text.isprintable() and "&" not in text:
                     parts = text.lower().split()

@@ -361,7 +361,6 @@ class Index:
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """(N, E) float32 L2-normalised text embeddings."""
-        # Normalised in fp32: a bf16 model's own normalisation leaves norms up to ~0.5% off 1.
         return encode_texts(self.query_model, texts).numpy()
 
     @torch.no_grad()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.checkpoints import read_checkpoint
-from ..io.formats import registry_name
+from ..models.configs import registry_name
 from .loop import TrainConfig
 from .recipes import recipe as recipe_overrides
 

@@ -40,9 +40,8 @@ from ..io.checkpoints import (
     save_checkpoint,
 )
 from ..io.files import write_text_atomic
-from ..io.formats import registry_name
 from ..models.clip import CLIP, create_model
-from ..models.configs import CLIPConfig, get_config
+from ..models.configs import CLIPConfig, get_config, registry_name
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .optim import cosine_lr, create_optimizer, set_lr

@@ -35,8 +35,8 @@ def param_groups(model: nn.Module, weight_decay: float, *, lr_image_scale: float
 
 def create_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: tuple[float, float],
                      eps: float, lr_image_scale: float = 1.0, lr_text_scale: float = 1.0) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, fused (the update in one pass over each parameter instead of foreach's dozen passes;
-    ~3% of a small CPU training step, bench/RESULTS.md) when every parameter is on a CPU or CUDA device."""
+    """AdamW over `param_groups`, fused (the update in one pass over each parameter instead of foreach's dozen passes)
+    when every parameter is on a CPU or CUDA device."""
     groups = param_groups(model, weight_decay, lr_image_scale=lr_image_scale, lr_text_scale=lr_text_scale)
     fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..io.formats import registry_name
-from ..models.configs import get_config
+from ..models.configs import get_config, registry_name
 
 RECIPES = ("paper",)  # names accepted by `--recipe`
 

@@ -60,6 +60,31 @@ def test_zeroshot_labels_images_and_scores_a_labelled_folder(trained_run: Path, 
     assert line.startswith(f"{image}: ") and line.count(",") == 1  # two labels with probabilities
 
 
+def test_both_zeroshot_commands_are_one_computation(trained_run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    out = World(WorldConfig()).export("val", 16, tmp_path / "world", task="shape", class_folders=True)
+    templates = tmp_path / "templates.txt"
+    templates.write_text("a photo of a {}.\na drawing of a {}.\n")
+    assert cli.main(["zeroshot", "--checkpoint", str(trained_run), "--data", str(out / "shape"), "--json",
+                     "--precision", "fp32", "--template", "a photo of a {}.", "--template", "a drawing of a {}."]) == 0
+    quick = json.loads(capsys.readouterr().out)
+    assert cli.main(["eval", "zeroshot", "--checkpoint", str(trained_run), "--data", str(out / "shape"), "--out",
+                     str(tmp_path / "eval"), "--device", "cpu", "--precision", "fp32", "--templates", str(templates),
+                     "--quiet"]) == 0
+    full = json.loads((tmp_path / "eval" / "zeroshot.json").read_text())
+    assert quick["main"] == full["main"] == "ensemble of 2"
+    assert quick["prompts"] == full["prompts"]  # the same accuracies, recalls and confusion matrices
+    assert quick["accuracy"] == {k: full["prompts"]["ensemble of 2"][k] for k in ("top1", "top5")}
+    assert not (tmp_path / "world" / "cache").exists()  # the quick command writes nothing
+
+
+def test_importing_clipworks_leaves_global_state_alone() -> None:
+    code = ("import matplotlib; matplotlib.use('svg'); import clipworks, clipworks.cli, clipworks.demo, "
+            "clipworks.evaluation.report; print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "svg"
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "clipworks.cli", *args], capture_output=True, text=True)
 

@@ -24,9 +24,9 @@ from timing import append_results
 
 from clipworks.data.shards import shard_batches, shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
+from clipworks.distributed import Process
 from clipworks.models.tokenizer import tokenize
 from clipworks.models.transforms import image_transform
-from clipworks.training.distributed import Process
 
 
 def jpeg(image) -> bytes:

@@ -22,10 +22,10 @@ from timing import append_results
 
 import clipworks
 from clipworks.data.world import World, WorldConfig
+from clipworks.distributed import Process
 from clipworks.hardware import cpu, resolve_precision
 from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.models.tokenizer import tokenize
-from clipworks.training.distributed import Process
 from clipworks.training.loop import _forward_context, _Towers, contrastive_backward
 from clipworks.training.loss import local_clip_loss
 

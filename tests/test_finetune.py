@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from clipworks import create_model
+from clipworks.distributed import Process
 from clipworks.io.checkpoints import save_checkpoint
 from clipworks.models.configs import CLIPConfig
 from clipworks.models.vision import drop_patches
 from clipworks.training.config import resolve_train_config
-from clipworks.training.distributed import Process
 from clipworks.training.loop import TrainConfig, train
 from clipworks.training.optim import cosine_lr, create_optimizer, set_lr
 

@@ -144,7 +144,7 @@ def test_only_clip_models_are_accepted() -> None:
 def test_load_for_inference_gives_the_loaded_models_optimized_copy(tmp_path) -> None:
     # What `clipworks eval ...` and `clipworks zeroshot` embed with.
     from clipworks import load, save_checkpoint
-    from clipworks.models.inference import load_for_inference
+    from clipworks.io.checkpoints import load_for_inference
 
     save_checkpoint(tmp_path / "ckpt", model_under_test("RN-Tiny"))
     model, preprocess = load(tmp_path / "ckpt")

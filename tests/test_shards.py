@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 from clipworks import cli
 from clipworks.data.shards import ShardDataset, expand_urls, is_shard_spec, shard_batches, shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
+from clipworks.distributed import Process
 from clipworks.errors import DataError
 from clipworks.models.transforms import image_transform
-from clipworks.training.distributed import Process
 
 T = image_transform(32)
 WORLD = World(WorldConfig())

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from ..distributed import Process
 from ..errors import DataError
 from ..io.files import cache_dir
 from ..models.configs import CLIPConfig
 from ..models.tokenizer import tokenize
-from ..training.distributed import Process
 from .datasets import CsvDataset, WorldDataset, collate_skip_bad
 from .world import World, WorldConfig
 

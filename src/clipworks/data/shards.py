@@ -41,8 +41,8 @@ import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..distributed import Process
 from ..errors import ConfigError, DataError
-from ..training.distributed import Process
 from .batches import Batch
 from .datasets import MAX_BAD_FRACTION, Transform, collate_skip_bad
 from .images import UnreadableImage, open_image

@@ -21,10 +21,10 @@ from ..data.datasets import LabelledImages, open_labelled, read_table
 from ..data.images import open_image
 from ..errors import ConfigError, DataError
 from ..hardware import default_device
+from ..io.checkpoints import load_for_inference
 from ..io.files import write_text_atomic
 from ..models.clip import CLIP
 from ..models.encode import embed_images
-from ..models.inference import load_for_inference
 from . import linear_probe as lp
 from .features import FeatureCache, image_features, text_features
 from .prompts import DEFAULT_TEMPLATE

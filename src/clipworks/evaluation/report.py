@@ -25,11 +25,10 @@ from tqdm import tqdm
 
 from ..data.world import STYLES, World, WorldConfig
 from ..hardware import default_device
-from ..io.checkpoints import resolve_checkpoint
+from ..io.checkpoints import load_for_inference, resolve_checkpoint
 from ..io.files import cache_dir as world_cache_dir
 from ..io.files import write_text_atomic
 from ..models.clip import CLIP
-from ..models.inference import load_for_inference
 from . import linear_probe as lp
 from .commands import markdown_table
 from .evaluators import encode_world_images

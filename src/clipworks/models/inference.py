@@ -23,8 +23,6 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
-from collections.abc import Callable
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -33,7 +31,6 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..hardware import fast_paths, onednn_available, resolve_dtype
-from ..io.checkpoints import load
 from .clip import CLIP
 from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
 from .vision import Bottleneck, ModifiedResNet
@@ -313,11 +310,3 @@ def _frozen(module: nn.Module, dtype: torch.dtype, packing: Packing) -> nn.Modul
     if isinstance(module, nn.Linear):
         return frozen_linear(module, dtype, packing.linear)
     return None
-
-
-def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",
-                       dtype: torch.dtype | str | None = None) -> tuple[CLIP, Callable]:
-    """`clipworks.load`, then `optimize_for_inference`: how the evaluation commands load the model they embed with
-    (fp32 copies equal the model within 1e-5)."""
-    model, preprocess = load(path, device=device)
-    return optimize_for_inference(model, dtype), preprocess

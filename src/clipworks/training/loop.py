@@ -28,6 +28,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from ..distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from ..hardware import PRECISIONS, keep_freed_memory, resolve_precision
 from ..io.checkpoints import (
     LATEST,
@@ -42,7 +43,6 @@ from ..io.checkpoints import (
 from ..io.files import write_text_atomic
 from ..models.clip import CLIP, create_model
 from ..models.configs import CLIPConfig, get_config, registry_name
-from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .optim import cosine_lr, create_optimizer, set_lr
 

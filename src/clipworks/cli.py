@@ -19,15 +19,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, DataError
+from .errors import ClipworksError, ConfigError, DataError
 from .evaluation.prompts import DEFAULT_TEMPLATE
 from .hardware import DTYPES, PRECISIONS
 from .models.configs import MODELS
 from .training.recipes import RECIPES
-
-
-class UserError(Exception):
-    """Bad input from the user: printed as one line, no traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,7 +147,7 @@ def _cmd_shards(args: argparse.Namespace) -> None:
                 yield path, row[args.caption_key], {"filepath": row[args.image_key]}
     paths = write_shards(samples(), args.out, samples_per_shard=args.samples_per_shard)
     if not paths:
-        raise UserError(f"no readable samples in {args.source}; nothing written")
+        raise DataError(f"no readable samples in {args.source}; nothing written")
     if skipped:
         print(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
     print(f"wrote {len(paths)} shards to {args.out}; train with --data '{shard_pattern(paths)}'")
@@ -250,7 +246,7 @@ def _cmd_eval_robustness(args: argparse.Namespace) -> None:
     for item in args.data:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise UserError(f"--data {item!r}: expected NAME=DIR (e.g. --data flat=world/flat)")
+            raise ConfigError(f"--data {item!r}: expected NAME=DIR (e.g. --data flat=world/flat)")
         datasets[name] = path
     classnames, templates = _eval_prompts(args)
     r = run_robustness(args.checkpoint, datasets, classnames=classnames, templates=templates,
@@ -292,7 +288,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
     from .search.index import Index, iter_hits_table
 
     if (args.query is None) == (args.image is None):
-        raise UserError("give a text query or --image PATH (one of them)")
+        raise ConfigError("give a text query or --image PATH (one of them)")
     index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
     if args.image is not None:
         query = open_image(args.image)
@@ -507,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning  # a warning for the user (e.g. emulated bf16), not a source line
             args.func(args)
-    except (UserError, DataError, CheckpointError, FileNotFoundError, ValueError, TypeError) as e:
+    except (ClipworksError, FileNotFoundError) as e:  # the user's input; anything else is a bug: a traceback
         print(f"clipworks {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

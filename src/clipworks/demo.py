@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .io.files import write_text_atomic  # noqa: E402
 from .training.run import evaluate_world, world_batches, world_data  # noqa: E402
-from .training.loop import TrainConfig, TrainResult, train  # noqa: E402
+from .training.config import TrainConfig  # noqa: E402
+from .training.loop import TrainResult, train  # noqa: E402
 
 # The demo's recipe, tuned for a 2-core CPU without native bf16 (fp32): the convolutional tower learns shapes several
 # times faster per second than ViT-Tiny; batch 128 reached higher shape accuracy than 256 or 64 in the same time, and

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,13 +28,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from ..io.checkpoints import LATEST, load_model, load_training_state, read_checkpoint, read_config, \
+from ..io.checkpoints import LATEST, load_model, load_training_state, read_checkpoint, \
     remove_stale_temporaries, resolve_checkpoint, save_checkpoint
-from ..models.configs import CLIPConfig, get_config
+from ..errors import ConfigError
+from .config import TrainConfig
 from .distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
 from ..io.files import write_text_atomic
 from ..io.formats import registry_name
-from ..hardware import PRECISIONS, keep_freed_memory, resolve_precision
+from ..hardware import keep_freed_memory, resolve_precision
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from ..models.clip import CLIP, create_model
 from .optim import cosine_lr, create_optimizer, set_lr
@@ -61,78 +62,6 @@ class _Towers(nn.Module):
         with torch.no_grad() if self.lock_image else contextlib.nullcontext():
             image_emb = self.clip.encode_image(images)
         return image_emb, self.clip.encode_text(tokens)
-
-
-@dataclass
-class TrainConfig:
-    model: str = "ViT-Tiny"  # registry name (see `clipworks models`)
-    init: str | None = None  # start from this checkpoint (any supported format) instead of random weights; its
-    # architecture replaces --model
-    lock_image: bool = False  # LiT (Zhai et al. 2022): freeze the image tower (eval mode, not optimized)
-    patch_dropout: float = 0.0  # FLIP (Li et al. 2023): fraction of ViT patch tokens dropped while training
-    lr_image_scale: float = 1.0  # the image tower's (`visual.*`) learning rate = schedule * this
-    lr_text_scale: float = 1.0  # the text tower's learning rate = schedule * this (the temperature keeps 1)
-    data: str = "world"  # "world" (built-in generated data) or a CSV/TSV of image path + caption
-    val_data: str | None = None  # CSV/TSV for periodic retrieval evaluation (the world brings its own)
-    image_key: str = "filepath"  # CSV column of image paths
-    caption_key: str = "caption"  # CSV column of captions
-    world_seed: int = 0  # the built-in world's seed
-    world_samples: int = 20_000  # training pairs rendered from the world (cached on disk)
-    output_dir: str = "runs/train"  # checkpoints, log.jsonl, config.json
-    steps: int = 1_000  # optimizer steps
-    batch_size: int = 256  # the paper used 32,768; contrastive learning wants it as large as fits
-    lr: float = 5e-4  # peak learning rate (the paper: 5e-4 for RN50 ... 4e-4 for ViT-L/14)
-    min_lr: float = 0.0  # cosine schedule floor
-    warmup_steps: int = 100  # linear warm-up (the paper: 2,000 of ~400k steps)
-    weight_decay: float = 0.2  # on weight matrices only
-    beta1: float = 0.9
-    beta2: float = 0.98  # the paper: 0.98 for ViTs, 0.999 for ResNets
-    eps: float = 1e-6  # the paper: 1e-6 for ViTs, 1e-8 for ResNets
-    grad_clip: float = 0.0  # max global grad norm; 0 disables
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast dtype; weights and optimizer stay fp32.
-    # auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA), else fp32 (clipworks.hardware);
-    # fp16 adds a gradient scaler (meant for GPUs)
-    grad_checkpointing: bool = False  # recompute activations in backward to save memory
-    loss_tile: int = 0  # rows per tile of the tiled contrastive loss (memory O(tile * batch)); 0 = plain loss
-    micro_batches: int = 1  # split each step into this many forward/backward passes (GradCache): same update
-    eval_every: int = 250  # steps between evaluations; 0 disables
-    save_every: int = 500  # steps between checkpoints (the last step always saves)
-    keep: int = 2  # checkpoints kept on disk
-    tensorboard: bool = True  # TensorBoard scalars in <output_dir>/tensorboard (rank 0 only)
-    workers: int = 2  # DataLoader workers for CSV and shard data
-    resampled: bool = False  # shards: draw shards with replacement, endlessly (needs samples_per_epoch)
-    samples_per_epoch: int | None = None  # shards: samples per epoch over the whole job (resampled mode)
-    seed: int = 0  # model init, data order
-    device: str = "cpu"
-    resume: str | None = None  # "latest" (this output_dir's newest checkpoint) or a checkpoint directory
-
-    def model_config(self) -> CLIPConfig:
-        """The architecture trained: --init's when given (it overrides --model), else the registry's --model."""
-        return read_config(self.init) if self.init else get_config(self.model)
-
-    def validate(self) -> None:
-        if not self.init:
-            get_config(self.model)  # raises a clear error for an unknown name
-        if not 0.0 <= self.patch_dropout < 1.0:
-            raise ValueError(f"--patch-dropout must be in [0, 1), got {self.patch_dropout}")
-        if self.patch_dropout and not self.init and get_config(self.model).vision.kind != "vit":
-            raise ValueError(f"--patch-dropout needs a ViT image tower; {self.model} is a ResNet")
-        for name in ("lr_image_scale", "lr_text_scale"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError("--batch-size must be at least 2: a contrastive batch needs negatives")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        if self.micro_batches < 1 or self.batch_size % self.micro_batches:
-            raise ValueError(f"--micro-batches {self.micro_batches} must be >= 1 and divide --batch-size")
-        if self.resampled and not self.samples_per_epoch:
-            raise ValueError("--resampled draws shards forever: also set --samples-per-epoch")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def _forward_context(autocast: torch.autocast, device: torch.device) -> contextlib.ExitStack:
@@ -269,11 +198,11 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     cfg.validate()
     process = init_process(cfg.device)
     if cfg.batch_size % process.world_size:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {process.world_size} processes")
+        raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {process.world_size} processes")
     out = Path(cfg.output_dir)
     if not cfg.resume and any((out / "checkpoints").glob("step_*")):
-        raise ValueError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
-                         "or choose another --output-dir (nothing was overwritten)")
+        raise ConfigError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
+                          "or choose another --output-dir (nothing was overwritten)")
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -325,7 +254,7 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
         model.load_state_dict(read_checkpoint(resume_from).state)
         state = load_training_state(resume_from)
         if state is None:
-            raise ValueError(f"{resume_from} holds weights only, no optimizer state: use --init to fine-tune from it")
+            raise ConfigError(f"{resume_from} holds weights only, no optimizer state: use --init to fine-tune from it")
         scales = [group["lr_scale"] for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
         for group, scale in zip(optimizer.param_groups, scales):  # this run's --lr-*-scale, not the saved one

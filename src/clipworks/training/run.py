@@ -26,7 +26,8 @@ from ..data.shards import is_shard_spec, shard_batches
 from ..models.tokenizer import tokenize
 from .distributed import Process
 from ..evaluation.commands import FeatureCache, image_features, open_labelled
-from .loop import Batch, Batches, TrainConfig, TrainResult, train
+from .config import TrainConfig
+from .loop import Batch, Batches, TrainResult, train
 from ..models.transforms import image_transform
 from ..data.world import World, WorldConfig
 from ..evaluation.zeroshot import DEFAULT_TEMPLATES, encode_texts, topk_accuracy, zero_shot_classifier, zero_shot_logits

@@ -1,0 +1,25 @@
+"""The project's error types: bad input from the user or their files, as opposed to a bug in clipworks.
+
+Each message says what was found and what to change. The CLI prints these (and a missing file) as one line with
+exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class ClipworksError(Exception):
+    """Input that clipworks cannot use as given."""
+
+
+class ConfigError(ClipworksError, ValueError):
+    """A setting that cannot work: a flag, a config file value, a model or recipe name."""
+
+
+class DataError(ClipworksError, ValueError):
+    """The data cannot be used as given."""
+
+
+class CheckpointError(ClipworksError):
+    """A file that is not a loadable checkpoint; the message names the file and what was expected."""
+
+
+class SearchIndexError(ClipworksError, ValueError):
+    """An index directory or source that cannot be used as given."""

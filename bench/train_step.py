@@ -4,9 +4,9 @@ The model is a small ViT CLIP that trains in seconds a step on a CPU (image 128 
 6 x 256 wide, context 77) on built-in world images and captions (short, as web captions are: ~15 tokens of 77).
 Each side takes the same batches and an AdamW with the same settings; steps alternate between the two libraries so
 that load from elsewhere on the machine hits both alike. clipworks' step is its trainer's own
-(`train.contrastive_backward` with the trainer's CPU attention setting); open_clip's is `model(images, tokens)` and
-`open_clip.ClipLoss`, as its `train_one_epoch` does. Reported: samples/s (median step time), the ratio, and how far
-apart the two loss curves are. Results are appended to bench/RESULTS.md.
+(`training.step.contrastive_backward` with the trainer's CPU attention setting); open_clip's is
+`model(images, tokens)` and `open_clip.ClipLoss`, as its `train_one_epoch` does. Reported: samples/s (median step
+time), the ratio, and how far apart the two loss curves are. Results are appended to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from clipworks.distributed import Process
 from clipworks.hardware import cpu, resolve_precision
 from clipworks.models.configs import CLIPConfig, TextConfig, VisionConfig
 from clipworks.models.tokenizer import tokenize
-from clipworks.training.loop import _forward_context, _Towers, contrastive_backward
 from clipworks.training.loss import local_clip_loss
+from clipworks.training.step import Towers, contrastive_backward, forward_context
 
 IMAGE, PATCH, WIDTH, LAYERS, TEXT_WIDTH, TEXT_LAYERS, EMBED = 128, 16, 384, 6, 256, 6, 256
 
@@ -62,7 +62,7 @@ def run(precision: str, n_steps: int, batch: int) -> dict[str, object]:
     theirs, ours = make_models()
     opt_theirs, opt_ours = adamw(theirs), adamw(ours, fused=True)
     loss_theirs = open_clip.ClipLoss()
-    towers = _Towers(ours)
+    towers = Towers(ours)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     data = batches(n_steps + 1, batch)
 
@@ -81,7 +81,7 @@ def run(precision: str, n_steps: int, batch: int) -> dict[str, object]:
         opt_ours.zero_grad(set_to_none=True)
         loss = contrastive_backward(towers, ours.logit_scale, images, tokens, loss_fn=local_clip_loss,
                                     process=Process(), micro_batches=1,
-                                    context=lambda: _forward_context(autocast, torch.device("cpu")))
+                                    context=lambda: forward_context(autocast, torch.device("cpu")))
         opt_ours.step()
         with torch.no_grad():
             ours.logit_scale.clamp_(0, 4.6052)

@@ -95,12 +95,35 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["train", "--batch-size", "1"], "--batch-size must be at least 2"),
     (["train", "--data", "missing.csv"], "data file missing.csv does not exist"),
     (["zeroshot", "--checkpoint", "nowhere", "x.png", "--classes", "a,b"], "nowhere: no such file or directory"),
+    (["train", "--steps", "0"], "--steps must be at least 1, got 0"),
+    (["train", "--config", "run.yaml"], "run.yaml does not exist"),
+    (["world", "--out", "w", "--n", "-5"], "--n must be at least 1, got -5"),
+    (["eval", "report", "--checkpoint", "x", "--n-test", "0"], "--n-test must be at least 1, got 0"),
 ])
 def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
     result = run_cli(*args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the project's own error types (and a missing file) are the user's input; anything else is a bug.
+    def broken(args: object) -> None:
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(cli, "_cmd_models", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        cli.main(["models"])
+
+
+def test_convert_with_an_impossible_size_is_one_line(trained_run: Path, tmp_path: Path) -> None:
+    result = run_cli("convert", str(trained_run), str(tmp_path / "out"), "--to", "native", "--image-size", "50")
+    assert result.returncode == 2 and "--image-size 50 does not fit" in result.stderr
+    assert "divisible by 32" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("convert", str(trained_run), str(tmp_path / "out"), "--to", "native", "--context-length", "1")
+    assert result.returncode == 2 and "a context length at least 2" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_zeroshot_on_a_non_image_file_is_one_line(trained_run: Path, tmp_path: Path) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from clipworks import cli
-from clipworks.training.config import load_config_file, resolve_train_config
-from clipworks.training.loop import TrainConfig
-from clipworks.training.recipes import paper_recipe
+from clipworks.errors import ConfigError
+from clipworks.training.config import TrainConfig, load_config_file, resolve_train_config
+from clipworks.training.recipes import paper_recipe, recipe
 
 
 def write(path: Path, text: str) -> Path:
@@ -94,3 +96,77 @@ def test_cli_reports_a_bad_config_file_in_one_line(tmp_path: Path, capsys: pytes
     assert err.startswith("clipworks train: error:") and "unknown key bogus" in err and len(err.splitlines()) == 1
     assert cli.main(["train", "--recipe", "paper", "--model", "RN-Tiny"]) == 2
     assert "the paper trained no RN-Tiny" in capsys.readouterr().err
+
+
+def train_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> dict[str, str]:
+    """`clipworks train --help` as {first option of each entry: its help text with whitespace collapsed}."""
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per help text: no wrapping inside words like "ViT-Tiny"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--help"])
+    options = capsys.readouterr().out.split("options:\n", 1)[1]
+    entries = re.split(r"\n(?=  -)", options.strip("\n"))  # an entry starts at a line "  --flag ..."
+    found = {}
+    for entry in entries:
+        # Two or more spaces (or a line break, after a long flag list) part the flags from the help text.
+        flags, text = re.split(r"\s{2,}", entry.strip(), maxsplit=1)
+        found[flags.split(",")[0].split()[0]] = " ".join(text.split())
+    return found
+
+
+def test_every_train_flag_shows_its_field_documentation_and_default(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    found = train_help(monkeypatch, capsys)
+    fields = dataclasses.fields(TrainConfig)
+    assert set(found) == {"--" + f.name.replace("_", "-") for f in fields} | {"-h", "--config", "--recipe", "--quiet"}
+    for f in fields:
+        doc = f.metadata["help"]
+        assert len(doc) > 5, f.name  # every field is documented
+        assert f"{doc} (default: {f.default})" == found["--" + f.name.replace("_", "-")], f.name
+    # Spelled out for a few, so the test does not only compare the reader with itself.
+    assert found["--lock-image"] == ("LiT (Zhai et al. 2022): freeze the image tower (eval mode, not optimized) "
+                                     "(default: False)")
+    assert found["--model"].endswith("(default: ViT-Tiny)") and found["--lr"].endswith("(default: 0.0005)")
+    assert found["--resume"].startswith("'latest' (this output dir's newest checkpoint)")
+    assert found["--resume"].endswith("(default: None)")
+
+
+def test_flags_the_user_did_not_type_are_absent_from_the_namespace() -> None:
+    given = vars(cli.build_parser().parse_args(["train", "--steps", "3", "--no-tensorboard", "--precision", "fp32"]))
+    assert {k: v for k, v in given.items() if k not in ("func", "command", "config", "recipe", "quiet")} == {
+        "steps": 3, "tensorboard": False, "precision": "fp32"}
+
+
+# The type each key of a config file must have, written out rather than read from the annotations.
+EXPECTED = {f.name: type(f.default).__name__ for f in dataclasses.fields(TrainConfig) if f.default is not None}
+EXPECTED.update(init="str", val_data="str", samples_per_epoch="int", resume="str",
+                precision="one of 'auto', 'fp32', 'bf16', 'fp16'")
+
+
+@pytest.mark.parametrize("key", [f.name for f in dataclasses.fields(TrainConfig)])
+def test_every_config_key_rejects_a_wrong_type_naming_the_key_and_the_type(tmp_path: Path, key: str) -> None:
+    path = write(tmp_path / "run.json", json.dumps({key: [1]}))  # a list fits no setting
+    with pytest.raises(ConfigError) as e:
+        load_config_file(path)
+    assert str(e.value) == f"{path}: {key} must be {EXPECTED[key]}, got [1] (list)"
+
+
+def test_flags_are_typed_as_config_file_keys_are() -> None:
+    parser = cli.build_parser()
+    for flag, value in [("--steps", "2.5"), ("--lr", "fast"), ("--precision", "fp8"), ("--world-seed", "x")]:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", flag, value])
+    args = parser.parse_args(["train", "--lr", "1", "--samples-per-epoch", "100", "--init", "ckpt"])
+    assert (args.lr, args.samples_per_epoch, args.init) == (1.0, 100, "ckpt")
+    assert isinstance(args.lr, float)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TrainConfig(lr=0.0).validate(),
+    lambda: TrainConfig(batch_size=6, micro_batches=4).validate(),
+    lambda: TrainConfig(resampled=True).validate(),
+    lambda: recipe("fast", "ViT-B-32"),
+    lambda: paper_recipe("ViT-Tiny"),
+])
+def test_bad_settings_are_config_errors(make) -> None:
+    with pytest.raises(ConfigError):
+        make()

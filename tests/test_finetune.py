@@ -16,8 +16,8 @@ from clipworks.distributed import Process
 from clipworks.io.checkpoints import save_checkpoint
 from clipworks.models.configs import CLIPConfig
 from clipworks.models.vision import drop_patches
-from clipworks.training.config import resolve_train_config
-from clipworks.training.loop import TrainConfig, train
+from clipworks.training.config import TrainConfig, resolve_train_config
+from clipworks.training.loop import train
 from clipworks.training.optim import cosine_lr, create_optimizer, set_lr
 
 

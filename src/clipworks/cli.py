@@ -32,29 +32,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, only_given: bool = False) -> None:
-    """One --flag per dataclass field, typed from the annotation; the field comment is in the source.
-
-    `only_given`: flags the user did not type are absent from the parsed namespace (instead of holding the field's
-    default), so they can override a config file without its values being reset to defaults.
-    """
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        default = argparse.SUPPRESS if only_given else f.default
-        help_ = f"default: {f.default}" if only_given else None
-        if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_)
-            continue
-        args = typing.get_args(hint)
-        if typing.get_origin(hint) is typing.Literal:
-            parser.add_argument(flag, choices=args, default=default, help=help_)
-            continue
-        base = next((a for a in args if a is not type(None)), hint) if args else hint
-        parser.add_argument(flag, type=base, default=default, metavar=f.name.upper(), help=help_)
-
-
 def _cmd_models(args: argparse.Namespace) -> None:
     from .models.clip import create_model
 
@@ -66,8 +43,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .training.config import resolve_train_config
-    from .training.loop import TrainConfig
+    from .training.config import TrainConfig, resolve_train_config
     from .training.run import run_training
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
@@ -115,6 +91,8 @@ def _cmd_zeroshot(args: argparse.Namespace) -> None:
 def _cmd_world(args: argparse.Namespace) -> None:
     from .data.world import World, WorldConfig
 
+    if args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
     out = World(WorldConfig(seed=args.seed)).export(args.split, args.n, args.out, task=args.task)
     print(f"wrote {args.n} {args.split} images to {out}")
 
@@ -414,7 +392,7 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .training.loop import TrainConfig
+    from .training.config import add_train_flags
 
     parser = _Parser(prog="clipworks", description="CLIP models: train, zero-shot, demo.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -423,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("train", help="contrastive training on the built-in world or a CSV of image paths + captions")
-    _add_dataclass_flags(p, TrainConfig, only_given=True)
+    add_train_flags(p)  # one per TrainConfig field; the flags the user did not type stay out of the namespace
     p.add_argument("--config", metavar="FILE", help="a .toml or .json file of TrainConfig fields (flags override it)")
     p.add_argument("--recipe", choices=RECIPES, help="the paper's hyperparameters for --model (see `clipworks "
                    "recipes`); the config file and flags override it")

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from .data.batches import world_batches, world_data
 from .evaluation.evaluators import evaluate_world
 from .io.files import write_text_atomic
-from .training.loop import TrainConfig, TrainResult, train
+from .training.config import TrainConfig
+from .training.loop import TrainResult, train
 
 # The demo's recipe, tuned for a 2-core CPU without native bf16 (fp32): the convolutional tower learns shapes several
 # times faster per second than ViT-Tiny; batch 128 reached higher shape accuracy than 256 or 64 in the same time, and

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from ..data.world import STYLES, World, WorldConfig
+from ..errors import ConfigError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference, resolve_checkpoint
 from ..io.files import cache_dir as world_cache_dir
@@ -66,6 +67,9 @@ def run_report(checkpoint: str, *, out: str | os.PathLike, n_train: int = 2000, 
                precision: str = "auto", batch_size: int = 256, cache_dir: str | os.PathLike | None = None,
                progress: bool = True) -> dict[str, Any]:
     """The report for `checkpoint`; `world_seed` defaults to the one it was trained on (its config.json), else 0."""
+    for name, value in (("n-train", n_train), ("n-test", n_test), ("seeds", seeds), ("batch-size", batch_size)):
+        if value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     trained = json.loads((resolve_checkpoint(checkpoint) / "config.json").read_text()).get("train_config") or {}

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..models.clip import CLIP
 from ..models.configs import CLIPConfig, registry_name
 from ..models.inference import optimize_for_inference
@@ -135,8 +135,14 @@ def resize(ckpt: Checkpoint, *, image_size: int | None = None, context_length: i
     therefore encode exactly as before.
     """
     state, config = dict(ckpt.state), ckpt.config
+    if image_size is not None and image_size < 1 or context_length is not None and context_length < 2:
+        raise ConfigError(f"image size {image_size} / context length {context_length}: an image size is at least 1 "
+                          "and a context length at least 2 (start and end of text)")
     if image_size and image_size != config.vision.image_size:
-        vision = dataclasses.replace(config.vision, image_size=image_size)  # validates patch / 32 divisibility
+        try:
+            vision = dataclasses.replace(config.vision, image_size=image_size)  # validates patch / 32 divisibility
+        except ValueError as e:
+            raise ConfigError(f"--image-size {image_size} does not fit this {ckpt.format}: {e}") from None
         key = "visual.positional_embedding" if vision.kind == "vit" else "visual.attnpool.positional_embedding"
         grid = image_size // (vision.patch_size if vision.kind == "vit" else 32)
         state[key] = _resize_grid(state[key], grid)

@@ -172,8 +172,8 @@ class FrozenConv(_Frozen):
     optional fused ReLU and an optional fused residual sum (relu(conv(x) + residual)).
 
     `size` is the side of the images it will see: oneDNN picks the packed layout from an example input's shape, and
-    without one it chose a layout for 1x1 convolutions that made them many times slower on channels_last activations (any
-    batch size serves, so the example has batch 1)."""
+    without one it chose a layout for 1x1 convolutions that made them many times slower on channels_last activations
+    (any batch size serves, so the example has batch 1)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, dtype: torch.dtype, packed: bool, relu: bool, size: int):
         super().__init__()

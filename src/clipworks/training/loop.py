@@ -1,270 +1,56 @@
 """Contrastive training of CLIP from scratch or from a checkpoint (Radford et al. 2021, Sec. 2.3-2.5).
 
-One readable loop: setup, data, model, optimizer, resume, then steps of (batch -> symmetric contrastive loss ->
-AdamW -> clamp the temperature), with periodic evaluation and atomic checkpoints. The data is either the built-in
-world (`data="world"`) or the user's CSV/TSV of image paths and captions.
+`train` reads as its steps: set up the process, device and precision; build the model and optimizer; restore from a
+checkpoint when resuming (training/state.py); then per step fetch a batch, take an optimizer step (symmetric
+contrastive loss, training/step.py -> AdamW -> clamp the temperature), log it, evaluate when due, and save a
+checkpoint (rotating out old ones) when due. The data is either the built-in world (`data="world"`) or the user's
+CSV/TSV of image paths and captions or tar shards, behind `batches`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
 import math
-import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ..distributed import Process, all_reduce_mean, gather_objects, gather_with_grad, init_process
-from ..hardware import PRECISIONS, keep_freed_memory, resolve_precision
-from ..io.checkpoints import (
-    LATEST,
-    load_model,
-    load_training_state,
-    read_checkpoint,
-    read_config,
-    remove_stale_temporaries,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from ..data.batches import Batch, Batches
+from ..distributed import Process, all_reduce_mean, gather_objects, init_process
+from ..errors import ConfigError
+from ..evaluation.evaluators import Evaluator
+from ..hardware import Precision, keep_freed_memory, resolve_precision
+from ..io.checkpoints import load_model, resolve_checkpoint
 from ..io.files import write_text_atomic
 from ..models.clip import CLIP, create_model
-from ..models.configs import CLIPConfig, get_config, registry_name
+from ..models.configs import registry_name
+from .config import TrainConfig
 from .loss import clamp_logit_scale_, local_clip_loss, tiled_local_clip_loss
 from .optim import cosine_lr, create_optimizer, set_lr
-
-_ALL_SDPA = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-             SDPBackend.MATH]
-Batch = tuple[torch.Tensor, torch.Tensor]  # (images (B, 3, H, W) normalised, token ids (B, L))
-# batches(start_step, process) -> endless iterator of this process's share (batch_size / world_size) of each step.
-# An iterator whose place in its data cannot be derived from the step (tar shards) has a `position` attribute; it is
-# saved with each checkpoint and a resumed run calls batches(start_step, process, position).
-Batches = Callable[..., Iterator[Batch]]
-
-
-class _Towers(nn.Module):
-    """Both encoders behind one forward, so DistributedDataParallel sees (and synchronises) the whole graph."""
-
-    def __init__(self, clip: CLIP, *, lock_image: bool = False):
-        super().__init__()
-        self.clip = clip
-        self.lock_image = lock_image
-
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # A locked (frozen) image tower needs no graph: its embeddings are constants of the loss (LiT).
-        with torch.no_grad() if self.lock_image else contextlib.nullcontext():
-            image_emb = self.clip.encode_image(images)
-        return image_emb, self.clip.encode_text(tokens)
-
-
-@dataclass
-class TrainConfig:
-    model: str = "ViT-Tiny"  # registry name (see `clipworks models`)
-    init: str | None = None  # start from this checkpoint (any supported format) instead of random weights; its
-    # architecture replaces --model
-    lock_image: bool = False  # LiT (Zhai et al. 2022): freeze the image tower (eval mode, not optimized)
-    patch_dropout: float = 0.0  # FLIP (Li et al. 2023): fraction of ViT patch tokens dropped while training
-    lr_image_scale: float = 1.0  # the image tower's (`visual.*`) learning rate = schedule * this
-    lr_text_scale: float = 1.0  # the text tower's learning rate = schedule * this (the temperature keeps 1)
-    data: str = "world"  # "world" (built-in generated data) or a CSV/TSV of image path + caption
-    val_data: str | None = None  # CSV/TSV for periodic retrieval evaluation (the world brings its own)
-    image_key: str = "filepath"  # CSV column of image paths
-    caption_key: str = "caption"  # CSV column of captions
-    world_seed: int = 0  # the built-in world's seed
-    world_samples: int = 20_000  # training pairs rendered from the world (cached on disk)
-    output_dir: str = "runs/train"  # checkpoints, log.jsonl, config.json
-    steps: int = 1_000  # optimizer steps
-    batch_size: int = 256  # the paper used 32,768; contrastive learning wants it as large as fits
-    lr: float = 5e-4  # peak learning rate (the paper: 5e-4 for RN50 ... 4e-4 for ViT-L/14)
-    min_lr: float = 0.0  # cosine schedule floor
-    warmup_steps: int = 100  # linear warm-up (the paper: 2,000 of ~400k steps)
-    weight_decay: float = 0.2  # on weight matrices only
-    beta1: float = 0.9
-    beta2: float = 0.98  # the paper: 0.98 for ViTs, 0.999 for ResNets
-    eps: float = 1e-6  # the paper: 1e-6 for ViTs, 1e-8 for ResNets
-    grad_clip: float = 0.0  # max global grad norm; 0 disables
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # autocast dtype; weights and optimizer stay fp32.
-    # auto: bf16 where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA), else fp32 (clipworks.hardware);
-    # fp16 adds a gradient scaler (meant for GPUs)
-    grad_checkpointing: bool = False  # recompute activations in backward to save memory
-    loss_tile: int = 0  # rows per tile of the tiled contrastive loss (memory O(tile * batch)); 0 = plain loss
-    micro_batches: int = 1  # split each step into this many forward/backward passes (GradCache): same update
-    eval_every: int = 250  # steps between evaluations; 0 disables
-    save_every: int = 500  # steps between checkpoints (the last step always saves)
-    keep: int = 2  # checkpoints kept on disk
-    tensorboard: bool = True  # TensorBoard scalars in <output_dir>/tensorboard (rank 0 only)
-    workers: int = 2  # DataLoader workers for CSV and shard data
-    resampled: bool = False  # shards: draw shards with replacement, endlessly (needs samples_per_epoch)
-    samples_per_epoch: int | None = None  # shards: samples per epoch over the whole job (resampled mode)
-    seed: int = 0  # model init, data order
-    device: str = "cpu"
-    resume: str | None = None  # "latest" (this output_dir's newest checkpoint) or a checkpoint directory
-
-    def model_config(self) -> CLIPConfig:
-        """The architecture trained: --init's when given (it overrides --model), else the registry's --model."""
-        return read_config(self.init) if self.init else get_config(self.model)
-
-    def validate(self) -> None:
-        if not self.init:
-            get_config(self.model)  # raises a clear error for an unknown name
-        if not 0.0 <= self.patch_dropout < 1.0:
-            raise ValueError(f"--patch-dropout must be in [0, 1), got {self.patch_dropout}")
-        if self.patch_dropout and not self.init and get_config(self.model).vision.kind != "vit":
-            raise ValueError(f"--patch-dropout needs a ViT image tower; {self.model} is a ResNet")
-        for name in ("lr_image_scale", "lr_text_scale"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError("--batch-size must be at least 2: a contrastive batch needs negatives")
-        if not self.lr > 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        if self.micro_batches < 1 or self.batch_size % self.micro_batches:
-            raise ValueError(f"--micro-batches {self.micro_batches} must be >= 1 and divide --batch-size")
-        if self.resampled and not self.samples_per_epoch:
-            raise ValueError("--resampled draws shards forever: also set --samples-per-epoch")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-
-
-def _forward_context(autocast: torch.autocast, device: torch.device) -> contextlib.ExitStack:
-    stack = contextlib.ExitStack()
-    stack.enter_context(autocast)
-    # On CPU the math SDPA backend trains ~25% faster than the flash kernel at these sequence lengths (measured on
-    # ViT-Tiny, bf16, batch 128: 0.51 s vs 0.65 s a step); on GPU torch picks its fused kernels.
-    stack.enter_context(sdpa_kernel([SDPBackend.MATH] if device.type == "cpu" else _ALL_SDPA))
-    return stack
-
-
-def _sharded_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor, loss_fn: Callable,
-                  process: Process) -> torch.Tensor:
-    image_emb, text_emb = F.normalize(image_emb.float(), dim=-1), F.normalize(text_emb.float(), dim=-1)
-    # The explicit gather: every process's embeddings, with gradients, so the whole global batch serves as
-    # negatives; this process computes the loss of its own rows only (Sec. 2.5: sharded similarity).
-    all_image_emb, all_text_emb = gather_with_grad(image_emb, process), gather_with_grad(text_emb, process)
-    return loss_fn(image_emb, text_emb, all_image_emb, all_text_emb, logit_scale,
-                   offset=process.rank * image_emb.shape[0])
-
-
-def contrastive_backward(towers: nn.Module, logit_scale: nn.Parameter, images: torch.Tensor, tokens: torch.Tensor, *,
-                         loss_fn: Callable, process: Process, micro_batches: int,
-                         context: Callable[[], contextlib.AbstractContextManager],
-                         scale_loss: Callable[[torch.Tensor], torch.Tensor] = lambda loss: loss) -> torch.Tensor:
-    """Forward and backward of one step on this process's batch; returns its (detached) loss.
-
-    With micro_batches = K > 1 (the GradCache idea, Gao et al. 2021): embed all K micro-batches without a graph,
-    compute the loss over the whole batch on those cached embeddings and its gradient with respect to them, then
-    re-forward each micro-batch with a graph and back-propagate the cached gradient. Every negative of the full
-    batch is kept and the update equals one pass over the full batch; activation memory is that of one micro-batch.
-    (ResNet BatchNorm statistics are per micro-batch, as they would be per process.) `scale_loss` is the fp16
-    gradient scaler's multiplication; the cached gradients carry the scale into the re-forward.
-    """
-    if micro_batches == 1:
-        with context():
-            image_emb, text_emb = towers(images, tokens)
-        loss = _sharded_loss(image_emb, text_emb, logit_scale, loss_fn, process)
-        scale_loss(loss).backward()
-        return loss.detach()
-    chunks = list(zip(images.chunk(micro_batches), tokens.chunk(micro_batches)))
-    with torch.no_grad(), context():
-        cached = [towers(x, t) for x, t in chunks]
-    image_emb = torch.cat([c[0] for c in cached]).float().requires_grad_()
-    text_emb = torch.cat([c[1] for c in cached]).float().requires_grad_()
-    scale = logit_scale.detach().requires_grad_()
-    loss = _sharded_loss(image_emb, text_emb, scale, loss_fn, process)
-    scale_loss(loss).backward()
-    image_grads = image_emb.grad.split([len(c[0]) for c in cached])
-    text_grads = text_emb.grad.split([len(c[1]) for c in cached])
-    for i, (x, t) in enumerate(chunks):
-        last = i == len(chunks) - 1
-        # DDP synchronises gradients once, on the last micro-batch; the others accumulate locally.
-        sync = contextlib.nullcontext() if last or not isinstance(towers, DDP) else towers.no_sync()
-        with sync:
-            with context():
-                image_part, text_part = towers(x, t)
-            surrogate = (image_part.float() * image_grads[i]).sum() + (text_part.float() * text_grads[i]).sum()
-            if last:  # the temperature's gradient joins the synchronised backward, so DDP averages it too
-                surrogate = surrogate + logit_scale * scale.grad
-            surrogate.backward()
-    return loss.detach()
-
-
-def rng_states() -> dict[str, Any]:
-    """Every random generator a run may draw from, in a form torch.load(weights_only=True) reads back."""
-    np_state = np.random.get_state()
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
-              "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:])}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def truncate_log(log_file: Path, step: int) -> None:
-    """Drop the records of steps after `step` (a killed run logged them; the resumed run logs them again)."""
-    if not log_file.exists():
-        return
-    kept = []
-    for line in log_file.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # the last line of a killed run may be cut short
-            continue
-        if record.get("step", record.get("eval", {}).get("step", 0)) <= step:
-            kept.append(line + "\n")
-    write_text_atomic(log_file, "".join(kept))
-
-
-def _train_mode(model: CLIP, *, lock_image: bool) -> None:
-    """Training mode, except a locked image tower stays in eval mode (its BatchNorm statistics must not move)."""
-    model.train()
-    if lock_image:
-        model.visual.eval()
-
-
-def _summary_writer(log_dir: Path) -> Any:
-    """A TensorBoard SummaryWriter, or None (with one line saying why) when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e:  # a dependency, but a broken or minimal environment should still train
-        print(f"TensorBoard scalars skipped ({e}): `pip install tensorboard`, or pass --no-tensorboard")
-        return None
-    return SummaryWriter(log_dir=str(log_dir))
+from .state import LOG_FILE, restore, save_and_rotate
+from .step import Towers, contrastive_backward, forward_context
 
 
 @dataclass
 class TrainResult:
+    """What a run returns: the trained model (in eval mode), its last checkpoint, and what it logged."""
+
     model: CLIP
     checkpoint: Path
     history: list[dict[str, Any]]  # one entry per logged step: step, loss, lr, logit_scale, samples_per_s, data_wait_s
     evals: list[dict[str, Any]]  # one entry per evaluation: step + metrics
 
 
-def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[str, float]] | None = None, *,
+def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None, *,
           progress: bool = True) -> TrainResult:
     """Train for cfg.steps optimizer steps. `batches(start_step, process)` gives an endless iterator of this
     process's batches beginning at that step, so a resumed run continues from its data position.
@@ -272,15 +58,57 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     Under torchrun (or SLURM) every process runs this function; cfg.batch_size is the global batch, split evenly.
     Only rank 0 writes logs, evaluates and saves checkpoints.
     """
-    # ---- setup ----
+    cfg, process, device, precision = _setup(cfg)
+    run = _build(cfg, process, device, precision)
+    start, position = restore(run.model, run.optimizer, run.scaler, resume=run.cfg.resume, out=run.out,
+                              process=run.process)
+    data = batches(start, run.process) if position is None else batches(start, run.process, position)
+    logbook = _Logbook.open(run, start, progress=progress)
+    checkpoint = None
+    for step in range(start, run.cfg.steps):
+        images, tokens, data_wait = _fetch(data, run.device)
+        loss, lr = _optimizer_step(run, images, tokens, step)
+        done = step + 1  # logs, evaluations and checkpoints count the optimizer steps done
+        logbook.step(done, loss, lr, run.model.logit_scale.exp().item(),
+                     samples=images.shape[0] * run.process.world_size, data_wait=data_wait)
+        last = done == run.cfg.steps
+        if evaluate is not None and run.process.is_main and _due(run.cfg.eval_every, done, final=last):
+            logbook.evaluation(_evaluate(run, evaluate, done))
+        if _due(run.cfg.save_every, done, final=last) or last:  # the last step always saves
+            checkpoint = _save(run, data, done)
+    logbook.close()
+    return _finish(run, data, checkpoint, logbook)
+
+
+@dataclass
+class _Run:
+    """What the steps of a run share: its settings, process, model and optimizer."""
+
+    cfg: TrainConfig  # as resolved: the precision that runs, --init's architecture as the model
+    process: Process
+    device: torch.device
+    model: CLIP
+    towers: nn.Module  # the model's two encoders, wrapped in DistributedDataParallel when there are processes
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # fp16's loss scaling; a pass-through otherwise
+    autocast: torch.autocast
+    loss_fn: Callable  # local_clip_loss, or its tiled version
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.output_dir)
+
+
+def _setup(cfg: TrainConfig) -> tuple[TrainConfig, Process, torch.device, Precision]:
+    """Check the settings, join the processes of the run, seed, and choose the device and precision."""
     cfg.validate()
     process = init_process(cfg.device)
     if cfg.batch_size % process.world_size:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be divisible by the {process.world_size} processes")
+        raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {process.world_size} processes")
     out = Path(cfg.output_dir)
     if not cfg.resume and any((out / "checkpoints").glob("step_*")):
-        raise ValueError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
-                         "or choose another --output-dir (nothing was overwritten)")
+        raise ConfigError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
+                          "or choose another --output-dir (nothing was overwritten)")
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -292,12 +120,16 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     if process.is_main:
         print(f"precision {precision}")
     cfg = dataclasses.replace(cfg, precision=precision.name)  # config.json and checkpoints record what ran
+    return cfg, process, device, precision
+
+
+def _build(cfg: TrainConfig, process: Process, device: torch.device, precision: Precision) -> _Run:
+    """The model (random, or --init's weights and architecture), set up for training, and its optimizer; rank 0
+    records the resolved run config in config.json."""
     half = precision.dtype if precision.name != "fp32" else None
     autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
     # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-
-    # ---- model and optimizer ----
     model = load_model(cfg.init, device=device) if cfg.init else create_model(cfg.model, seed=cfg.seed).to(device)
     if cfg.init:  # the checkpoint's architecture is the one trained, whatever --model said
         name = registry_name(model.config) or "custom"
@@ -307,151 +139,159 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Callable[[CLIP], dict[st
     if process.is_main:  # the resolved run config, and the exact architecture (also for a custom one)
         record = {**dataclasses.asdict(cfg), "precision_reason": precision.reason,
                   "model_config": model.config.to_dict()}
-        write_text_atomic(out / "config.json", json.dumps(record, indent=2))
+        write_text_atomic(Path(cfg.output_dir) / "config.json", json.dumps(record, indent=2))
     model.set_grad_checkpointing(cfg.grad_checkpointing)
     model.set_patch_dropout(cfg.patch_dropout)
     if cfg.lock_image:
         model.visual.requires_grad_(False)  # LiT: the optimizer never sees the image tower
     _train_mode(model, lock_image=cfg.lock_image)
-    towers: nn.Module = _Towers(model, lock_image=cfg.lock_image)
+    towers: nn.Module = Towers(model, lock_image=cfg.lock_image)
     if process.distributed:
-        # DDP averages gradients over ranks; with the sharded loss below that is the gradient of the global loss.
+        # DDP averages gradients over ranks; with the sharded loss that is the gradient of the global loss.
         towers = DDP(towers, device_ids=None if device.index is None else [device.index])
     optimizer = create_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2),
                                  eps=cfg.eps, lr_image_scale=cfg.lr_image_scale, lr_text_scale=cfg.lr_text_scale)
-    start, history, evals, data_position = 0, [], [], None
-    log_file = out / "log.jsonl"
-    if process.is_main:
-        remove_stale_temporaries(out / "checkpoints")  # what a kill during a save left behind
-    resume_from = None
-    if cfg.resume == "latest":
-        resume_from = resolve_checkpoint(out) if (out / "checkpoints" / LATEST).exists() else None
-    elif cfg.resume:
-        resume_from = resolve_checkpoint(cfg.resume)
-    if resume_from is not None:
-        model.load_state_dict(read_checkpoint(resume_from).state)
-        state = load_training_state(resume_from)
-        if state is None:
-            raise ValueError(f"{resume_from} holds weights only, no optimizer state: use --init to fine-tune from it")
-        scales = [group["lr_scale"] for group in optimizer.param_groups]
-        optimizer.load_state_dict(state["optimizer"])
-        for group, scale in zip(optimizer.param_groups, scales):  # this run's --lr-*-scale, not the saved one
-            group["lr_scale"] = scale
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start = int(state["step"])
-        set_rng_states(state["rng"])
-        positions = state.get("data_positions")
-        if positions is not None and len(positions) == process.world_size:
-            data_position = positions[process.rank]
-        elif positions is not None and process.is_main:
-            print(f"{resume_from} was saved by {len(positions)} processes, this run has {process.world_size}: the "
-                  "data order restarts from (seed, step) instead of the exact position")
-        if process.is_main:
-            truncate_log(log_file, start)  # steps after the checkpoint are done again
-            print(f"resumed from {resume_from} at step {start}")
-    else:
-        if cfg.resume and process.is_main:
-            print(f"--resume: no checkpoint in {out / 'checkpoints'} yet; starting from step 0")
-        if log_file.exists() and process.is_main:
-            log_file.unlink()  # a fresh run starts a fresh log
+    loss_fn = functools.partial(tiled_local_clip_loss, tile=cfg.loss_tile) if cfg.loss_tile else local_clip_loss
+    return _Run(cfg=cfg, process=process, device=device, model=model, towers=towers, optimizer=optimizer,
+                scaler=scaler, autocast=autocast, loss_fn=loss_fn)
 
-    def log(record: dict[str, Any]) -> None:
-        if not process.is_main:
-            return
-        with log_file.open("a") as f:
-            f.write(json.dumps(record) + "\n")
 
-    def checkpoint(step: int, data_positions: list[Any]) -> Path:
-        name = f"step_{step:07d}"
-        training_state = {"optimizer": optimizer.state_dict(), "step": step, "rng": rng_states(),
-                          "scaler": scaler.state_dict()}
-        if any(p is not None for p in data_positions):
-            training_state["data_positions"] = data_positions
-        path = save_checkpoint(out / "checkpoints" / name, model, training_state=training_state,
-                               metadata={"step": step, "train_config": dataclasses.asdict(cfg)})
-        write_text_atomic(out / "checkpoints" / LATEST, name)  # the pointer moves only after the save is complete
-        for old in sorted((out / "checkpoints").glob("step_*"))[:-cfg.keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        return path
+def _fetch(data: Iterator[Batch], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """This process's next batch on `device`, and the seconds spent waiting for it (high: add --workers)."""
+    t_wait = time.perf_counter()
+    images, tokens = next(data)
+    data_wait = time.perf_counter() - t_wait
+    return images.to(device, non_blocking=True), tokens.to(device, non_blocking=True), data_wait
 
-    # ---- steps ----
-    loss_fn = local_clip_loss
-    if cfg.loss_tile:
-        loss_fn = functools.partial(tiled_local_clip_loss, tile=cfg.loss_tile)
-    data = batches(start, process) if data_position is None else batches(start, process, data_position)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and process.is_main), unit="step",
-               dynamic_ncols=True)
-    path = None
-    board = _summary_writer(out / "tensorboard") if cfg.tensorboard and process.is_main else None
-    t_prev, rate = time.perf_counter(), 0.0
-    for step in range(start, cfg.steps):
-        t_wait = time.perf_counter()
-        images, tokens = next(data)
-        data_wait = time.perf_counter() - t_wait  # time blocked on the data pipeline (high: add --workers)
-        images, tokens = images.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
-        lr = cosine_lr(step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps,
-                       min_lr=cfg.min_lr)
-        set_lr(optimizer, lr)
-        optimizer.zero_grad(set_to_none=True)
-        loss = contrastive_backward(towers, model.logit_scale, images, tokens, loss_fn=loss_fn, process=process,
-                                    micro_batches=cfg.micro_batches,
-                                    context=lambda: _forward_context(autocast, device), scale_loss=scaler.scale)
-        loss_value = all_reduce_mean(loss.item(), process)  # the global batch's loss, the same on every process
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss became {loss_value} at step {step}: lower --lr or set --grad-clip 1.0")
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)  # a plain optimizer.step() unless fp16; skipped if fp16 gradients overflowed
-        scaler.update()
-        clamp_logit_scale_(model.logit_scale)
 
-        now = time.perf_counter()
-        step_rate = images.shape[0] * process.world_size / max(now - t_prev, 1e-9)
-        rate, t_prev = (step_rate if rate == 0 else 0.9 * rate + 0.1 * step_rate), now  # smoothed samples/s
-        record = {"step": step + 1, "loss": loss_value, "lr": lr, "logit_scale": model.logit_scale.exp().item(),
-                  "samples_per_s": rate, "data_wait_s": data_wait}
-        history.append(record)
-        log(record)
-        if board is not None:
-            for key in ("loss", "lr", "logit_scale", "samples_per_s", "data_wait_s"):
-                board.add_scalar(f"train/{key}", record[key], step + 1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", samples_s=f"{record['samples_per_s']:.0f}",
-                        T=f"{record['logit_scale']:.1f}")
-        bar.update(1)
+def _optimizer_step(run: _Run, images: torch.Tensor, tokens: torch.Tensor, step: int) -> tuple[float, float]:
+    """Optimizer step `step` (counted from 0) on the global batch; returns its loss (the same on every process)
+    and learning rate."""
+    cfg = run.cfg
+    lr = cosine_lr(step, base_lr=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps, min_lr=cfg.min_lr)
+    set_lr(run.optimizer, lr)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss = contrastive_backward(run.towers, run.model.logit_scale, images, tokens, loss_fn=run.loss_fn,
+                                process=run.process, micro_batches=cfg.micro_batches,
+                                context=lambda: forward_context(run.autocast, run.device),
+                                scale_loss=run.scaler.scale)
+    loss_value = all_reduce_mean(loss.item(), run.process)
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"loss became {loss_value} at step {step}: lower --lr or set --grad-clip 1.0")
+    if cfg.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.scaler.step(run.optimizer)  # a plain optimizer.step() unless fp16; skipped if fp16 gradients overflowed
+    run.scaler.update()
+    clamp_logit_scale_(run.model.logit_scale)
+    return loss_value, lr
 
-        # ---- evaluation ----
-        done = step + 1 == cfg.steps
-        due = cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or done)
-        if evaluate is not None and process.is_main and due:
-            model.eval()
-            with torch.no_grad(), autocast:
-                metrics = {"step": step + 1, **evaluate(model)}
-            _train_mode(model, lock_image=cfg.lock_image)
-            evals.append(metrics)
-            log({"eval": metrics})
-            if board is not None:
-                for key, value in metrics.items():
-                    if key != "step" and isinstance(value, (int, float)):
-                        board.add_scalar(f"eval/{key}", value, step + 1)
-                board.flush()
-            bar.write("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in metrics.items()))
-            t_prev = time.perf_counter()  # evaluation time is not training throughput
 
-        # ---- checkpoint ----
-        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-            positions = gather_objects(getattr(data, "position", None), process)  # every rank's place in its data
-            if process.is_main:
-                path = checkpoint(step + 1, positions)
-    bar.close()
+def _due(every: int, done: int, *, final: bool) -> bool:
+    """Whether an action every `every` steps (0: never) runs after `done` steps; when on, it also runs at the end."""
+    return every > 0 and (done % every == 0 or final)
+
+
+def _evaluate(run: _Run, evaluate: Evaluator, step: int) -> dict[str, Any]:
+    """`evaluate`'s metrics of the model in eval mode under the run's autocast; the model returns to training."""
+    run.model.eval()
+    with torch.no_grad(), run.autocast:
+        metrics = {"step": step, **evaluate(run.model)}
+    _train_mode(run.model, lock_image=run.cfg.lock_image)
+    return metrics
+
+
+def _save(run: _Run, data: Iterator[Batch], step: int) -> Path | None:
+    """Rank 0 saves the checkpoint of `step` and rotates out old ones; every rank gives its data position."""
+    positions = gather_objects(getattr(data, "position", None), run.process)  # every rank's place in its data
+    if not run.process.is_main:
+        return None
+    return save_and_rotate(run.cfg, run.model, run.optimizer, run.scaler, step=step, data_positions=positions)
+
+
+def _finish(run: _Run, data: Iterator[Batch], checkpoint: Path | None, logbook: _Logbook) -> TrainResult:
+    """Stop the data workers, wait for every process, and name the run's last checkpoint."""
     if hasattr(data, "close"):  # a generator or a shard stream: stop its DataLoader workers now
         data.close()
-    if board is not None:
-        board.close()
-    if process.distributed:
+    if run.process.distributed:
         torch.distributed.barrier()  # the last checkpoint is on disk before any process returns
-    if path is None:  # not rank 0, or resumed at or past the final step
-        path = resolve_checkpoint(out)
-    return TrainResult(model=model.eval(), checkpoint=path, history=history, evals=evals)
+    if checkpoint is None:  # not rank 0, or resumed at or past the final step
+        checkpoint = resolve_checkpoint(run.out)
+    return TrainResult(model=run.model.eval(), checkpoint=checkpoint, history=logbook.history, evals=logbook.evals)
+
+
+def _train_mode(model: CLIP, *, lock_image: bool) -> None:
+    """Training mode, except a locked image tower stays in eval mode (its BatchNorm statistics must not move)."""
+    model.train()
+    if lock_image:
+        model.visual.eval()
+
+
+@dataclass
+class _Logbook:
+    """Where a run reports: every step and evaluation is kept for the caller and, on rank 0, appended to log.jsonl,
+    written as TensorBoard scalars and shown on the progress bar."""
+
+    file: Path
+    main: bool  # rank 0: the only process that writes
+    bar: tqdm
+    board: Any  # a TensorBoard SummaryWriter, or None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    last: float = field(default_factory=time.perf_counter)  # when the last step (or evaluation) ended
+    rate: float = 0.0  # training samples/s, smoothed over steps
+
+    @classmethod
+    def open(cls, run: _Run, start: int, *, progress: bool) -> _Logbook:
+        main = run.process.is_main
+        bar = tqdm(total=run.cfg.steps, initial=start, disable=not (progress and main), unit="step",
+                   dynamic_ncols=True)
+        board = _summary_writer(run.out / "tensorboard") if run.cfg.tensorboard and main else None
+        return cls(run.out / LOG_FILE, main, bar, board)
+
+    def step(self, step: int, loss: float, lr: float, logit_scale: float, *, samples: int, data_wait: float) -> None:
+        """The record of optimizer step `step`, which trained on `samples` (the global batch) since the last."""
+        now = time.perf_counter()
+        step_rate = samples / max(now - self.last, 1e-9)
+        self.rate, self.last = (step_rate if self.rate == 0 else 0.9 * self.rate + 0.1 * step_rate), now
+        record = {"step": step, "loss": loss, "lr": lr, "logit_scale": logit_scale, "samples_per_s": self.rate,
+                  "data_wait_s": data_wait}
+        self.history.append(record)
+        self._write(record)
+        if self.board is not None:
+            for key in ("loss", "lr", "logit_scale", "samples_per_s", "data_wait_s"):
+                self.board.add_scalar(f"train/{key}", record[key], step)
+        self.bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{self.rate:.0f}", T=f"{logit_scale:.1f}")
+        self.bar.update(1)
+
+    def evaluation(self, metrics: dict[str, Any]) -> None:
+        self.evals.append(metrics)
+        self._write({"eval": metrics})
+        if self.board is not None:
+            for key, value in metrics.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.board.add_scalar(f"eval/{key}", value, metrics["step"])
+            self.board.flush()
+        self.bar.write("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in metrics.items()))
+        self.last = time.perf_counter()  # evaluation time is not training throughput
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.board is not None:
+            self.board.close()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.main:
+            with self.file.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _summary_writer(log_dir: Path) -> Any:
+    """A TensorBoard SummaryWriter, or None (with one line saying why) when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # a dependency, but a broken or minimal environment should still train
+        print(f"TensorBoard scalars skipped ({e}): `pip install tensorboard`, or pass --no-tensorboard")
+        return None
+    return SummaryWriter(log_dir=str(log_dir))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError
 from ..models.configs import get_config, registry_name
 
 RECIPES = ("paper",)  # names accepted by `--recipe`
@@ -33,8 +34,8 @@ def paper_recipe(model_name: str) -> dict[str, Any]:
     as "ViT-B/32" accepted)."""
     name = registry_name(get_config(model_name))  # canonical registry spelling; unknown names raise clearly
     if name not in PAPER_LR:
-        raise ValueError(f"--recipe paper: the paper trained no {model_name}; its recipes exist for "
-                         f"{', '.join(PAPER_LR)} (set --lr, --beta2, --eps, ... yourself for other models)")
+        raise ConfigError(f"--recipe paper: the paper trained no {model_name}; its recipes exist for "
+                          f"{', '.join(PAPER_LR)} (set --lr, --beta2, --eps, ... yourself for other models)")
     family = _VIT if get_config(name).vision.kind == "vit" else _RESNET
     return {**_COMMON, **family, "lr": PAPER_LR[name]}
 
@@ -42,5 +43,5 @@ def paper_recipe(model_name: str) -> dict[str, Any]:
 def recipe(name: str, model_name: str) -> dict[str, Any]:
     """The overrides of recipe `name` for `model_name`."""
     if name != "paper":
-        raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
+        raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
     return paper_recipe(model_name)

@@ -13,7 +13,8 @@ from ..data.shards import is_shard_spec, shard_batches
 from ..evaluation.evaluators import evaluate_captions, evaluate_world
 from ..models.tokenizer import tokenize
 from ..models.transforms import image_transform
-from .loop import TrainConfig, TrainResult, train
+from .config import TrainConfig
+from .loop import TrainResult, train
 
 
 def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:

@@ -112,7 +112,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(args: object) -> None:
         raise TypeError("unsupported operand type(s)")
 
-    monkeypatch.setattr(cli, "_cmd_models", broken)
+    monkeypatch.setattr("clipworks.cli.model._cmd_models", broken)
     with pytest.raises(TypeError, match="unsupported operand"):
         cli.main(["models"])
 

@@ -1,0 +1,103 @@
+"""`clipworks index build`, `clipworks search`, `clipworks serve`: search an image collection by text or image."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import ConfigError
+from .parsing import Parser, precision_flag
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("index", help="build a search index of an image folder, a CSV or webdataset shards")
+    commands = group.add_subparsers(dest="index_command", required=True, parser_class=Parser)
+    p = commands.add_parser("build", help="embed new or changed images of SRC into the index at --out (resumable)")
+    p.add_argument("src", help="an image folder, a CSV/TSV of image paths and captions, or shards (data/{00..09}.tar)")
+    p.add_argument("--checkpoint", required=True, help="the model that embeds the images (any supported format)")
+    p.add_argument("--out", required=True, help="the index directory (created, or updated incrementally)")
+    p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, "
+                   "hnsw: approximate, for millions of images (recall and speed in the README)")
+    p.add_argument("--nlist", type=int, default=None, help="ivf cells (default 2*sqrt(N))")
+    p.add_argument("--nprobe", type=int, default=32, help="ivf cells searched per query")
+    p.add_argument("--hnsw-m", type=int, default=32, help="hnsw neighbours per vector")
+    p.add_argument("--ef-search", type=int, default=128, help="hnsw candidates per query")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader processes that decode images")
+    precision_flag(p, "embeds images and queries")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--chunk", type=int, default=1024, help="images per committed chunk (what a crash can lose)")
+    p.add_argument("--image-key", default="filepath", help="CSV column of image paths")
+    p.add_argument("--caption-key", default="caption", help="CSV column of captions")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_index_build)
+
+    p = sub.add_parser("search", help="the images of an index most similar to a text or an image")
+    p.add_argument("index", help="an index directory from `clipworks index build`")
+    p.add_argument("query", nargs="?", help="what to look for, e.g. 'a red circle'")
+    p.add_argument("--image", help="search by this image instead of a text")
+    p.add_argument("-k", type=int, default=10, help="number of results")
+    p.add_argument("--checkpoint", help="the model (default: the one the index was built with)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    precision_flag(p, "embeds the query", default=None)
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("serve", help="HTTP JSON API and web page: text and image search, zero-shot labels")
+    p.add_argument("index", help="an index directory from `clipworks index build`")
+    p.add_argument("--checkpoint", help="the model (default: the one the index was built with)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 exposes "
+                   "it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image, width x height")
+    p.add_argument("--max-k", type=int, default=100, help="most results per search")
+    precision_flag(p, "embeds queries", default=None)
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_index_build(args: argparse.Namespace) -> None:
+    from ..search.index import Index, IndexSpec
+
+    spec = IndexSpec(kind=args.kind, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
+                     ef_search=args.ef_search)
+    index, report = Index.build(args.src, checkpoint=args.checkpoint, out=args.out, spec=spec,
+                                batch_size=args.batch_size, workers=args.workers, precision=args.precision,
+                                device=args.device,
+                                image_key=args.image_key, caption_key=args.caption_key, chunk=args.chunk,
+                                progress=not args.quiet)
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable images (first: {report.skipped[0][0]}: "
+              f"{report.skipped[0][1]})")
+    print(f"embedded {report.embedded} new or changed, {report.unchanged} unchanged, {report.removed} removed; "
+          f"{args.out}: {index.describe()}")
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from ..data.images import open_image
+    from ..search.index import Index, iter_hits_table
+
+    if (args.query is None) == (args.image is None):
+        raise ConfigError("give a text query or --image PATH (one of them)")
+    index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
+    if args.image is not None:
+        query = open_image(args.image)
+    else:
+        query = args.query
+    hits = index.search(query, args.k)
+    if args.json:
+        print(json.dumps({"query": args.query or args.image, "k": args.k, "results": [h.to_dict() for h in hits]},
+                         indent=2))
+    else:
+        print("\n".join(iter_hits_table(hits)))
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from ..search.index import Index
+    from ..search.serve import Limits, import_web, run
+
+    import_web()  # the missing-extra message before any model loading
+    index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
+    index.model  # noqa: B018 -- load (and check against the index) before accepting requests
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_k=args.max_k)
+    run(index, host=args.host, port=args.port, limits=limits)
+

@@ -8,7 +8,6 @@ model for inference -> cached features (`features`) -> the pure metric functions
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,12 +21,12 @@ from ..data.images import open_image
 from ..errors import ConfigError, DataError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference
-from ..io.files import write_text_atomic
 from ..models.clip import CLIP
 from ..models.encode import embed_images
 from . import linear_probe as lp
 from .features import FeatureCache, image_features, text_features
 from .prompts import DEFAULT_TEMPLATE
+from .results import markdown_table, write_results
 from .retrieval import recall_at_k_chunked
 from .zeroshot import (
     confusion_matrix,
@@ -37,21 +36,6 @@ from .zeroshot import (
     zero_shot_classifier,
     zero_shot_logits,
 )
-
-
-# ---------------------------------------------------------------- results
-def write_results(out: str | os.PathLike, name: str, results: dict[str, Any], markdown: str) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / f"{name}.json", json.dumps(results, indent=2))
-    write_text_atomic(out / f"{name}.md", markdown)
-    return out / f"{name}.md"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
 # ---------------------------------------------------------------- zero-shot

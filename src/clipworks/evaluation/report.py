@@ -31,10 +31,10 @@ from ..io.files import cache_dir as world_cache_dir
 from ..io.files import write_text_atomic
 from ..models.clip import CLIP
 from . import linear_probe as lp
-from .commands import markdown_table
 from .evaluators import encode_world_images
 from .features import FeatureCache, checkpoint_key, digest
 from .prompts import DEFAULT_TEMPLATE
+from .results import markdown_table
 from .zeroshot import topk_accuracy, zero_shot_classifier, zero_shot_logits
 
 SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)

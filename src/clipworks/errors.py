@@ -23,3 +23,7 @@ class CheckpointError(ClipworksError):
 
 class SearchIndexError(ClipworksError, ValueError):
     """An index directory or source that cannot be used as given."""
+
+
+class DataWarning(UserWarning):
+    """Data that can be used but looks wrong (e.g. a caption spanning lines that look like rows); worth a look."""

@@ -13,7 +13,6 @@ truncated JPEGs.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import os
@@ -29,6 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..models.transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
 from .images import UnreadableImage, check_image, open_image
+from .tables import read_table
 from .world import World
 
 log = logging.getLogger(__name__)
@@ -38,41 +38,6 @@ MAX_BAD_FRACTION = 0.5  # more bad images than this, among those checked, stops 
 _MIN_CHECKED = 32  # the lazy check waits for this many images (or the whole set, if smaller) before judging
 
 Transform = Callable[[Image.Image], torch.Tensor]
-
-
-def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
-               ) -> list[dict[str, str]]:
-    """Rows of a CSV/TSV that must have `columns`. `sep` None: tab for .tsv, comma for .csv, else sniffed.
-
-    `flags` names the options that choose the columns, for the error message (e.g. "--image-key/--caption-key").
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file {path} does not exist")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        text = f.read()
-    if not text.strip():
-        raise DataError(f"{path} is empty; expected a header line naming the columns ({','.join(columns)}) "
-                        "and one row per image")
-    if sep is None:
-        sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
-    reader = csv.DictReader(text.splitlines(), delimiter=sep)
-    header = reader.fieldnames or []
-    for column in columns:
-        if column not in header:
-            raise DataError(f"{path} has no column {column!r} (columns found: {', '.join(header)}; separator "
-                            f"{sep!r}). Set {flags} to the columns to use.")
-    rows = [{k: (row.get(k) or "") for k in columns} for row in reader]
-    if not rows:
-        raise DataError(f"{path} has a header but no rows")
-    return rows
-
-
-def _sniff(text: str) -> str:
-    try:
-        return csv.Sniffer().sniff(text[:4096], delimiters=",\t;|").delimiter
-    except csv.Error:
-        return ","
 
 
 class _ImageFiles(Dataset):

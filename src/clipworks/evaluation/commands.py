@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.datasets import LabelledImages, open_labelled, read_table
+from ..data.datasets import LabelledImages, open_labelled
 from ..data.images import open_image
+from ..data.tables import read_table
 from ..errors import ConfigError, DataError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference

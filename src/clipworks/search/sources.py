@@ -16,9 +16,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.datasets import IMAGE_EXTENSIONS, read_table, resolve_path
+from ..data.datasets import IMAGE_EXTENSIONS, resolve_path
 from ..data.images import open_image
 from ..data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec
+from ..data.tables import read_table
 from ..errors import DataError
 
 

@@ -1,0 +1,113 @@
+"""The user's CSV/TSV files, read as the format defines them (RFC 4180): a quoted field may hold separators, quotes
+("" inside quotes) and line breaks, and records may end in \\n, \\r\\n or \\r.
+
+The file is parsed by the csv module from the decoded text itself, never from its text split into lines first: that
+split breaks on characters Python counts as line ends inside a quoted caption (U+2028, U+0085, form feed) and merges
+the words around them. What the format allows but usually means a broken file is reported, not silently accepted:
+a quote opened and never closed (every later row would become one caption) is an error naming its line; captions
+spanning several lines that look like rows of the file are counted in one `DataWarning`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import DataError, DataWarning
+
+# A line of a swallowed row: something path-like with an image extension, then the separator.
+_ROW_LIKE = r"[^\n]*\.(?:jpe?g|png|webp|gif|bmp|tiff?){sep}"
+
+
+def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
+               ) -> list[dict[str, str]]:
+    """Rows of a CSV/TSV that must have `columns`. `sep` None: tab for .tsv, comma for .csv, else sniffed.
+
+    `flags` names the options that choose the columns, for the error message (e.g. "--image-key/--caption-key").
+    """
+    path = Path(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise DataError(f"{path} is empty; expected a header line naming the columns ({','.join(columns)}) "
+                        "and one row per image")
+    if sep is None:
+        sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
+    records = _parse(path, text, sep)
+    header = records[0][1]
+    for column in columns:
+        if column not in header:
+            raise DataError(f"{path} has no column {column!r} (columns found: {', '.join(header)}; separator "
+                            f"{sep!r}). Set {flags} to the columns to use.")
+    positions = [header.index(c) for c in columns]
+    rows = [{c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)}
+            for _, fields in records[1:] if any(f.strip() for f in fields)]
+    if not rows:
+        raise DataError(f"{path} has a header but no rows")
+    _warn_if_rows_were_swallowed(path, records[1:], sep)
+    return rows
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; expected a CSV/TSV file with a header line and one row per image")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: byte {data[e.start]:#04x} is not UTF-8 text ({e.reason}); save the "
+                        "file as UTF-8") from None
+
+
+def _parse(path: Path, text: str, sep: str) -> list[tuple[int, list[str]]]:
+    """(line where the record starts, fields) of every record, the header first."""
+    records = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    start = 1
+    try:
+        for fields in reader:
+            records.append((start, fields))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        if "unexpected end of data" in str(e):
+            swallowed = text.count("\n", _offset_of_line(text, start)) - 1
+            raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so the "
+                            f"{max(swallowed, 0)} lines after it would become one field. Close the quote, or write a "
+                            'quote inside a quoted field as "".') from None
+        # Quoting the format does not allow but readers accept (e.g. `"a"b`): read it as other readers do.
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+        records, start = [], 1
+        for fields in reader:
+            records.append((start, fields))
+            start = reader.line_num + 1
+    return records
+
+
+def _offset_of_line(text: str, line: int) -> int:
+    offset = 0
+    for _ in range(line - 1):
+        offset = text.index("\n", offset) + 1
+    return offset
+
+
+def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]], sep: str) -> None:
+    row_like = re.compile(_ROW_LIKE.format(sep=re.escape(sep)), re.IGNORECASE)
+    suspicious = [line for line, fields in records
+                  if any("\n" in f and row_like.search(f.split("\n", 1)[1]) for f in fields)]
+    if suspicious:
+        warnings.warn(f"{path}: {len(suspicious)} rows have a field spanning lines that look like rows of this file "
+                      f"(first at line {suspicious[0]}); check the quoting there", DataWarning, stacklevel=3)
+
+
+def _sniff(text: str) -> str:
+    try:
+        return csv.Sniffer().sniff(text[:4096], delimiters=",\t;|").delimiter
+    except csv.Error:
+        return ","

@@ -1,0 +1,71 @@
+"""CSV/TSV files read as RFC 4180 defines them: nothing in a caption lost, broken quoting named with its line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipworks.data.tables import read_table
+from clipworks.errors import DataError, DataWarning
+
+COLUMNS = ("filepath", "caption")
+
+
+def _rows(path: Path, content: str | bytes, **kwargs: object) -> list[dict[str, str]]:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return read_table(path, columns=COLUMNS, flags="--image-key/--caption-key", **kwargs)
+
+
+@pytest.mark.parametrize("inside", ["\n", "\r\n", "\u2028", "\u0085", "\x0c", "\u2029", "\x1c"])
+def test_a_line_break_of_any_kind_inside_quotes_stays_in_the_caption(tmp_path: Path, inside: str) -> None:
+    rows = _rows(tmp_path / "c.csv", f'filepath,caption\na.png,"two{inside}lines"\nb.png,plain\n')
+    assert rows == [{"filepath": "a.png", "caption": f"two{inside}lines"}, {"filepath": "b.png", "caption": "plain"}]
+
+
+def test_every_record_ending_and_quoting_rule(tmp_path: Path) -> None:
+    text = 'filepath,caption\r\na.png,"a, b and ""c"""\rb.png,x\n\nc.png,\n'
+    assert _rows(tmp_path / "c.csv", text) == [
+        {"filepath": "a.png", "caption": 'a, b and "c"'}, {"filepath": "b.png", "caption": "x"},
+        {"filepath": "c.png", "caption": ""}]
+    tsv = "\ufefffilepath\tcaption\na.png\tcomma, inside\n"  # a byte-order mark; in a tab file commas are text
+    assert _rows(tmp_path / "c.tsv", tsv) == [{"filepath": "a.png", "caption": "comma, inside"}]
+
+
+def test_an_unclosed_quote_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    lines = ["filepath,caption", "a.png,fine", 'b.png,"opened and never closed'] + [f"{i}.png,row {i}"
+                                                                                    for i in range(14)]
+    with pytest.raises(DataError, match=r"c.csv, line 3: a quote opened in this row is never closed, so the 14 "
+                                        r"lines after it would become one field"):
+        _rows(tmp_path / "c.csv", "\n".join(lines) + "\n")
+
+
+def test_captions_that_swallowed_rows_are_counted_in_one_warning(tmp_path: Path) -> None:
+    text = 'filepath,caption\na.png,"first\nb.png,second"\nc.png,"x\nd.jpg,y"\ne.png,"a poem\nin two lines"\n'
+    with pytest.warns(DataWarning, match=r"c.csv: 2 rows have a field spanning lines that look like rows of this "
+                                         r"file \(first at line 2\)"):
+        rows = _rows(tmp_path / "c.csv", text)
+    assert [r["filepath"] for r in rows] == ["a.png", "c.png", "e.png"]  # read as written: the warning says where
+
+
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"c.csv, line 3: byte 0xe9 is not UTF-8 text .* save the file as UTF-8"):
+        _rows(tmp_path / "c.csv", b"filepath,caption\na.png,ok\nb.png,caf\xe9\n")
+
+
+def test_a_directory_or_a_missing_file_says_which(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is a directory; expected a CSV/TSV file"):
+        read_table(tmp_path, columns=COLUMNS, flags="")
+    with pytest.raises(FileNotFoundError, match="missing.csv does not exist"):
+        read_table(tmp_path / "missing.csv", columns=COLUMNS, flags="")
+
+
+def test_the_cli_gives_one_line_for_a_directory_and_for_broken_quoting(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text('filepath,caption\na.png,"never closed\nb.png,x\n')
+    for data, message in ((tmp_path, "is a directory"), (tmp_path / "bad.csv", "line 2: a quote opened")):
+        result = subprocess.run([sys.executable, "-m", "clipworks.cli", "train", "--data", str(data), "--steps", "1"],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -1,14 +1,23 @@
-"""Atomic writes keep the old file when writing fails and leave no temporaries."""
+"""Atomic writes keep the old file when writing fails and leave no temporaries; a full disk is one clear error."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import SafetensorError
 
-from clipworks.io.files import write_npz_atomic, write_text_atomic
+from clipworks import create_model, save_checkpoint
+from clipworks.errors import ClipworksError, DiskFullError
+from clipworks.io import checkpoints
+from clipworks.io.files import write_atomic, write_npz_atomic, write_text_atomic
 
 
 def test_npz_files_are_written_whole_with_normal_permissions(tmp_path: Path) -> None:
@@ -33,3 +42,62 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> N
         write_npz_atomic(path, a=Unsaveable())
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+# ---- a full disk: one error naming the directory and the space, nothing half-written left ------------------------
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     SafetensorError("Error while serializing: IoError(Os { code: 28, kind: "
+                                                     "StorageFull, message: \"No space left on device\" })"),
+                                     RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
+                                                  "failed writing file data/0: file write failed")])
+def test_every_writers_way_of_saying_disk_full_becomes_one_error(tmp_path: Path, failure: Exception,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    model = create_model("RN-Tiny", seed=0)
+    save_checkpoint(tmp_path / "ckpt", model)
+    before = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(checkpoints, "save_file", fail)
+    with pytest.raises(DiskFullError, match=rf"no space left on the device of {tmp_path}: [\d,.]+ MB free, about "
+                                            r"[\d,.]+ MB needed; free some space"):
+        save_checkpoint(tmp_path / "ckpt", model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # the temporary directory is gone
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before  # the old checkpoint is untouched
+    assert isinstance(DiskFullError("x"), ClipworksError)  # the CLI prints it as one line, exit code 2
+
+
+def test_other_write_errors_are_not_called_a_full_disk(tmp_path: Path) -> None:
+    with pytest.raises(PermissionError):
+        write_atomic(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(PermissionError(errno.EACCES, "denied")))
+
+
+@contextlib.contextmanager
+def _small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (or mount is refused here): the real full-disk cases cannot "
+                    "run; the simulated ones above still do")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_real_full_disk_mid_write_and_a_training_run_that_cannot_save(tmp_path: Path) -> None:
+    with _small_tmpfs(tmp_path / "small", "1m") as small:
+        (small / "old.bin").write_bytes(b"old")
+        with pytest.raises(DiskFullError, match=f"no space left on the device of {small}"):
+            write_atomic(small / "old.bin", lambda tmp: Path(tmp).write_bytes(b"x" * 3 * 2**20))  # ENOSPC mid-write
+        assert (small / "old.bin").read_bytes() == b"old" and [p.name for p in small.iterdir()] == ["old.bin"]
+        run = subprocess.run([sys.executable, "-m", "clipworks.cli", "train", "--model", "RN-Tiny", "--steps", "1",
+                              "--batch-size", "4", "--world-samples", "8", "--eval-every", "0", "--no-tensorboard",
+                              "--precision", "fp32", "--output-dir", str(small / "run"), "--quiet"],
+                             capture_output=True, text=True, env={**os.environ, "CLIPWORKS_CACHE": str(tmp_path)})
+        assert run.returncode == 2, run.stderr
+        assert f"no space left on the device of {small / 'run' / 'checkpoints'}" in run.stderr
+        assert "MB needed" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+        assert not list((small / "run" / "checkpoints").glob(".*")) and not (small / "run" / "checkpoints" /
+                                                                              "latest").exists()

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from .data.batches import world_batches, world_data
 from .evaluation.evaluators import evaluate_world
-from .io.files import write_text_atomic
+from .io.files import write_atomic, write_text_atomic
 from .training.config import TrainConfig
 from .training.loop import TrainResult, train
 
@@ -106,6 +106,4 @@ def _plot(result: TrainResult, path: Path) -> None:
     ax.set_title("clipworks demo: training loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))

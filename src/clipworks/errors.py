@@ -21,6 +21,10 @@ class CheckpointError(ClipworksError):
     """A file that is not a loadable checkpoint; the message names the file and what was expected."""
 
 
+class DiskFullError(ClipworksError, OSError):
+    """A write that did not fit on its file system; the message names the directory and the space needed."""
+
+
 class SearchIndexError(ClipworksError, ValueError):
     """An index directory or source that cannot be used as given."""
 

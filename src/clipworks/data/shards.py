@@ -24,6 +24,7 @@ that many samples undecoded: training continues with exactly the batch that woul
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -43,6 +44,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..distributed import Process
 from ..errors import ConfigError, DataError
+from ..io.files import full_disk_is_one_error
 from .batches import Batch
 from .datasets import MAX_BAD_FRACTION, Transform, collate_skip_bad
 from .images import UnreadableImage, open_image
@@ -444,27 +446,29 @@ def write_shards(samples: Iterable[tuple[ImageSource, str, dict[str, Any]]], out
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    tar, tmp = None, None
-    try:
-        for index, (image, caption, extra) in enumerate(samples):
-            if index % samples_per_shard == 0:
-                if tar is not None:
-                    _finish(tar, tmp, paths[-1])
-                paths.append(out / f"{prefix}-{len(paths):05d}.tar")
-                tmp = paths[-1].with_name(f".{paths[-1].name}.{os.getpid()}.tmp")
-                tar = tarfile.open(tmp, "w")
-            key = f"{index:09d}"
-            data, suffix = _image_bytes(image)
-            _add(tar, f"{key}.{suffix}", data)
-            _add(tar, f"{key}.txt", caption.encode("utf-8"))
-            _add(tar, f"{key}.json", json.dumps({"key": key, "caption": caption, **extra}).encode("utf-8"))
-        if tar is not None:
-            _finish(tar, tmp, paths[-1])
-            tar = None
-    finally:
-        if tar is not None:
-            tar.close()
-            tmp.unlink(missing_ok=True)
+    with full_disk_is_one_error(out):  # a full disk: one error, the shard being written removed
+        tar, tmp = None, None
+        try:
+            for index, (image, caption, extra) in enumerate(samples):
+                if index % samples_per_shard == 0:
+                    if tar is not None:
+                        _finish(tar, tmp, paths[-1])
+                    paths.append(out / f"{prefix}-{len(paths):05d}.tar")
+                    tmp = paths[-1].with_name(f".{paths[-1].name}.{os.getpid()}.tmp")
+                    tar = tarfile.open(tmp, "w")
+                key = f"{index:09d}"
+                data, suffix = _image_bytes(image)
+                _add(tar, f"{key}.{suffix}", data)
+                _add(tar, f"{key}.txt", caption.encode("utf-8"))
+                _add(tar, f"{key}.json", json.dumps({"key": key, "caption": caption, **extra}).encode("utf-8"))
+            if tar is not None:
+                _finish(tar, tmp, paths[-1])
+                tar = None
+        finally:
+            if tar is not None:
+                with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+                    tar.close()
+                tmp.unlink(missing_ok=True)
     return paths
 
 

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference, resolve_checkpoint
 from ..io.files import cache_dir as world_cache_dir
-from ..io.files import write_text_atomic
+from ..io.files import write_atomic, write_text_atomic
 from ..models.clip import CLIP
 from . import linear_probe as lp
 from .evaluators import encode_world_images
@@ -156,7 +156,7 @@ def _plot_fewshot(fewshot: dict[str, Any], path: Path) -> None:
         ax.set(title=f"{name}", xlabel="labelled examples per class", ylabel="top-1", ylim=(0, 1.02))
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
@@ -173,7 +173,7 @@ def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: P
         ax.set(title=task, ylabel="top-1", ylim=(0, 1.02))
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def _markdown(r: dict[str, Any]) -> str:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from ..models.clip import CLIP
 from ..models.configs import CLIPConfig, registry_name
 from ..models.inference import optimize_for_inference
 from ..models.transforms import image_transform
+from .files import nbytes, write_dir_atomic
 from .formats import Checkpoint, read_foreign
 
 WEIGHTS = "model.safetensors"
@@ -44,27 +43,15 @@ LATEST = "latest"
 def save_checkpoint(path: str | Path, model: CLIP, *, training_state: dict[str, Any] | None = None,
                     metadata: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint directory at `path` atomically (replacing an existing one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    try:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+
+    def write(tmp: Path) -> None:
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps({"model": model.config.to_dict(), **(metadata or {})}, indent=2))
         if training_state is not None:
             torch.save(training_state, tmp / TRAINING_STATE)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return write_dir_atomic(path, write, needed=nbytes(state) + nbytes(training_state))
 
 
 def remove_stale_temporaries(directory: Path) -> None:

@@ -26,6 +26,7 @@ from ..errors import CheckpointError
 from ..models.clip import CLIP
 from ..models.tokenizer import END_OF_WORD, EOT, NUM_MERGES, SOT, Tokenizer, byte_symbols
 from ..models.transforms import OPENAI_MEAN, OPENAI_STD
+from .files import nbytes, write_dir_atomic
 from .formats import HF_BLOCK, HF_NAMES
 
 SOT_ID, EOT_ID = 49406, 49407
@@ -96,18 +97,20 @@ def write_tokenizer(directory: Path, context_length: int) -> None:
 
 def save_hf(model: CLIP, directory: str | Path) -> Path:
     """An HF transformers directory: CLIPModel weights + config, CLIPTokenizer files, CLIPImageProcessor config."""
-    directory = Path(directory)
     state = hf_state_dict(model)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(hf_config(model), indent=2))
-    write_tokenizer(directory, model.context_length)
     size = model.image_size
-    (directory / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": size},
-        "resample": 3, "do_center_crop": True, "crop_size": {"height": size, "width": size}, "do_rescale": True,
-        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(OPENAI_MEAN), "image_std": list(OPENAI_STD),
-        "do_convert_rgb": True}, indent=2))
+
+    def write(tmp: Path) -> None:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(hf_config(model), indent=2))
+        write_tokenizer(tmp, model.context_length)
+        (tmp / "preprocessor_config.json").write_text(json.dumps({
+            "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": size},
+            "resample": 3, "do_center_crop": True, "crop_size": {"height": size, "width": size}, "do_rescale": True,
+            "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(OPENAI_MEAN),
+            "image_std": list(OPENAI_STD), "do_convert_rgb": True}, indent=2))
+
+    directory = write_dir_atomic(directory, write, needed=nbytes(state), keep_others=True)
     return directory
 
 
@@ -133,8 +136,6 @@ class _ImageEncoder(nn.Module):
 
 def export_onnx(model: CLIP, directory: str | Path, *, opset: int = 18) -> dict[str, Path]:
     """image.onnx, text.onnx (int64 ids) and text_int32.onnx, each with a dynamic batch axis; returns their paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     if model.dtype != torch.float32:
         model = copy.deepcopy(model).float()  # ONNX graphs are fp32; the caller's model is left as it was
     model.eval()
@@ -144,13 +145,15 @@ def export_onnx(model: CLIP, directory: str | Path, *, opset: int = 18) -> dict[
     jobs = {"image": (_ImageEncoder(model).eval(), torch.zeros(2, 3, size, size), "images"),
             "text": (_TextEncoder(model).eval(), torch.zeros(2, length, dtype=torch.int64), "text"),
             "text_int32": (_TextEncoder(model).eval(), torch.zeros(2, length, dtype=torch.int32), "text")}
-    paths = {}
-    for name, (module, example, input_name) in jobs.items():
-        path = directory / f"{name}.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes on shape checks that are constant for a fixed model
-            torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=["embedding"],
-                              dynamic_axes={input_name: {0: "batch"}, "embedding": {0: "batch"}},
-                              opset_version=opset, dynamo=False)
-        paths[name] = path
-    return paths
+
+    def write(tmp: Path) -> None:
+        for name, (module, example, input_name) in jobs.items():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer notes on shape checks that are constant for a fixed model
+                torch.onnx.export(module, (example,), str(tmp / f"{name}.onnx"), input_names=[input_name],
+                                  output_names=["embedding"], dynamic_axes={input_name: {0: "batch"},
+                                                                            "embedding": {0: "batch"}},
+                                  opset_version=opset, dynamo=False)
+
+    directory = write_dir_atomic(directory, write, needed=nbytes(model.state_dict()), keep_others=True)
+    return {name: directory / f"{name}.onnx" for name in jobs}

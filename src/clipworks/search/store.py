@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io.files import full_disk_is_one_error
+
 STORE = "items.sqlite"
 
 _SCHEMA = """
@@ -154,7 +156,7 @@ class Store:
         records, skipped = list(records), list(skipped)
         if not records and not skipped:
             return
-        with self._lock, self._db:
+        with full_disk_is_one_error(self.path.parent), self._lock, self._db:
             self._db.executemany(
                 "INSERT INTO items (path, source, caption, size, mtime_ns, width, height, vector, thumbnail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET source = excluded.source, "
@@ -171,7 +173,7 @@ class Store:
     def remove(self, paths: Iterable[str]) -> int:
         """Forget these images (embedded or skipped); returns how many embedded ones were removed."""
         paths = [(p,) for p in paths]
-        with self._lock, self._db:
+        with full_disk_is_one_error(self.path.parent), self._lock, self._db:
             before = self._db.total_changes
             self._db.executemany("DELETE FROM items WHERE path = ?", paths)
             removed = self._db.total_changes - before

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..evaluation.evaluators import Evaluator
 from ..hardware import Precision, keep_freed_memory, resolve_precision
 from ..io.checkpoints import load_model, resolve_checkpoint
-from ..io.files import write_text_atomic
+from ..io.files import full_disk_is_one_error, write_text_atomic
 from ..models.clip import CLIP, create_model
 from ..models.configs import registry_name
 from .config import TrainConfig
@@ -283,7 +283,7 @@ class _Logbook:
 
     def _write(self, record: dict[str, Any]) -> None:
         if self.main:
-            with self.file.open("a") as f:
+            with full_disk_is_one_error(self.file.parent), self.file.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
 

@@ -149,8 +149,16 @@ def test_train_on_a_csv_skips_and_counts_corrupt_images(tmp_path: Path, capsys: 
                      "--batch-size", "8", "--workers", "0", "--eval-every", "0", "--output-dir", str(tmp_path / "r"),
                      "--quiet"])
     assert code == 0
-    assert "skipped 2 unreadable images of 24" in capsys.readouterr().out
-    assert (tmp_path / "r" / "checkpoints" / "step_0000002" / "model.safetensors").is_file()
+    out_text = capsys.readouterr().out
+    assert "skipped 2 unreadable images of 24" in out_text
+    assert f"trained on 22 images; 2 unreadable ones skipped (listed in {tmp_path / 'r'}/log.jsonl)" in out_text
+    step = tmp_path / "r" / "checkpoints" / "step_0000002"
+    assert (step / "model.safetensors").is_file()
+    assert oct(step.stat().st_mode & 0o777) == "0o755" and oct((step / "config.json").stat().st_mode & 0o777) == "0o644"
+    records = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    data = records[0]["data"]  # the first record: what the data source found
+    assert (data["samples"], data["skipped"]) == (22, 2)
+    assert sorted(Path(p).name for p in data["skipped_images"]) == sorted(p.name for p in images[:2])
 
 
 def test_train_on_a_mostly_corrupt_csv_stops_with_a_clear_error(tmp_path: Path) -> None:

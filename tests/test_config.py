@@ -81,6 +81,7 @@ def test_cli_flags_override_the_config_file(tmp_path: Path, monkeypatch: pytest.
 
     class Result:
         checkpoint = "ckpt"
+        data = None
 
     monkeypatch.setattr("clipworks.training.run.run_training", lambda cfg, progress: seen.append(cfg) or Result())
     file = write(tmp_path / "run.toml", 'model = "RN50"\nsteps = 9\nlock_image = true\n')
@@ -126,7 +127,8 @@ def test_every_train_flag_shows_its_field_documentation_and_default(monkeypatch:
     assert found["--lock-image"] == ("LiT (Zhai et al. 2022): freeze the image tower (eval mode, not optimized) "
                                      "(default: False)")
     assert found["--model"].endswith("(default: ViT-Tiny)") and found["--lr"].endswith("(default: 0.0005)")
-    assert found["--resume"].startswith("'latest' (this output dir's newest checkpoint)")
+    assert found["--resume"].startswith("'latest' (this output dir's newest checkpoint; with none yet, the run starts "
+                                      "at step 0")
     assert found["--resume"].endswith("(default: None)")
 
 

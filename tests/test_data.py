@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from clipworks.data.datasets import CsvDataset, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
-from clipworks.data.world import World
+from clipworks.data.world import World, WorldConfig
 from clipworks.errors import DataError
 from clipworks.models.transforms import image_transform, to_tensor_batch
 
@@ -196,3 +200,40 @@ def test_world_dataset_matches_batch_path() -> None:
     assert batch_tokens[:, 0].tolist() == [len(ds.captions[4]), len(ds.captions[1])]
     with pytest.raises(ValueError, match="pair up"):
         WorldDataset(images, torch.zeros(5, 3))
+
+
+def test_dataloader_workers_end_with_a_killed_run(tmp_path: Path) -> None:
+    # A run killed with -9 cannot stop its workers; the kernel does (PR_SET_PDEATHSIG), instead of the workers
+    # noticing only at their next poll for the parent.
+    out = World(WorldConfig()).export("train", 16, tmp_path / "set")
+    script = (
+        "import sys, time\n"
+        "from clipworks.data.batches import loader_batches\n"
+        "from clipworks.data.datasets import CsvDataset\n"
+        "from clipworks.distributed import Process\n"
+        "from clipworks.models.transforms import image_transform\n"
+        f"data = CsvDataset({str(out / 'captions.csv')!r}, transform=image_transform(64))\n"
+        "batches = loader_batches(data, 4, workers=2, seed=0)(0, Process())\n"
+        "next(batches)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n")
+    main = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert main.stdout.readline().strip() == "ready"
+        children = [int(p) for p in Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()]
+        assert len(children) >= 2  # the two workers
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+        deadline = time.monotonic() + 2.0  # a bound against lingering, far below the workers' own poll interval
+        while time.monotonic() < deadline and any(_running(c) for c in children):
+            time.sleep(0.05)
+        assert [c for c in children if _running(c)] == []
+    finally:
+        main.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except (FileNotFoundError, ProcessLookupError):
+        return False

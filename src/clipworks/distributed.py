@@ -1,4 +1,5 @@
-"""Multi-process training support: process-group set-up from torchrun or SLURM, and the feature gather.
+"""The processes of a job: process-group set-up from torchrun or SLURM, the feature gather, and DataLoader workers
+that end with the process that started them.
 
 The paper computes the similarity matrix sharded across workers (Radford et al. 2021, Sec. 2.5): each rank embeds
 its slice of the global batch, gathers every rank's features WITH gradients, and computes the loss of its own rows
@@ -7,8 +8,11 @@ against all columns. Averaging the per-rank losses gives exactly the single-proc
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +94,14 @@ def gather_objects(value: Any, process: Process) -> list[Any]:
 def shutdown(process: Process) -> None:
     if process.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_with_parent(worker_id: int = 0) -> None:
+    """A DataLoader `worker_init_fn`: the kernel kills this worker when the process that started it dies. Otherwise a
+    `kill -9` of a run leaves its workers reading data until they next poll for their parent."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)

@@ -60,6 +60,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     cfg = resolve_train_config(given, config_file=args.config, recipe=args.recipe)
     result = run_training(cfg, progress=not args.quiet)
+    if result.data and result.data["skipped"]:
+        print(f"trained on {result.data['samples']} images; {result.data['skipped']} unreadable ones skipped "
+              f"(listed in {cfg.output_dir}/log.jsonl)")
     print(f"checkpoint: {result.checkpoint}")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from ..distributed import Process
+from ..distributed import Process, exit_with_parent
 from ..errors import DataError
 from ..io.files import cache_dir
 from ..models.configs import CLIPConfig
@@ -78,7 +78,8 @@ def loader_batches(dataset: CsvDataset, batch_size: int, workers: int, seed: int
             order = list(sampler)[skip * share:]
             loader = torch.utils.data.DataLoader(dataset, batch_size=share, sampler=order, drop_last=True,
                                                  num_workers=workers, collate_fn=collate_skip_bad,
-                                                 generator=torch.Generator().manual_seed(seed))
+                                                 generator=torch.Generator().manual_seed(seed),
+                                                 worker_init_fn=exit_with_parent)
             for batch in loader:
                 if batch is not None and len(batch[0]) >= 2:
                     yield batch

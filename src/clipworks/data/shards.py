@@ -42,7 +42,7 @@ import torch.distributed as dist
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..distributed import Process
+from ..distributed import Process, exit_with_parent
 from ..errors import ConfigError, DataError
 from ..io.files import full_disk_is_one_error
 from .batches import Batch
@@ -348,7 +348,8 @@ class ShardStream:
                  description: str, rank: int) -> None:
         self.dataset, self.batched = dataset, _WorkerBatches(dataset, share)
         self.n_workers = max(workers, 1)
-        self.loader = DataLoader(self.batched, batch_size=None, num_workers=workers, collate_fn=_identity)
+        self.loader = DataLoader(self.batched, batch_size=None, num_workers=workers, collate_fn=_identity,
+                                 worker_init_fn=exit_with_parent)
         self.position = position or {"epoch": 0, "consumed": [0] * self.n_workers, "next": 0}
         self.description, self.rank, self.share = description, rank, share
         self._batches = self._generate()

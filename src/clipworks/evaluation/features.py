@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.datasets import LabelledImages, collate_skip_bad
+from ..distributed import exit_with_parent
 from ..errors import DataError
 from ..io.checkpoints import WEIGHTS, resolve_checkpoint
 from ..io.files import write_npz_atomic
@@ -93,7 +94,7 @@ def image_features(model: CLIP, dataset: LabelledImages, *, cache: FeatureCache,
     if hit is not None:
         return hit["features"], hit["kept"]
     loader = torch.utils.data.DataLoader(_Indexed(dataset), batch_size=batch_size, num_workers=workers,
-                                         collate_fn=collate_skip_bad)
+                                         collate_fn=collate_skip_bad, worker_init_fn=exit_with_parent)
     batches = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False)
     features, kept = [], []
     for embeddings, index in embed_images(model, batches):

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 from ..data.images import UnreadableImage
+from ..distributed import exit_with_parent
 from ..errors import SearchIndexError
 from ..hardware import resolve_precision
 from ..io.checkpoints import load
@@ -298,7 +299,8 @@ class Index:
         if todo:
             model = self.query_model
         loader = torch.utils.data.DataLoader(_Embeddable(todo, self.preprocess), batch_size=batch_size,
-                                             num_workers=workers, collate_fn=_keep_list)
+                                             num_workers=workers, collate_fn=_keep_list,
+                                             worker_init_fn=exit_with_parent)
         records: list[Record] = []
         bad: list[tuple[str, str, int, int, str]] = []
         bar = tqdm(total=len(todo), desc="embedding", unit="img", disable=not progress or not todo)

@@ -79,7 +79,8 @@ class TrainConfig:
     samples_per_epoch: int | None = _doc(None, "shards: samples per epoch over the whole job (resampled mode)")
     seed: int = _doc(0, "seed of the model's initialisation and the data order")
     device: str = _doc("cpu", "cpu or cuda (under torchrun each process takes the GPU of its local rank)")
-    resume: str | None = _doc(None, "'latest' (this output dir's newest checkpoint) or a checkpoint directory")
+    resume: str | None = _doc(None, "'latest' (this output dir's newest checkpoint; with none yet, the run starts "
+                                    "at step 0, so a restartable job can always pass it) or a checkpoint directory")
 
     def model_config(self) -> CLIPConfig:
         """The architecture trained: --init's when given (it overrides --model), else the registry's --model."""

@@ -48,10 +48,11 @@ class TrainResult:
     checkpoint: Path
     history: list[dict[str, Any]]  # one entry per logged step: step, loss, lr, logit_scale, samples_per_s, data_wait_s
     evals: list[dict[str, Any]]  # one entry per evaluation: step + metrics
+    data: dict[str, Any] | None = None  # what the data source reported (e.g. images skipped as unreadable)
 
 
 def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None, *,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, data_report: dict[str, Any] | None = None) -> TrainResult:
     """Train for cfg.steps optimizer steps. `batches(start_step, process)` gives an endless iterator of this
     process's batches beginning at that step, so a resumed run continues from its data position.
 
@@ -64,6 +65,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None,
                               process=run.process)
     data = batches(start, run.process) if position is None else batches(start, run.process, position)
     logbook = _Logbook.open(run, start, progress=progress)
+    if data_report is not None:
+        logbook.data(data_report, write=start == 0)  # a resumed run's log already holds it
     checkpoint = None
     for step in range(start, run.cfg.steps):
         images, tokens, data_wait = _fetch(data, run.device)
@@ -217,7 +220,8 @@ def _finish(run: _Run, data: Iterator[Batch], checkpoint: Path | None, logbook: 
         torch.distributed.barrier()  # the last checkpoint is on disk before any process returns
     if checkpoint is None:  # not rank 0, or resumed at or past the final step
         checkpoint = resolve_checkpoint(run.out)
-    return TrainResult(model=run.model.eval(), checkpoint=checkpoint, history=logbook.history, evals=logbook.evals)
+    return TrainResult(model=run.model.eval(), checkpoint=checkpoint, history=logbook.history, evals=logbook.evals,
+                       data=logbook.data_report)
 
 
 def _train_mode(model: CLIP, *, lock_image: bool) -> None:
@@ -240,6 +244,7 @@ class _Logbook:
     evals: list[dict[str, Any]] = field(default_factory=list)
     last: float = field(default_factory=time.perf_counter)  # when the last step (or evaluation) ended
     rate: float = 0.0  # training samples/s, smoothed over steps
+    data_report: dict[str, Any] | None = None
 
     @classmethod
     def open(cls, run: _Run, start: int, *, progress: bool) -> _Logbook:
@@ -263,6 +268,12 @@ class _Logbook:
                 self.board.add_scalar(f"train/{key}", record[key], step)
         self.bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{self.rate:.0f}", T=f"{logit_scale:.1f}")
         self.bar.update(1)
+
+    def data(self, report: dict[str, Any], *, write: bool) -> None:
+        """What the data source found before the first step (e.g. unreadable images): a {"data": ...} record."""
+        self.data_report = report
+        if write:
+            self._write({"data": report})
 
     def evaluation(self, metrics: dict[str, Any]) -> None:
         self.evals.append(metrics)

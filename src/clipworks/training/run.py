@@ -27,19 +27,23 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         world, data = world_data(cfg.world_seed, "train", cfg.world_samples, model_cfg)
         batches = world_batches(data, cfg.batch_size, cfg.seed)
         evaluate = evaluate_world(world)
+        report = None  # generated data: nothing to report
     else:
         tok = lambda caps: tokenize(caps, length, truncate=True)  # noqa: E731
         if is_shard_spec(cfg.data):  # webdataset tar shards: streamed, bad samples skipped as they are met
             batches = shard_batches(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
                                     batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed,
                                     resampled=cfg.resampled, samples_per_epoch=cfg.samples_per_epoch)
+            report = None  # a stream: bad samples are skipped and logged as they are met
         else:
             dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
                                  image_key=cfg.image_key, caption_key=cfg.caption_key)
             bad = dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
             if bad:
                 print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {cfg.data} "
-                      f"(first: {bad[0]})")
+                      f"(first: {bad[0]}; all listed in log.jsonl)")
+            report = {"source": cfg.data, "samples": len(dataset), "skipped": len(bad),
+                      "skipped_images": [str(p) for p in bad]}
             batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
         evaluate = None
         if cfg.val_data:
@@ -47,4 +51,4 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                              image_key=cfg.image_key, caption_key=cfg.caption_key)
             val.scan()
             evaluate = evaluate_captions(val, cfg.batch_size)
-    return train(cfg, batches, evaluate, progress=progress)
+    return train(cfg, batches, evaluate, progress=progress, data_report=report)

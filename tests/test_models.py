@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from clipworks import CLIPConfig, create_model, get_config, list_models
+from clipworks.errors import ConfigError
+from clipworks.models.configs import TextConfig, VisionConfig
 
 
 def shrink(cfg: CLIPConfig) -> CLIPConfig:
@@ -60,3 +62,16 @@ def test_invalid_vision_configs_are_rejected() -> None:
         dataclasses.replace(v, image_size=100)
     with pytest.raises(ValueError, match="4 stage depths"):
         dataclasses.replace(get_config("RN50").vision, layers=(3, 4, 6))
+
+
+@pytest.mark.parametrize("scale", [1, 10])
+def test_config_bounds_leave_room_above_the_largest_released_clips(scale: int) -> None:
+    # open_clip's ViT-bigG-14 (the largest released CLIP) and RN50x64, and both ten times deeper and wider, are valid.
+    big_g = CLIPConfig(1280 * scale, VisionConfig(224, 1664 * scale, 48 * scale, 14, head_width=104),
+                       TextConfig(width=1280 * scale, layers=32 * scale, head_width=64))
+    assert big_g.vision.heads == 16 * scale and big_g.text.heads == 20 * scale
+    rn = get_config("RN50x64").vision
+    rn = dataclasses.replace(rn, width=rn.width * scale, layers=tuple(n * scale for n in rn.layers))
+    assert rn.layers[2] == 36 * scale
+    with pytest.raises(ConfigError, match=r"text.layers = 1000000 is out of bounds: allowed 1\.\.512"):
+        dataclasses.replace(big_g.text, layers=10**6)

@@ -9,6 +9,10 @@ never leaves a half-written checkpoint. A run directory holds `checkpoints/step_
 
 `load` / `load_model` also take every foreign format `formats.py` reads (OpenAI, open_clip, HF transformers) and
 can resize positional embeddings (`resize`) and change dtype on the way in.
+
+Nothing is built from a file before it is checked: every size in its config against the registry's LIMITS, then every
+tensor's shape (for a native checkpoint from the safetensors header, before any data is read) against a model of that
+config on the meta device. A file that fails either is one CheckpointError naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ import dataclasses
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, ConfigError
@@ -88,18 +92,47 @@ def is_native(path: str | Path) -> bool:
     path = Path(path)
     try:
         path = resolve_checkpoint(path)
-        return "model" in json.loads((path / CONFIG).read_text())
-    except (CheckpointError, json.JSONDecodeError, OSError):
+        meta = json.loads((path / CONFIG).read_text())
+    except (CheckpointError, ValueError, OSError):  # ValueError: not JSON, or not UTF-8
         return False
+    return isinstance(meta, dict) and "model" in meta
+
+
+def check_shapes(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], what: str) -> None:
+    """A CheckpointError starting with `what`, naming the first tensor that is missing from `found`, shaped unlike
+    `expected` says, or not expected at all; nothing if the two agree exactly."""
+    problems = [f"size mismatch for {name}: expected {shape} from the config, found {found[name]}" if name in found
+                else f"missing tensor {name} of shape {shape}" for name, shape in expected.items()
+                if found.get(name) != shape]
+    problems += [f"unexpected tensor {name} of shape {shape}" for name, shape in found.items() if name not in expected]
+    if problems:
+        more = f"; {len(problems) - 1} more difference{'s' * (len(problems) > 2)}" if len(problems) > 1 else ""
+        raise CheckpointError(f"{what} ({problems[0]}{more}); expected one consistent CLIP state dict")
+
+
+def _meta_model(config: CLIPConfig) -> CLIP:
+    """A CLIP with every parameter on the meta device: shapes without memory, for checks and `assign` loading."""
+    with torch.device("meta"):
+        return CLIP(config)
+
+
+def _shapes(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
 
 
 def _read_native(path: Path) -> Checkpoint:
     path = resolve_checkpoint(path)
     config = _read_config(path)
+    weights = path / WEIGHTS
     try:
-        state = load_file(str(path / WEIGHTS))
+        # The header alone gives every tensor's shape: a file that disagrees with config.json is refused before its
+        # data is read or anything is allocated.
+        with safe_open(str(weights), "pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+        check_shapes(found, _shapes(_meta_model(config).state_dict()), f"{weights}: weights do not match {CONFIG}")
+        state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path / WEIGHTS}: unreadable safetensors file ({e}); it may be truncated") from e
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({e}); it may be truncated") from e
     return Checkpoint(state, config, "clipworks checkpoint", [])
 
 
@@ -127,7 +160,7 @@ def resize(ckpt: Checkpoint, *, image_size: int | None = None, context_length: i
                           "and a context length at least 2 (start and end of text)")
     if image_size and image_size != config.vision.image_size:
         try:
-            vision = dataclasses.replace(config.vision, image_size=image_size)  # validates patch / 32 divisibility
+            vision = dataclasses.replace(config.vision, image_size=image_size)  # checks divisibility and LIMITS
         except ValueError as e:
             raise ConfigError(f"--image-size {image_size} does not fit this {ckpt.format}: {e}") from None
         key = "visual.positional_embedding" if vision.kind == "vit" else "visual.attnpool.positional_embedding"
@@ -178,10 +211,12 @@ def read_config(path: str | Path) -> CLIPConfig:
 
 
 def _read_config(path: Path) -> CLIPConfig:
+    """The config of a checkpoint `is_native` accepted; a size outside the registry's LIMITS is refused here, before
+    anything is built from it."""
     try:
         return CLIPConfig.from_dict(json.loads((path / CONFIG).read_text())["model"])
-    except (json.JSONDecodeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: not a clipworks config ({e})") from e
+    except ValueError as e:  # not JSON, not UTF-8, or a ConfigError naming the field and its bound
+        raise CheckpointError(f"{path / CONFIG}: not a usable clipworks config ({e})") from e
 
 
 def describe(path: str | Path, ckpt: Checkpoint) -> str:
@@ -201,14 +236,15 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: t
 
 
 def _build(ckpt: Checkpoint, path: str | Path, *, device: str | torch.device, dtype: torch.dtype | None) -> CLIP:
-    with torch.device("meta"):
-        model = CLIP(ckpt.config)
+    model = _meta_model(ckpt.config)
+    expected = CONFIG if ckpt.format == "clipworks checkpoint" else "the architecture read from the file"
+    # Shapes first: the dtype copies and the move to `device` below allocate, and must only see weights that fit.
+    check_shapes(_shapes(ckpt.state), _shapes(model.state_dict()), f"{path}: weights do not match {expected}")
     state = {k: v.to(dtype or torch.float32) if v.is_floating_point() else v for k, v in ckpt.state.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as e:
+    except RuntimeError as e:  # shapes agree, so something else, e.g. integer weights
         first = str(e).splitlines()[1:2] or [str(e)]
-        expected = CONFIG if ckpt.format == "clipworks checkpoint" else "the architecture read from the file"
         raise CheckpointError(f"{path}: weights do not match {expected} ({first[0].strip()}); expected one "
                               "consistent CLIP state dict") from e
     return model.to(device).eval()

@@ -36,6 +36,7 @@ from ..models.configs import CLIPConfig, TextConfig, VisionConfig
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+HF_TOWERS = ("vision_config", "text_config")
 # Entries some writers keep in a state dict that are not weights: OpenAI's old buffers, HF's position ids, masks.
 IGNORED = re.compile(r"(^|\.)(input_resolution|context_length|vocab_size|position_ids|attn_mask)$")
 
@@ -295,36 +296,47 @@ def _open_clip_config(file: Path, activation: str | None) -> CLIPConfig | None:
         cfg = json.loads(file.read_text())
         cfg = cfg.get("model_cfg", cfg)
         v, t = cfg["vision_cfg"], cfg["text_cfg"]
+        if (heads := int(t.get("heads", 8))) < 1:
+            raise ValueError(f"text_cfg.heads = {heads}; at least one attention head is needed")
         layers = tuple(v["layers"]) if isinstance(v["layers"], list) else int(v["layers"])
         vision = VisionConfig(image_size=int(v.get("image_size", 224)), width=int(v.get("width", 768)),
                               layers=layers, patch_size=int(v.get("patch_size") or 0),
                               head_width=int(v.get("head_width", 64)))
         t_width = int(t.get("width", 512))
         text = TextConfig(context_length=int(t.get("context_length", 77)), vocab_size=int(t.get("vocab_size", 49408)),
-                          width=t_width, layers=int(t.get("layers", 12)), head_width=t_width // int(t.get("heads", 8)))
+                          width=t_width, layers=int(t.get("layers", 12)), head_width=t_width // heads)
         chosen = activation or ("quick_gelu" if cfg.get("quick_gelu") else "gelu")
         return CLIPConfig(int(cfg["embed_dim"]), vision, text, chosen)
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # ValueError: bad JSON or a size out of bounds
         raise CheckpointError(f"{file}: not an open_clip model config ({e}); expected model_cfg with embed_dim, "
                               "vision_cfg, text_cfg") from None
 
 
 def _hf_config(file: Path, cfg: dict, state: dict[str, torch.Tensor], activation: str | None) -> CLIPConfig:
     """Architecture from the weights' shapes; head counts (HF defaults: 12 vision, 8 text) and activation from cfg."""
-    v, t = cfg.get("vision_config", {}), cfg.get("text_config", {})
-    acts = {v.get("hidden_act", "quick_gelu"), t.get("hidden_act", "quick_gelu")}
+    v, t = (cfg.get(k, {}) for k in HF_TOWERS)
+    acts = {str(v.get("hidden_act", "quick_gelu")), str(t.get("hidden_act", "quick_gelu"))}  # str: never unhashable
     if not acts <= {"quick_gelu", "gelu"} or len(acts) != 1:
         raise CheckpointError(f"{file}: hidden_act {sorted(acts)} is not supported (expected one of quick_gelu, gelu "
                               "shared by both towers)")
-    for name, sub in (("vision", v), ("text", t)):
+    head_widths = {}
+    for name, sub, key, default in (("vision", v, "visual.conv1.weight", 12), ("text", t, "ln_final.weight", 8)):
         hidden, inter = sub.get("hidden_size"), sub.get("intermediate_size")
         if hidden and inter and inter != 4 * hidden:
             raise CheckpointError(f"{file}: {name} intermediate_size {inter} is not 4 x hidden_size (CLIP's MLP)")
-    vision_width = state["visual.conv1.weight"].shape[0]
-    text_width = state["ln_final.weight"].shape[0]
-    return infer_config(state, activation=activation or acts.pop(),
-                        vision_head_width=vision_width // v.get("num_attention_heads", 12),
-                        text_head_width=text_width // t.get("num_attention_heads", 8))
+        heads, width = sub.get("num_attention_heads", default), state[key].shape[0]
+        if type(heads) is not int or heads < 1 or width % heads:
+            raise CheckpointError(f"{file}: {name}_config.num_attention_heads {heads!r} does not split the {name} "
+                                  f"tower's width {width} into equal heads")
+        head_widths[f"{name}_head_width"] = width // heads
+    return _inferred(file, state, activation=activation or acts.pop(), **head_widths)
+
+
+def _inferred(path: Path, state: dict[str, torch.Tensor], **kwargs: Any) -> CLIPConfig:
+    try:
+        return infer_config(state, **kwargs)
+    except (KeyError, IndexError, TypeError, ValueError) as e:  # a shape it cannot read, a size outside LIMITS
+        raise CheckpointError(f"{path}: cannot infer the architecture from the weights ({e})") from None
 
 
 def _require_keys(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -347,9 +359,12 @@ def read_foreign(path: Path, *, activation: str | None = None, trust_code: bool 
         if hf_config.is_file() and any((path / w).is_file() for w in HF_WEIGHTS):
             try:
                 meta = json.loads(hf_config.read_text())
-            except json.JSONDecodeError as e:
+            except ValueError as e:  # not JSON, or not UTF-8
                 raise CheckpointError(f"{hf_config}: not valid JSON ({e}); not a clipworks config nor an HF CLIPModel "
                                       "config") from None
+            if not isinstance(meta, dict) or not all(isinstance(meta.get(k, {}), dict) for k in HF_TOWERS):
+                raise CheckpointError(f"{hf_config}: not a JSON object with vision_config and text_config objects "
+                                      "(expected a clipworks config or an HF CLIPModel config)")
             if meta.get("model_type") != "clip":
                 raise CheckpointError(f"{hf_config}: model_type {meta.get('model_type')!r} is not 'clip' (expected an "
                                       "HF transformers CLIPModel directory)")
@@ -382,10 +397,7 @@ def read_foreign(path: Path, *, activation: str | None = None, trust_code: bool 
     if config is not None:
         fmt += f" with {OPEN_CLIP_CONFIG}"
     else:
-        try:
-            config = infer_config(state, activation=activation or "quick_gelu")
-        except (KeyError, IndexError, ValueError) as e:
-            raise CheckpointError(f"{path}: cannot infer the architecture from the weights ({e})") from None
+        config = _inferred(path, state, activation=activation or "quick_gelu")
         if activation is None:
             assumed = "OpenAI's weights use it" if container == "TorchScript archive" else \
                 "as OpenAI's; open_clip models trained with GELU need activation='gelu'"

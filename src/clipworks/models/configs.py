@@ -3,6 +3,8 @@
 The nine paper architectures are Table 19/20 of Radford et al. (2021) with the exact shapes of OpenAI's released
 checkpoints (their `build_model` reads these numbers back out of the state dict). Small CPU-sized configs are ours;
 they keep the same code path and only change sizes. Variants are made with `dataclasses.replace`, never with flags.
+Every config is checked when it is made (sizes within LIMITS, heads that split their width), so an absurd one read from
+a file fails with a ConfigError naming the field before any module is built.
 """
 
 from __future__ import annotations
@@ -10,12 +12,53 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import ConfigError
 
 Activation = Literal["quick_gelu", "gelu"]
+
+# Every size a config may hold, as (smallest, largest). A config is checked against them when it is made, so one read
+# from a file is refused before any module is built: a corrupt or hostile value (a million layers, a negative width)
+# would otherwise hang, or exhaust memory, while the model is constructed. The upper bounds sit at least 10x above the
+# largest released CLIPs (ViT-bigG-14: 48 vision layers of width 1664, a 32-layer text tower of width 1280, embed
+# 1280; RN50x64: stem width 128, 36 blocks in its third stage, 448-pixel images; multilingual towers: ~250k tokens),
+# so every real model passes with room to spare.
+LIMITS: dict[str, tuple[int, int]] = {
+    "layers": (1, 512),  # transformer depth
+    "stage_blocks": (1, 384),  # Bottleneck blocks in one ResNet stage
+    "width": (1, 32768),  # transformer width
+    "resnet_width": (2, 2048),  # ResNet stem width: the stem's first convolutions are half as wide
+    "head_width": (1, 16384),
+    "image_size": (1, 8192),
+    "patch_size": (1, 8192),
+    "context_length": (2, 8192),  # at least <|startoftext|> and <|endoftext|>
+    "vocab_size": (1, 1 << 22),
+    "embed_dim": (1, 16384),
+}
+
+
+def _check_size(name: str, value: object, limit: str) -> None:
+    """ConfigError unless `value` is an int within LIMITS[limit]; `name` is the field as config.json spells it."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    low, high = LIMITS[limit]
+    if not low <= value <= high:
+        raise ConfigError(f"{name} = {value} is out of bounds: allowed {low}..{high}, a range at least 10x beyond "
+                          "the largest released CLIPs")
+
+
+def _check_heads(owner: str, attention: str, width: int, head_width: int) -> None:
+    """Heads = width // head_width must be at least one and split the attention's `width` evenly."""
+    _check_size(f"{owner}.head_width", head_width, "head_width")
+    if head_width > width:
+        raise ConfigError(f"{owner}.head_width {head_width} is wider than {attention} {width}: that gives 0 attention "
+                          "heads (heads = width // head_width)")
+    if width % head_width:
+        raise ConfigError(f"{attention} {width} is not a multiple of {owner}.head_width {head_width}: the attention "
+                          "heads must split it evenly")
 
 
 @dataclass(frozen=True)
@@ -35,16 +78,27 @@ class VisionConfig:
         return (self.width if self.kind == "vit" else self.width * 32) // self.head_width
 
     def __post_init__(self) -> None:
+        _check_size("vision.image_size", self.image_size, "image_size")
+        if self.patch_size != 0:
+            _check_size("vision.patch_size", self.patch_size, "patch_size")
         if self.kind == "vit":
-            if not isinstance(self.layers, int):
-                raise ValueError("a ViT vision config takes an int `layers` (transformer depth)")
+            _check_size("vision.width", self.width, "width")
+            _check_size("vision.layers", self.layers, "layers")  # a ViT's depth: one int
             if self.image_size % self.patch_size:
-                raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+                raise ConfigError(f"vision.image_size {self.image_size} is not a multiple of patch_size "
+                                  f"{self.patch_size}: the patches must tile the image")
+            _check_heads("vision", "vision.width", self.width, self.head_width)
         else:
-            if isinstance(self.layers, int) or len(self.layers) != 4:
-                raise ValueError("a ResNet vision config takes 4 stage depths, e.g. layers=(3, 4, 6, 3)")
+            _check_size("vision.width", self.width, "resnet_width")
+            if not isinstance(self.layers, (tuple, list)) or len(self.layers) != 4:
+                raise ConfigError(f"a ResNet vision config takes 4 stage depths, e.g. layers=(3, 4, 6, 3), got "
+                                  f"{self.layers!r}")
+            for i, blocks in enumerate(self.layers):
+                _check_size(f"vision.layers[{i}]", blocks, "stage_blocks")
             if self.image_size % 32:
-                raise ValueError(f"a ModifiedResNet needs image_size divisible by 32, got {self.image_size}")
+                raise ConfigError(f"a ModifiedResNet needs vision.image_size divisible by 32, got {self.image_size}")
+            _check_heads("vision", "the attention pool's width (32 x vision.width)", self.width * 32,
+                         self.head_width)
             object.__setattr__(self, "layers", tuple(self.layers))
 
 
@@ -60,6 +114,11 @@ class TextConfig:
     def heads(self) -> int:
         return self.width // self.head_width
 
+    def __post_init__(self) -> None:
+        for name in ("context_length", "vocab_size", "width", "layers"):
+            _check_size(f"text.{name}", getattr(self, name), name)
+        _check_heads("text", "text.width", self.width, self.head_width)
+
 
 @dataclass(frozen=True)
 class CLIPConfig:
@@ -68,19 +127,31 @@ class CLIPConfig:
     text: TextConfig = field(default_factory=TextConfig)
     activation: Activation = "quick_gelu"  # OpenAI's models use QuickGELU; open_clip's own trainings often GELU
 
+    def __post_init__(self) -> None:
+        _check_size("embed_dim", self.embed_dim, "embed_dim")
+        if self.activation not in typing.get_args(Activation):
+            raise ConfigError(f"activation {self.activation!r} is not one of {', '.join(typing.get_args(Activation))}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CLIPConfig:
+    def from_dict(cls, d: Any) -> CLIPConfig:
+        """The config `to_dict` wrote, every size checked against LIMITS (a ConfigError names the field)."""
+        expected = 'expected {"embed_dim": ..., "vision": {...}, "text": {...}}'
+        if not isinstance(d, dict):
+            raise ConfigError(f"the model config is not a JSON object (found {type(d).__name__}); {expected}")
+        for name in ("vision", "text"):
+            if name in d and not isinstance(d[name], dict):
+                raise ConfigError(f"{name} is not a JSON object (found {type(d[name]).__name__}); {expected}")
         try:
             vision = dict(d["vision"])
             if isinstance(vision.get("layers"), list):
                 vision["layers"] = tuple(vision["layers"])
-            return cls(embed_dim=int(d["embed_dim"]), vision=VisionConfig(**vision), text=TextConfig(**d["text"]),
+            return cls(embed_dim=d["embed_dim"], vision=VisionConfig(**vision), text=TextConfig(**d["text"]),
                        activation=d.get("activation", "quick_gelu"))
         except (KeyError, TypeError) as e:
-            raise ValueError(f"not a clipworks model config ({e}); expected keys embed_dim, vision, text") from e
+            raise ConfigError(f"not a clipworks model config ({e}); expected keys embed_dim, vision, text") from e
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -95,6 +95,7 @@ class Server:
 
 MAX_UPLOAD_BYTES = 2**20  # the test server's limits, small so that tests can exceed them cheaply
 MAX_PIXELS = 1_000_000
+MAX_PROMPTS = 6000  # large, so that a classification at the limit keeps the model busy for a while
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +108,8 @@ def search_server(search_collection: SearchCollection, tmp_path_factory: pytest.
     with open(log, "w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "clipworks.cli", "serve", str(search_collection.index), "--port", "0",
-             "--max-upload-mb", str(MAX_UPLOAD_BYTES / 2**20), "--max-pixels", str(MAX_PIXELS)],
+             "--max-upload-mb", str(MAX_UPLOAD_BYTES / 2**20), "--max-pixels", str(MAX_PIXELS),
+             "--max-prompts", str(MAX_PROMPTS)],
             stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         line = process.stdout.readline()  # "serving ... at http://127.0.0.1:PORT/ (Ctrl-C to stop)"

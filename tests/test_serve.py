@@ -1,17 +1,21 @@
 """`clipworks serve` as a real uvicorn server on a loopback port: search and classify answers, thumbnails only by id,
-hostile and fuzzed uploads answered with 4xx and a message (never 5xx), 200 concurrent requests."""
+hostile and fuzzed uploads answered with 4xx and a message (never 5xx), every error as {"error": ...} whatever
+produced it, classifications bounded in work, cheap requests answered while a long one runs, 200 concurrent
+requests."""
 
 import asyncio
 import io
+import json
 import random
 import socket
 import struct
+import threading
 import time
 import zlib
 
 import httpx
 import pytest
-from conftest import MAX_PIXELS, MAX_UPLOAD_BYTES
+from conftest import MAX_PIXELS, MAX_PROMPTS, MAX_UPLOAD_BYTES
 from PIL import Image
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
@@ -27,13 +31,43 @@ def png(width: int, height: int) -> bytes:
 
 
 def post_file(server, path: str, data: bytes, name: str = "x.png", **fields) -> httpx.Response:
-    return httpx.post(server.url + path, files={"file": (name, data)}, data=fields, timeout=30)
+    return httpx.post(server.url + path, files={"file": (name, data)}, data=fields, timeout=120)
+
+
+def assert_error(r: httpx.Response, status: int, words: str) -> None:
+    """The documented error shape: `status`, a JSON body whose only key is "error", a message containing `words`."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json", r.headers
+    assert list(r.json()) == ["error"] and words in r.json()["error"], r.json()
+
+
+def raw_request(server, head: bytes) -> tuple[int, str, dict]:
+    """(status, content type, JSON body) of the answer to `head`, sent as is on a new connection: for requests
+    httpx refuses to send. The server may close before reading all of `head`; its answer is read regardless."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        try:
+            sock.sendall(head)
+        except OSError:  # closed by the server after its answer, which is waiting to be read
+            pass
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:  # the rest of `head` was left unread; the answer came before
+            pass
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    fields = dict(line.split(b": ", 1) for line in headers.split(b"\r\n"))
+    return int(status_line.split()[1]), fields[b"content-type"].decode(), json.loads(body)
 
 
 def test_info_and_page(search_server):
     info = httpx.get(search_server.url + "/api/info").json()
     assert (info["images"], info["kind"], info["embed_dim"]) == (42, "flat", 128)
     assert info["limits"]["max_upload_bytes"] == MAX_UPLOAD_BYTES and info["limits"]["max_pixels"] == MAX_PIXELS
+    assert info["limits"]["max_prompts"] == MAX_PROMPTS
+    assert (info["limits"]["max_label_chars"], info["limits"]["max_template_chars"]) == (100, 200)  # the defaults
     page = httpx.get(search_server.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="query"' in page.text and 'id="file"' in page.text
@@ -86,6 +120,19 @@ def test_thumbnails_only_by_index_id(search_server, search_collection):
         assert b"root:" not in r.content and b"\x89PNG" not in r.content
 
 
+@pytest.mark.parametrize(("item_id", "status", "message"), [
+    (str(2**63), 404, "no indexed image has id 9223372036854775808"),  # one past SQLite's largest integer
+    ("-1", 404, "no indexed image has id -1"),
+    (str(10**30), 404, "no indexed image has id 1000000000000000000000000000000"),
+    ("9" * 4000, 404, "no indexed image has id " + "9" * 40 + "..."),
+    ("abc", 422, "item_id: Input should be a valid integer, unable to parse string as an integer"),
+])
+def test_thumbnail_ids_that_no_image_has(search_server, item_id, status, message):
+    r = httpx.get(f"{search_server.url}/api/thumbnail/{item_id}")
+    assert_error(r, status, message)
+    assert r.json()["error"] == message
+
+
 def _hostile(search_collection) -> list[tuple[str, str, dict, int, str]]:
     good = search_collection.red.read_bytes()
     return [
@@ -101,7 +148,15 @@ def _hostile(search_collection) -> list[tuple[str, str, dict, int, str]]:
         ("/api/search/image?k=abc", good, {}, 422, "k: Input should be a valid integer"),
         ("/api/classify", good, {}, 422, "labels: Field required"),
         ("/api/classify", good, {"labels": " , ,"}, 400, "labels is empty"),
-        ("/api/classify", good, {"labels": ",".join(map(str, range(201)))}, 400, "at most 200"),
+        ("/api/classify", good, {"labels": ",".join(map(str, range(201)))}, 422, "201 labels; at most 200 per"),
+        ("/api/classify", good, {"labels": "a," + "b" * 101}, 422, "is 101 characters long; at most 100 per label"),
+        ("/api/classify", good, {"labels": "a,b", "templates": "{}" + "c" * 199}, 422,
+         "is 201 characters long; at most 200 per template"),
+        ("/api/classify", good, {"labels": "a,b", "templates": "\n".join(["{}"] * 33)}, 422,
+         "33 templates; at most 32 per"),
+        ("/api/classify", good, {"labels": ",".join(map(str, range(200))),
+                                 "templates": "\n".join(f"{i} {{}}" for i in range(31))}, 422,
+         f"200 labels x 31 templates = 6,200 prompts to encode; at most {MAX_PROMPTS:,} per request"),
         ("/api/classify", good, {"labels": "a,b", "templates": "no slot"}, 400, "exactly one '{}'"),
         ("/api/classify", good, {"labels": "a,b", "templates": "{} and {}"}, 400, "exactly one '{}'"),
         ("/api/classify", good, {"labels": "a,b", "templates": "{0.__class__}{}"}, 400, "no other braces"),
@@ -109,12 +164,18 @@ def _hostile(search_collection) -> list[tuple[str, str, dict, int, str]]:
     ]
 
 
-@pytest.mark.parametrize("case", range(16))
+@pytest.mark.parametrize("case", range(20))
 def test_hostile_uploads_get_a_4xx_with_a_message(search_server, search_collection, case):
     path, data, fields, status, words = _hostile(search_collection)[case]
-    r = post_file(search_server, path, data, **fields)
-    assert r.status_code == status, r.text
-    assert words in r.json()["error"]
+    assert_error(post_file(search_server, path, data, **fields), status, words)
+
+
+def test_a_huge_label_is_refused_before_it_is_tokenized(search_server, search_collection):
+    # One 20,000-letter word: what the tokenizer's BPE is slowest on. Refused from its length, so at once.
+    start = time.perf_counter()
+    r = post_file(search_server, "/api/classify", search_collection.red.read_bytes(), labels="cat, " + "x" * 20_000)
+    assert_error(r, 422, "is 20,000 characters long; at most 100 per label")
+    assert time.perf_counter() - start < 5
 
 
 def test_bad_requests_without_uploads(search_server):
@@ -131,8 +192,40 @@ def test_bad_requests_without_uploads(search_server):
         (httpx.get(url + "/api/search", params={"q": "x" * 1001}), 422, "q: String should have at most 1000"),
     ]
     for r, status, words in cases:
-        assert r.status_code == status, r.text
-        assert words in r.json()["error"]
+        assert_error(r, status, words)
+
+
+def test_framework_errors_have_the_documented_shape(search_server):
+    """Errors FastAPI, Starlette and the multipart parser make themselves are {"error": ...} with a message too."""
+    url = search_server.url
+    multipart = {"content-type": "multipart/form-data"}
+    assert_error(httpx.get(url + "/nope"), 404, "there is no GET /nope; the API is GET /, GET /api/info")
+    assert_error(httpx.get(url + "/api/thumbnails/1"), 404, "there is no GET /api/thumbnails/1")
+    r = httpx.post(url + "/api/info")
+    assert_error(r, 405, "POST is not allowed on /api/info; use GET")
+    assert r.headers["allow"] == "GET"
+    assert_error(httpx.delete(url + "/api/classify"), 405, "DELETE is not allowed on /api/classify; use POST")
+    assert_error(httpx.post(url + "/api/classify", content=b"--x\r\nbroken", headers=multipart), 400,
+                 "the form body could not be read (Missing boundary in multipart.); send multipart/form-data")
+    assert_error(httpx.post(url + "/api/classify", content=b"garbage",
+                            headers={"content-type": "multipart/form-data; boundary=x"}), 400,
+                 "the form body could not be read (Invalid multipart data.)")
+
+
+def test_requests_the_http_parser_refuses_get_a_json_error(search_server):
+    limit = 16 * 2**10 + 12 * 1000  # headers' room plus the longest query (1,000 characters) percent-encoded
+    status, kind, body = raw_request(search_server, b"GET /api/search?q=" + b"x" * 2**20 + b" HTTP/1.1\r\n"
+                                                    b"Host: x\r\n\r\n")
+    assert (status, kind) == (414, "application/json")
+    assert body == {"error": f"the request line (method and URL) is over the server's limit of {limit:,} bytes; "
+                             "shorten the URL (a search query may have at most 1,000 characters)"}
+    status, kind, body = raw_request(search_server, b"GET /api/info HTTP/1.1\r\nHost: x\r\nX-Big: "
+                                                    + b"y" * 2**20 + b"\r\n\r\n")
+    assert (status, kind, list(body)) == (431, "application/json", ["error"])
+    assert f"request line and headers are over the server's limit of {limit:,} bytes" in body["error"]
+    status, kind, body = raw_request(search_server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert (status, kind, list(body)) == (400, "application/json", ["error"])
+    assert body["error"].startswith("not a valid HTTP/1.1 request; the API is GET /")
 
 
 def test_declared_oversized_body_is_refused_before_it_is_read(search_server):
@@ -163,6 +256,96 @@ def test_fuzzed_images_never_cause_a_server_error(search_server, search_collecti
         assert r.status_code in (200, 400, 413), r.text
         assert r.status_code == 200 or r.json()["error"]
     assert 400 in statuses  # the corruptions did reach the decoder
+
+
+def test_a_long_classification_does_not_stall_other_requests(search_server, search_collection):
+    """A classification at the prompt limit (200 labels x 30 templates, the longest label and template allowed)
+    keeps the model busy for seconds. Thumbnails and info, sent meanwhile, are answered within a bound far below
+    that (they never wait for the model lock); so is a text search sent early in it (the classification encodes
+    in turns of the lock, and a waiting request goes next, instead of after the whole classification)."""
+    labels = [f"stalling thing {i}" for i in range(199)] + ["l" * 100]
+    templates = [f"a picture {j} of a {{}}." for j in range(29)] + ["{}" + "t" * 198]
+    assert len(labels) * len(templates) == MAX_PROMPTS
+    # Warm: the model's inference copy and the tokenizer are built by the first request that needs them, which
+    # could otherwise make the search below wait (or the classification start late) for reasons of its own.
+    assert post_file(search_server, "/api/classify", search_collection.red.read_bytes(),
+                     labels="warm, up").status_code == 200
+    finished = {}
+    searched = {}
+
+    def classify() -> None:
+        finished["response"] = post_file(search_server, "/api/classify", search_collection.red.read_bytes(),
+                                         labels="\n".join(labels), templates="\n".join(templates))
+        finished["at"] = time.perf_counter()
+
+    def search() -> None:
+        time.sleep(0.3)  # the classification is under way
+        sent = time.perf_counter()
+        r = httpx.get(search_server.url + "/api/search", params={"q": "a stalled green square"}, timeout=120)
+        searched["status"], searched["seconds"] = r.status_code, time.perf_counter() - sent
+
+    worker, searcher = threading.Thread(target=classify), threading.Thread(target=search)
+    started = time.perf_counter()
+    worker.start()
+    searcher.start()
+    cheap: list[tuple[int, float, float]] = []  # (status, seconds to answer, time answered)
+    while worker.is_alive():
+        for path in ("/api/thumbnail/1", "/api/info"):
+            sent = time.perf_counter()
+            r = httpx.get(search_server.url + path, timeout=60)
+            cheap.append((r.status_code, time.perf_counter() - sent, time.perf_counter()))
+        time.sleep(0.05)
+    worker.join()
+    searcher.join()
+
+    assert finished["response"].status_code == 200, finished["response"].text
+    assert len(finished["response"].json()["labels"]) == 200
+    took = finished["at"] - started
+    during = [c for c in cheap if c[2] < finished["at"]]
+    assert len(during) >= 4, f"the classification took {took:.1f} s: too short to test a stall"
+    assert all(status == 200 for status, _, _ in cheap)
+    assert max(seconds for _, seconds, _ in during) < 2.0, during
+    assert searched["status"] == 200
+    # Waiting for the rest of the classification would take most of its duration; one turn takes a fraction.
+    assert searched["seconds"] < min(2.0, took / 3), f"the search took {searched['seconds']:.1f} s of {took:.1f}"
+
+
+def test_the_model_lock_is_granted_in_arrival_order():
+    """The releasing thread, asking again at once, goes after the threads already waiting (threading.Lock would
+    most often let it straight back in: a classification's turns would then run back to back)."""
+    from clipworks.search.serve import _FifoLock
+
+    lock, order = _FifoLock(), []
+
+    def take(name: str) -> None:
+        with lock:
+            order.append(name)
+
+    lock.__enter__()
+    waiters = [threading.Thread(target=take, args=(name,)) for name in ("first", "second")]
+    for n, waiter in enumerate(waiters, 1):
+        waiter.start()
+        while len(lock._waiting) < n:  # queued
+            time.sleep(0.001)
+    lock.__exit__(None, None, None)
+    take("the releasing thread")
+    for waiter in waiters:
+        waiter.join()
+    assert order == ["first", "second", "the releasing thread"]
+
+
+def test_a_bug_is_a_json_500():
+    """The server's own failure has the documented shape too (the traceback goes to the log, not the client)."""
+    from clipworks.search.serve import Limits, create_app
+    from fastapi.testclient import TestClient
+
+    class BrokenIndex:
+        def thumbnail(self, item_id: int) -> bytes:
+            raise RuntimeError("a bug in the store")
+
+    client = TestClient(create_app(BrokenIndex(), Limits()), raise_server_exceptions=False)
+    assert_error(client.get("/api/thumbnail/1"), 500, "internal server error: a bug in clipworks")
+    assert "a bug in the store" not in client.get("/api/thumbnail/1").text
 
 
 def test_200_concurrent_requests_no_5xx(search_server, search_collection):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 
 from ..errors import ConfigError
 from .parsing import Parser, precision_flag
@@ -42,15 +43,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     precision_flag(p, "embeds the query", default=None)
     p.set_defaults(func=_cmd_search)
 
+    from ..search.serve import Limits
+
+    limits = Limits()
     p = sub.add_parser("serve", help="HTTP JSON API and web page: text and image search, zero-shot labels")
     p.add_argument("index", help="an index directory from `clipworks index build`")
     p.add_argument("--checkpoint", help="the model (default: the one the index was built with)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; 0.0.0.0 exposes "
                    "it to the network)")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest uploaded image, width x height")
-    p.add_argument("--max-k", type=int, default=100, help="most results per search")
+    p.add_argument("--max-upload-mb", type=float, default=limits.max_upload_bytes / 2**20,
+                   help=f"largest request body, in MiB (default {limits.max_upload_bytes / 2**20:g})")
+    # Each flag below sets the Limits field of the same name (max_k for --max-k, ...).
+    for flag, default, what in (
+            ("--max-pixels", limits.max_pixels, "largest uploaded image, width x height"),
+            ("--max-k", limits.max_k, "most results per search"),
+            ("--max-query-chars", limits.max_query_chars, "longest text search query"),
+            ("--max-labels", limits.max_labels, "most labels per classification"),
+            ("--max-templates", limits.max_templates, "most templates per classification"),
+            ("--max-label-chars", limits.max_label_chars, "longest label"),
+            ("--max-template-chars", limits.max_template_chars, "longest template"),
+            ("--max-prompts", limits.max_prompts, "most labels x templates per classification (the prompts its "
+                                                  "text encoder runs on)")):
+        p.add_argument(flag, type=int, default=default, help=f"{what} (default {default:,})")
     precision_flag(p, "embeds queries", default=None)
     p.set_defaults(func=_cmd_serve)
 
@@ -96,8 +111,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from ..search.serve import Limits, import_web, run
 
     import_web()  # the missing-extra message before any model loading
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
+                    **{f.name: getattr(args, f.name) for f in fields(Limits) if f.name != "max_upload_bytes"})
     index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
     index.model  # noqa: B018 -- load (and check against the index) before accepting requests
-    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_k=args.max_k)
     run(index, host=args.host, port=args.port, limits=limits)
 

@@ -146,6 +146,10 @@ class Store:
         return {r[0]: Entry(*r) for r in rows}
 
     def thumbnail(self, item_id: int) -> bytes | None:
+        """The JPEG of item `item_id`, or None when there is none (any int: ids beyond SQLite's 64-bit integers
+        have no row, and sqlite3 would raise OverflowError on them)."""
+        if not -(2**63) <= item_id < 2**63:
+            return None
         with self._lock:
             row = self._db.execute("SELECT thumbnail FROM items WHERE id = ?", (item_id,)).fetchone()
         return row[0] if row else None

@@ -336,8 +336,9 @@ def test_the_model_lock_is_granted_in_arrival_order():
 
 def test_a_bug_is_a_json_500():
     """The server's own failure has the documented shape too (the traceback goes to the log, not the client)."""
-    from clipworks.search.serve import Limits, create_app
     from fastapi.testclient import TestClient
+
+    from clipworks.search.serve import Limits, create_app
 
     class BrokenIndex:
         def thumbnail(self, item_id: int) -> bytes:

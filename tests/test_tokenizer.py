@@ -3,7 +3,8 @@
 The reference package `clip` does not import here (it needs pkg_resources and torchvision), so its tokenizer
 module, which needs only ftfy and regex, is loaded by file path and `clip.tokenize` is restated below.
 The fast paths (plain text skipping ftfy, ids cached per chunk, the ASCII split pattern, the batch API) are each
-checked against the full computation and the reference, on seeded random text; there are no timing tests.
+checked against the full computation and the reference, on seeded random text. One test times anything: a ratio
+with a wide margin, telling linear merging of a long word from quadratic.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import importlib.resources
 import importlib.util
 import random
 import string
+import sys
 import sysconfig
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +25,7 @@ import ftfy
 import pytest
 import torch
 
+from clipworks.models import bpe
 from clipworks.models.tokenizer import (
     _ASCII_WORD_PATTERN,
     _WORD_PATTERN,
@@ -274,6 +278,8 @@ def test_input_validation() -> None:
         tokenize([b"a cat"])
     with pytest.raises(ValueError, match="context_length must be at least 2"):
         tokenize("a cat", context_length=1)
+    with pytest.raises(ValueError, match="limit must be at least 0"):
+        get_tokenizer().encode_flat(["a cat"], limit=-1)
     assert tokenize([]).shape == (0, 77)
 
 
@@ -430,3 +436,81 @@ def test_tokenize_context_lengths_and_truncation_match_reference(reference: obje
 def test_too_long_error_names_the_first_too_long_text() -> None:
     with pytest.raises(ValueError, match=r"texts\[2\] \('b b b b b b'\) is 8 tokens long .* context_length=7"):
         tokenize(["a", "a a", "b b b b b b", "c " * 50], context_length=7)
+
+
+# ---- long words: exact ids in linear time (issue 14) ------------------------------------------------------------
+# OpenAI's bpe() is quadratic in a word's length, so it checks words of a few thousand characters (long enough for
+# the array rounds, cuts and pieces of `Merges.apply`); longer words are checked against the plain heap rounds on
+# the whole word, which the shorter ones and tests/test_bpe.py tie to the reference.
+
+def long_texts(rng: random.Random, n: int) -> dict[str, str]:
+    """Hostile inputs of about n characters, most of them one word."""
+    return {
+        "random letters": "".join(rng.choices(string.ascii_lowercase, k=n)),
+        "one letter": "a" * n, "one letter, odd": "a" * (n + 1), "ab": "ab" * (n // 2),
+        "the": "the" * (n // 3), "ing": "ing" * (n // 3), "mixed case": "".join(rng.choices("aAbBcCxXyYzZ", k=n)),
+        "digits": "".join(rng.choices(string.digits, k=n)),
+        "punctuation": "".join(rng.choices("!?.,;:-_#*()[]{}'\"/\\@$%^=+~`|<>", k=n)), "bangs": "!" * n,
+        "accented": "".join(rng.choices("éèàüöçñåø", k=n // 2)), "é": "é" * (n // 2),
+        "cjk": "猫" * (n // 3), "cjk random": "".join(chr(rng.randrange(0x4E00, 0x9FA6)) for _ in range(n // 3)),
+        "emoji": "😀" * (n // 4), "emoji random": "".join(chr(rng.randrange(0x1F600, 0x1F650)) for _ in range(n // 4)),
+        "mixed": "".join(rng.choices(["a", "B", "é", "猫", "😀", "!", "7", "ing", "the", "-"], k=n // 2)),
+    }
+
+
+def test_long_words_match_reference(reference: object) -> None:
+    tokenizer = Tokenizer()
+    for name, text in long_texts(random.Random(14), 2500).items():
+        theirs = reference.encode(text)
+        assert tokenizer.encode(text) == theirs, name
+        for context_length in (3, 77):
+            expected = reference_tokenize(reference, [text], context_length, truncate=True)
+            assert torch.equal(tokenize(text, context_length, truncate=True), expected), name
+        with pytest.raises(ValueError, match=f"is {len(theirs) + 2} tokens long"):
+            tokenize(text)
+
+
+@pytest.mark.parametrize("n", [5000, 20_000])
+def test_longer_words_equal_the_plain_heap_rounds(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer = get_tokenizer()
+    words = [word for text in long_texts(random.Random(n), n).values() for word in _WORD_PATTERN.findall(clean(text))
+             if len(word.encode()) >= bpe._ARRAY_ROUNDS_FROM]
+    assert len(words) >= 14
+    fast = [tokenizer._bpe(word) for word in words]
+    monkeypatch.setattr(bpe, "_ARRAY_ROUNDS_FROM", sys.maxsize)  # every word takes the heap alone, uncut
+    assert fast == [tokenizer._bpe(word) for word in words]
+
+
+def test_truncated_long_texts_keep_the_first_ids_of_the_full_encoding() -> None:
+    tokenizer = get_tokenizer()
+    texts = long_texts(random.Random(17), 20_000)
+    texts |= {"after words": "a photo of " + texts["random letters"],
+              "two long words": f"{texts['the']} {texts['emoji']}",
+              "long after many": "two dogs " * 50 + texts["one letter"], "many words in one chunk": "a." * 10_000}
+    for name, text in texts.items():
+        full = tokenizer.encode(text)
+        for context_length in (2, 3, 77, 200):
+            kept = full[: context_length - 2]
+            assert tokenize(text, context_length, truncate=True).tolist() == [[SOT, *kept, EOT]], name
+            # encode_flat's limit: the first ids exact, and at least as many as asked for (or all).
+            ids, _ = tokenizer.encode_flat([text], limit=context_length)
+            assert ids[:context_length] == full[:context_length] and len(ids) >= min(context_length, len(full))
+    # Long words and chunks are not cached: they are seldom seen twice, and an entry could be any size.
+    assert max(map(len, [*tokenizer._word_ids, *tokenizer._chunk_ids])) <= 256
+
+
+def test_time_per_character_does_not_grow_with_word_length() -> None:
+    # Quadratic merging makes a word 100 times longer about 100 times slower per character; allow 10.
+    tokenizer = get_tokenizer()
+    rng = random.Random(18)
+
+    def seconds_per_character(text: str) -> float:
+        times = []
+        for _ in range(3):  # long words are not cached, so each call does all the work
+            start = time.process_time()
+            tokenizer.encode(text)
+            times.append(time.process_time() - start)
+        return min(times) / len(text)
+
+    for make in (lambda n: "".join(rng.choices(string.ascii_lowercase, k=n)), lambda n: "ab" * (n // 2)):
+        assert seconds_per_character(make(100_000)) / seconds_per_character(make(1000)) < 10

@@ -1,7 +1,8 @@
 """CLIP's byte-level BPE tokenizer (Radford et al., 2021, Sec. 2.4; OpenAI's `clip/simple_tokenizer.py`).
 
 Text is cleaned (ftfy, HTML unescaped twice, whitespace collapsed, lowercased), split into words by a unicode
-regex, and each word's UTF-8 bytes are merged by the first 48,894 ranked merges of `bpe_simple_vocab_16e6.txt.gz`.
+regex, and each word's UTF-8 bytes are merged by the first 48,894 ranked merges of `bpe_simple_vocab_16e6.txt.gz`
+(`bpe.py`: the reference's merge rounds, in time O(n log n) in the word's length instead of quadratic).
 The 49,408 ids are: 256 byte symbols, the same 256 marking the end of a word (`</w>`), one id per merge, then
 `<|startoftext|>` = 49406 and `<|endoftext|>` = 49407. `tokenize` gives exactly the ids of OpenAI's `clip.tokenize`.
 
@@ -22,6 +23,8 @@ Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algori
   (faster than `regex`), and its trailing digits, each a word of its own, without any pattern.
 - `tokenize` fills its (N, context_length) tensor from one flat array instead of row by row, and the batch
   methods pause the cyclic garbage collector while they allocate (only ints, strings and tuples/lists of ints).
+- `tokenize` asks for the ids that fit and no more: the rest of a text is not tokenized, and a long word is
+  merged only as far as needed. Chunks and words over 256 characters are not cached.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import html
 import importlib.resources
 import re
 import string
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 
@@ -41,6 +45,8 @@ import ftfy
 import numpy as np
 import regex
 import torch
+
+from .bpe import Merges
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 # OpenAI's count: 49,152 ids less 256 bytes and 2 special tokens; the 256 `</w>` forms come on top (49,408).
@@ -61,6 +67,9 @@ _ASCII_WORD_PATTERN = re.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\t\n\x0b\x0c\r a-z0-9]+"""
 )
 _WHITESPACE = regex.compile(r"\s+")
+# Chunks and words longer than this are not cached: they are seldom repeated, an entry could be any size, and
+# `tokenize` needs only their first ids.
+_LONG = 256
 
 
 def byte_symbols() -> dict[int, str]:
@@ -131,8 +140,11 @@ class Tokenizer:
         merges = [tuple(line.split()) for line in lines]
         vocab = symbols + [s + END_OF_WORD for s in symbols] + ["".join(m) for m in merges] + [SOT, EOT]
         self._ids = {token: i for i, token in enumerate(vocab)}
-        self._ranks = {merge: rank for rank, merge in enumerate(merges)}
+        self._merges = Merges([(self._ids[a], self._ids[b], self._ids[a + b]) for a, b in merges])
         self._special = {SOT: self._ids[SOT], EOT: self._ids[EOT]}
+        # Id of each byte value's symbol; a word's last byte takes the `</w>` form of its symbol, id + 256.
+        self._byte_ids = [self._ids[self._byte_to_symbol[b]] for b in range(256)]
+        self._byte_id_array = np.array(self._byte_ids, dtype=np.int64)  # the same, to map a long word at once
 
         # Every id as raw bytes, the end-of-word marker as a space, so decoding is one join and one UTF-8 decode.
         symbol_to_byte = {s: bytes([b]) for b, s in self._byte_to_symbol.items()}
@@ -175,11 +187,16 @@ class Tokenizer:
         with _gc_paused():  # see encode_flat
             return [flat[end - length : end] for length, end in zip(lengths, accumulate(lengths))]
 
-    def encode_flat(self, texts: Iterable[str]) -> tuple[list[int], list[int]]:
+    def encode_flat(self, texts: Iterable[str], *, limit: int | None = None) -> tuple[list[int], list[int]]:
         """The ids of all texts concatenated, and each text's number of ids: `encode_batch` without a list per text.
 
+        With a `limit`, a text's ids may stop anywhere past its first `limit` (a shorter text has all its ids):
+        the rest of the text is not tokenized, and a long word is merged only as far as needed.
         `tokenize` uses this form; it allocates two lists however many texts there are.
         """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be at least 0, got {limit}")
+        most = sys.maxsize if limit is None else limit
         chunk_ids = self._chunk_ids
         cached = chunk_ids.get  # a hit is one dict lookup; `get` skips the subclass's miss dispatch
         encode_chunk = self._encode_chunk
@@ -202,59 +219,63 @@ class Tokenizer:
                 for chunk in parts:
                     ids = cached(chunk)
                     if ids is None:
-                        if not chunk[-1:].isdigit():
-                            ids = chunk_ids[chunk]
-                        elif not chunk.isascii():
-                            # A new chunk ending in a digit ("#1873", "v2") is seldom seen twice: it is not cached,
-                            # so such chunks do not flush the common words out of the cache.
+                        if chunk[-1:].isdigit() and chunk.isascii():
+                            # A new chunk ending in ASCII digits ("#1873", "v2") is seldom seen twice, so it is not
+                            # cached (it would flush the common words out). Every ASCII digit is a word of its own
+                            # (one id), so the digits split off without the pattern, and the rest ("#", "v") is a
+                            # chunk that is probably cached.
+                            head = chunk.rstrip(digits)
+                            if len(head) <= _LONG:
+                                if head:
+                                    flat += cached(head) or chunk_ids[head]
+                                flat += map(digit_id, chunk[len(head):])
+                                continue
+                        # Past the limit, the rest of the text is not tokenized (cache hits and digits cost less
+                        # than this test).
+                        if len(flat) - start >= most:
+                            break
+                        if len(chunk) > _LONG:
+                            # Seldom seen twice, and maybe only its first ids count: not cached, and cut short.
+                            ids = encode_chunk(chunk, most - (len(flat) - start))
+                        elif chunk[-1:].isdigit():  # not cached either, as above
                             ids = encode_chunk(chunk)
                         else:
-                            # The same, faster: every ASCII digit is a word of its own (one id), so the digits split
-                            # off without the pattern and the rest ("#", "v") is a chunk that is probably cached.
-                            head = chunk.rstrip(digits)
-                            if head:
-                                flat += cached(head) or chunk_ids[head]
-                            flat += map(digit_id, chunk[len(head):])
-                            continue
+                            ids = chunk_ids[chunk]
                     flat += ids
                 lengths.append(len(flat) - start)
         return flat, lengths
 
-    def _encode_chunk(self, chunk: str) -> tuple[int, ...]:
-        """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order."""
+    def _encode_chunk(self, chunk: str, limit: int = sys.maxsize) -> tuple[int, ...]:
+        """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order, or at least the
+        first `limit` of them."""
         word_ids = self._word_ids
         ids: list[int] = []
-        for word in (_ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN).findall(chunk):
-            ids += word_ids[word]
+        pattern = _ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN
+        # A chunk of at most `limit` characters has at most `limit` words, split at once; a longer one is split
+        # word by word, until there are enough ids.
+        words = pattern.findall(chunk) if len(chunk) <= limit else (match[0] for match in pattern.finditer(chunk))
+        for word in words:
+            # A long word is not cached, like a long chunk.
+            ids += word_ids[word] if len(word) <= _LONG else self._bpe(word, limit - len(ids))
+            if len(ids) >= limit:
+                break
         return tuple(ids)
 
-    def _bpe(self, word: str) -> tuple[int, ...]:
-        """Apply the ranked merges to one word's bytes; the last symbol carries the end-of-word marker.
+    def _bpe(self, word: str, limit: int | None = None) -> tuple[int, ...]:
+        """Apply the ranked merges to one word's bytes; the last symbol carries the end-of-word marker. With a
+        `limit`, the ids may stop after the first `limit` (see `Merges.apply`).
 
         The words "<|startoftext|>" and "<|endoftext|>" are the special ids instead, as in the reference.
         """
         if word in self._special:
             return (self._special[word],)
-        parts = [self._byte_to_symbol[b] for b in word.encode("utf-8")]
-        parts[-1] += END_OF_WORD
-        while len(parts) > 1:
-            # Merge the adjacent pair that was learned earliest, as training did, until no pair is a merge.
-            # A pair that is not a merge ranks after all merges (NUM_MERGES acts as infinity).
-            pair = min(zip(parts, parts[1:]), key=lambda p: self._ranks.get(p, NUM_MERGES))
-            if pair not in self._ranks:
-                break
-            merged: list[str] = []
-            i = 0
-            while i < len(parts):
-                # Left to right and non-overlapping: "a a a" with merge (a, a) becomes "aa a".
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
-                    merged.append(parts[i] + parts[i + 1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        return tuple(self._ids[p] for p in parts)
+        data = word.encode("utf-8")
+        if len(data) <= _LONG:
+            symbols = [self._byte_ids[b] for b in data]
+        else:
+            symbols = self._byte_id_array[np.frombuffer(data, dtype=np.uint8)]
+        symbols[-1] += len(self._byte_ids)
+        return tuple(self._merges.apply(symbols, limit=limit))
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         """Text of `ids`: each end of word becomes a space, so "a photo of a cat." decodes to "a photo of a cat . ".
@@ -298,16 +319,17 @@ def tokenize(texts: str | Sequence[str], context_length: int = 77, *, truncate: 
                             f"{type(text).__name__}: {text!r:.60}")
 
     tokenizer = get_tokenizer()
-    flat, counts = tokenizer.encode_flat(texts)
-    lengths = np.array(counts, dtype=np.int64)  # (N,) ids per text, without start and end tokens
     room = context_length - 2  # ids that fit between the start and end tokens
+    # Ids past the room are not used (room + 1 of them tell a text that is too long), so most are never made.
+    flat, counts = tokenizer.encode_flat(texts, limit=room + 1)
+    lengths = np.array(counts, dtype=np.int64)  # (N,) ids per text, without start and end tokens
     too_long = np.flatnonzero(lengths > room)
     if len(too_long) and not truncate:
         i = int(too_long[0])
         preview = texts[i] if len(texts[i]) <= 50 else texts[i][:50] + "..."
         raise ValueError(
-            f"texts[{i}] ({preview!r}) is {int(lengths[i]) + 2} tokens long including start and end tokens, "
-            f"more than context_length={context_length}; pass truncate=True to cut it to "
+            f"texts[{i}] ({preview!r}) is {len(tokenizer.encode(texts[i])) + 2} tokens long including start and "
+            f"end tokens, more than context_length={context_length}; pass truncate=True to cut it to "
             f"{context_length} tokens ending in <|endoftext|>, or shorten the text"
         )
     ids = np.array(flat, dtype=np.int64)

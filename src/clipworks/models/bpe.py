@@ -1,0 +1,220 @@
+"""Byte-pair merging of one word as OpenAI's CLIP tokenizer does it (`bpe()` in `clip/simple_tokenizer.py`;
+Sennrich et al., 2016), with O(n log n) work for a word of n symbols instead of the reference's O(n^2).
+
+The reference repeats a round until no adjacent pair of symbols is a merge: find the pair with the lowest rank,
+then merge its occurrences scanning left to right, skipping one that overlaps an occurrence just merged ("a a a"
+with the merge (a, a) becomes "aa a"). Each round rescans the whole word, and a long word of varied text takes
+about as many rounds as it has symbols. `Merges.apply` makes the same rounds with work per merge, not per round:
+- `_pair_rounds`: symbols form a linked list indexed by their starting position, so a merge is O(1),
+  and each adjacent pair that is a merge is an entry `rank * n + position` of a heap. A round pops the entries of
+  the lowest rank in position order, the reference's left-to-right scan. An entry whose pair has changed since
+  it was pushed is skipped, which is also the overlap rule: in "a a a" the second (a, a) finds its left "a"
+  merged into "aa". Pairs a round creates are pushed when it ends, as the reference ranks pairs only between
+  rounds: a round cannot create a pair of its own rank ((x, ab) or (ab, y) equal to (a, b) would need ab = a or
+  ab = b), but it creates one of lower rank if "ab" takes part in a merge ranked before (a, b).
+- `_array_rounds`: a long word first runs the reference's rounds on numpy arrays, while they merge enough of it
+  per scan: runs such as "aaaa..." or "😀😀😀..." take a few rounds that each merge much of the word, which would
+  cost the heap a Python step per merge.
+- `_cuts`: a word can be cut where no merge could ever join its two sides, into pieces that merge as words of
+  their own. The heap then works on one piece at a time (far jumps in a long word cost cache misses), and when
+  only the first ids are needed (`tokenize` keeps 77), the rest of the word is not merged at all.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from itertools import pairwise
+
+import numpy as np
+
+_NOT_A_MERGE = np.iinfo(np.int64).max  # the rank of a pair that is not a merge, after every real rank
+_ARRAY_ROUNDS_FROM = 1024  # words of at least this many symbols start with rounds on arrays
+# Rounds on arrays go on while their cost, counted in merges' worth of `_pair_rounds` work, stays below the merges
+# they made plus an allowance of _FREE_ROUNDS rounds. Scanning _SCAN symbols costs about one such merge, and the
+# numpy calls of a round about _ROUND merges (measured ratios, rounded toward fewer array rounds).
+_SCAN = 1024
+_ROUND = 24
+_FREE_ROUNDS = 2
+_PIECE = 256  # a long word's pair rounds run piece by piece, a piece at least this long where a cut is possible
+
+
+class Merges:
+    """A ranked table of merges over symbol ids, applied to one word at a time exactly as the reference does."""
+
+    def __init__(self, merges: Sequence[tuple[int, int, int]]) -> None:
+        """`merges[rank]` is (left id, right id, merged id), the merged id being that of the two parts' joined
+        string; a pair listed twice keeps its later rank, as in the reference's dict. Ids are below 2**16, so
+        that a pair of ids packs into one int.
+        """
+        table = np.array(merges, dtype=np.int64).reshape(-1, 3)  # (M, 3)
+        if not len(table) or table.min() < 0 or table.max() >= 1 << 16:
+            raise ValueError("a merge table needs at least one merge, and ids in [0, 65536)")
+        left, right, merged = table.T  # (M,) each
+        # left << 16 | right -> rank << 16 | merged: one dict lookup per pair, on ints. dict() keeps the later
+        # rank of a pair listed twice.
+        self._table = dict(zip((left << 16 | right).tolist(), (np.arange(len(table)) << 16 | merged).tolist()))
+        # The same table as sorted arrays, for looking up every pair of a long word at once.
+        keys = np.array(list(self._table), dtype=np.int64)
+        order = np.argsort(keys)
+        self._keys, self._ranks = keys[order], np.array(list(self._table.values()), dtype=np.int64)[order] >> 16
+        # And as a square for the pairs of ids below `_dense`, the ids up to the last that is no merge's result
+        # (512 for CLIP; capped at 1024, 8 MB): they make all of a word's pairs before its first round, and
+        # indexing beats the sorted search.
+        self._dense = min(int(np.setdiff1d(np.union1d(left, right), merged).max(initial=-1)) + 1, 1024)
+        self._square = np.full((self._dense, self._dense), _NOT_A_MERGE)
+        both = (self._keys >> 16 < self._dense) & (self._keys & 0xFFFF < self._dense)
+        self._square[self._keys[both] >> 16, self._keys[both] & 0xFFFF] = self._ranks[both]
+
+        # The first and last unmerged symbol of every id: a merged symbol starts like its left part and ends like
+        # its right part. Each pass settles one more level of nesting (parts are shorter strings), so this ends.
+        self._first, self._last = np.arange(1 << 16), np.arange(1 << 16)
+        while not (np.array_equal(self._first[merged], self._first[left])
+                   and np.array_equal(self._last[merged], self._last[right])):
+            self._first[merged], self._last[merged] = self._first[left], self._last[right]
+        # Every (last of a left part, first of a right part): a word can only ever be merged across a boundary
+        # between symbols a and b if (last of a, first of b) is here; elsewhere it can be cut (see `_cuts`).
+        self._joinable = np.unique(self._last[left] << 16 | self._first[right])
+
+    def apply(self, symbols: Sequence[int] | np.ndarray, *, limit: int | None = None) -> list[int]:
+        """The symbol ids of one word after all its merges.
+
+        With a `limit`, the result may stop anywhere past its first `limit` ids, which are exact: a long word is
+        merged only as far as needed, cut where no merge can cross (see `_cuts`).
+        """
+        if len(symbols) < _ARRAY_ROUNDS_FROM:
+            symbols = symbols.tolist() if isinstance(symbols, np.ndarray) else list(symbols)
+            n, heap, table = len(symbols), [], self._table
+            for i in range(n - 1):
+                value = table.get(symbols[i] << 16 | symbols[i + 1])
+                if value is not None:
+                    heap.append((value >> 16) * n + i)
+            return self._pair_rounds(symbols, heap)
+        symbols = np.asarray(symbols, dtype=np.int64)
+        if limit is not None and limit < len(symbols):  # (a word has no more ids than symbols)
+            # Merge the part before a cut, four times longer at each try, until it gives `limit` symbols; if no
+            # cut comes late enough, the whole word.
+            cuts, end = self._cuts(symbols), 4 * limit
+            while (at := np.searchsorted(cuts, end)) < len(cuts):
+                merged = self._merge_long(symbols[: cuts[at]], limit)
+                if len(merged) >= limit:
+                    return merged
+                end = 4 * cuts[at]
+        return self._merge_long(symbols, limit)
+
+    def _merge_long(self, symbols: np.ndarray, limit: int | None) -> list[int]:
+        """`apply` for a long word, or the part of one before a cut (then it has no end-of-word symbol)."""
+        merged: list[int] = []
+        for piece, heap in self._pieces(*self._array_rounds(symbols)):
+            merged += self._pair_rounds(piece, heap)
+            if limit is not None and len(merged) >= limit:
+                break
+        return merged
+
+    def _array_rounds(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reference rounds on arrays, while they are cheaper than `_pair_rounds` would be.
+
+        A round costs a scan of the m symbols left, cheap per symbol but paid even by a round with one merge:
+        rounds stop when their cost passes what they saved (see _SCAN), after an allowance of a few rounds, as a
+        run's first round may merge only its end (e.g. "!" + "!</w>"). Returns the symbols left (m,) and the rank
+        of the pair starting at each (m,).
+        """
+        # The last symbol starts no pair.
+        ranks = np.append(self._ranks_of(symbols[:-1], symbols[1:]), _NOT_A_MERGE)
+        cost, merges = -_FREE_ROUNDS * (len(symbols) / _SCAN + _ROUND), 0
+        while cost <= merges:
+            rank = ranks.min()
+            if rank == _NOT_A_MERGE:
+                break
+            at = np.flatnonzero(ranks == rank)  # where the best pair starts, left to right
+            # Consecutive starts only occur for a pair (a, a), in a run of a's: the scan merges the run's 1st, 3rd,
+            # 5th, ... occurrence, because each merge consumes the next occurrence's left "a".
+            k = np.arange(len(at))
+            run_start = np.maximum.accumulate(np.where(np.diff(at, prepend=-2) != 1, k, 0))
+            at = at[(k - run_start) % 2 == 0]
+            merged = self._table[int(symbols[at[0]]) << 16 | int(symbols[at[0] + 1])] & 0xFFFF
+            cost, merges = cost + len(symbols) / _SCAN + _ROUND, merges + len(at)
+            # The right symbol of each merge goes, and with it the pair it started; the pairs on both sides of
+            # each merged symbol are ranked again. (New arrays: the caller's are left as they were.)
+            symbols, ranks = np.delete(symbols, at + 1), np.delete(ranks, at + 1)
+            merged_at = at - np.arange(len(at))  # positions of the merged symbols after the deletions
+            symbols[merged_at] = merged
+            changed = np.concatenate([merged_at[merged_at > 0] - 1, merged_at[merged_at < len(symbols) - 1]])
+            ranks[changed] = self._ranks_of(symbols[changed], symbols[changed + 1])
+            ranks[-1] = _NOT_A_MERGE  # the last symbol may be a merged one
+        return symbols, ranks
+
+    def _ranks_of(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """The rank of each pair (left[i], right[i]), _NOT_A_MERGE if it is not a merge."""
+        if len(left) and max(left.max(), right.max()) < self._dense:
+            return self._square[left, right]
+        pairs = left << 16 | right
+        rows = np.minimum(np.searchsorted(self._keys, pairs), len(self._keys) - 1)
+        return np.where(self._keys[rows] == pairs, self._ranks[rows], _NOT_A_MERGE)
+
+    def _cuts(self, symbols: np.ndarray) -> np.ndarray:
+        """Positions where a word can be cut into two words of its own: (k,) ascending, in 1..len(symbols) - 1.
+
+        No merge can ever cross a boundary between symbols a and b unless some merge joins a part ending like a
+        to one starting like b (`_joinable`): whatever a and b grow into still end and start so. With no merge
+        across it, the word's rounds seen on either side are that side's own rounds (a round's pair, if a side
+        has it, is the lowest-ranked pair there too), so each side merges as a word of its own.
+        """
+        pairs = self._last[symbols[:-1]] << 16 | self._first[symbols[1:]]
+        rows = np.minimum(np.searchsorted(self._joinable, pairs), len(self._joinable) - 1)
+        return np.flatnonzero(self._joinable[rows] != pairs) + 1
+
+    def _pieces(self, symbols: np.ndarray, ranks: np.ndarray) -> Iterator[tuple[list[int], list[int]]]:
+        """A long word cut into pieces of about _PIECE symbols or more, as `_pair_rounds` takes them, in order.
+
+        The heap then works on one small piece at a time: on a long word, jumping between far positions in
+        round order costs a cache miss per step.
+        """
+        n, cuts = len(symbols), self._cuts(symbols)
+        at = np.searchsorted(cuts, np.arange(_PIECE, n, _PIECE))  # the first cut at or after each multiple
+        bounds = [0, *np.unique(cuts[at[at < len(cuts)]]).tolist(), n]
+        starts = np.flatnonzero(ranks != _NOT_A_MERGE)  # (p,) where the pairs that are merges start
+        firsts = np.searchsorted(starts, bounds).tolist()  # each piece's first entry in `starts`
+        symbols, pair_ranks, starts = symbols.tolist(), ranks[starts].tolist(), starts.tolist()
+        for (a, b), (i, j) in zip(pairwise(bounds), pairwise(firsts)):
+            yield symbols[a:b], [rank * (b - a) + start - a for start, rank in zip(starts[i:j], pair_ranks[i:j])]
+
+    def _pair_rounds(self, symbols: list[int], heap: list[int]) -> list[int]:
+        """The reference's rounds over a linked list of the n symbols, from a heap of entries `rank * n + start`
+        for the pairs that are merges.
+
+        `symbols[i]` is the symbol that started as the i-th, or -1 once merged into the one before it.
+        """
+        if not heap:
+            return symbols
+        n, table = len(symbols), self._table.get
+        # A -1 at position n stands for "no symbol" after the last and, read as symbols[-1], before the first:
+        # packed with any id it gives a negative key, never a merge, so neighbours need no bounds checks.
+        symbols.append(-1)
+        after = list(range(1, n + 2))  # position of the next symbol
+        before = list(range(-1, n))  # position of the previous symbol
+        heapq.heapify(heap)
+        while heap:
+            rank = heap[0] // n
+            created = []  # pairs this round makes wait for later rounds, as in the reference
+            while heap and heap[0] // n == rank:  # this rank's pairs, left to right
+                i = heapq.heappop(heap) - rank * n
+                j = after[i]
+                value = table(symbols[i] << 16 | symbols[j], -1)
+                if value >> 16 != rank:  # stale: the pair changed since it was pushed, e.g. its left "a" merged
+                    continue
+                merged = value & 0xFFFF
+                symbols[i], symbols[j] = merged, -1
+                k = after[i] = after[j]
+                before[k] = i
+                h = before[i]
+                value = table(symbols[h] << 16 | merged)
+                if value is not None:
+                    created.append((value >> 16) * n + h)
+                value = table(merged << 16 | symbols[k])
+                if value is not None:
+                    created.append((value >> 16) * n + i)
+            for entry in created:
+                heapq.heappush(heap, entry)
+        symbols.pop()
+        return [symbol for symbol in symbols if symbol >= 0]  # the symbols left, in order

@@ -1,0 +1,102 @@
+"""Tests for clipworks.models.bpe: `Merges.apply` against OpenAI's own `bpe()` on small made-up merge tables.
+
+CLIP's table ranks every merge after the merges that make its parts and makes each string once, so some of the
+reference's rules never show in CLIP's ids: a round that creates a pair ranked before its own, a string made by
+two merges. Random tables over a few letters have both, and words over a few letters meet ties, runs and
+overlapping pairs ("a a a") all the time. Words of thousands of symbols take the array rounds, cuts and pieces.
+(Parity with OpenAI's tokenizer on CLIP's own table is in test_tokenizer.py.)
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from reference import openai_simple_tokenizer
+
+from clipworks.models.bpe import _ARRAY_ROUNDS_FROM, Merges
+
+END = "</w>"
+
+
+class Toy:
+    """A made-up merge table, as `Merges` over ids and as OpenAI's SimpleTokenizer (whose `bpe` reads only
+    `bpe_ranks` and `cache`) over strings."""
+
+    def __init__(self, table: list[tuple[str, str]], letters: str) -> None:
+        strings = sorted({*letters, *(c + END for c in letters), *(s for pair in table for s in pair),
+                          *(a + b for a, b in table)})
+        self.ids = {s: i for i, s in enumerate(strings)}
+        self.strings = strings
+        self.merges = Merges([(self.ids[a], self.ids[b], self.ids[a + b]) for a, b in table])
+        self.reference = object.__new__(openai_simple_tokenizer().SimpleTokenizer)
+        self.reference.bpe_ranks = {pair: rank for rank, pair in enumerate(table)}
+        self.reference.cache = {}
+
+    def ours(self, word: str, limit: int | None = None) -> list[str]:
+        symbols = [self.ids[c] for c in word[:-1]] + [self.ids[word[-1] + END]]
+        return [self.strings[i] for i in self.merges.apply(symbols, limit=limit)]
+
+    def theirs(self, word: str) -> list[str]:
+        return self.reference.bpe(word).split(" ")
+
+
+def random_table(rng: random.Random, letters: str, size: int) -> list[tuple[str, str]]:
+    """`size` merges of strings over `letters` in random rank order, so a merge often ranks before the merges
+    that make its parts; strings made twice ("a"+"bc", "ab"+"c") are allowed."""
+    made, ends = list(letters), [c + END for c in letters]
+    table: list[tuple[str, str]] = []
+    while len(table) < size:
+        left, right = rng.choice(made), rng.choice(made + ends)
+        if (left, right) in table:
+            continue
+        table.append((left, right))
+        (ends if right.endswith(END) else made).append(left + right)
+    rng.shuffle(table)
+    return table
+
+
+def test_hand_checked_overlaps_and_deferred_pairs() -> None:
+    # One round merges "a a" left to right without overlap: "a a a" -> "aa a", "a a a a" -> "aa aa".
+    toy = Toy([("a", "a")], "ab")
+    assert toy.ours("aaaab") == toy.theirs("aaaab") == ["aa", "aa", "b</w>"]
+    assert toy.ours("aaab") == toy.theirs("aaab") == ["aa", "a", "b</w>"]
+    # The round of (a, b) creates (ab, a), ranked before it, but must not take the second "a" from (a, b) first:
+    # the reference ranks pairs again only after the whole round.
+    toy = Toy([("ab", "a"), ("a", "b")], "abx")
+    assert toy.ours("ababx") == toy.theirs("ababx") == ["ab", "ab", "x</w>"]
+
+
+def test_random_tables_and_short_words_match_reference() -> None:
+    rng = random.Random(0)
+    for _ in range(300):
+        letters = rng.choice(["ab", "abc", "abcd"])
+        toy = Toy(random_table(rng, letters, rng.randint(1, 25)), letters)
+        words = ["".join(rng.choices(letters, k=rng.randint(1, 30))) for _ in range(20)]
+        words += [letters[0] * k for k in range(1, 12)] + [letters[:2] * k for k in range(1, 8)]
+        for word in words:
+            assert toy.ours(word) == toy.theirs(word), (toy.reference.bpe_ranks, word)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_tables_and_long_words_match_reference(seed: int) -> None:
+    # "e" is in no merge, so words containing it can be cut there; runs and repeats take many array rounds.
+    rng = random.Random(seed)
+    toy = Toy(random_table(rng, "abcd", 40), "abcde")
+    n = 3 * _ARRAY_ROUNDS_FROM
+    words = ["".join(rng.choices("abcd", k=n)), "".join(rng.choices("abcde", k=n)), "a" * n, "a" * (n + 1),
+             "ab" * (n // 2), "abcabd" * (n // 6), "".join(rng.choice(["aaaa", "b", "cd", "e"]) for _ in range(n // 2))]
+    for word in words:
+        theirs = toy.theirs(word)
+        assert toy.ours(word) == theirs, (toy.reference.bpe_ranks, word[:40])
+        # With a limit, the start is exact and at least `limit` long (or the whole word).
+        for limit in (1, 7, 300):
+            start = toy.ours(word, limit)
+            assert start == theirs[: len(start)] and len(start) >= min(limit, len(theirs)), (word[:40], limit)
+
+
+def test_merge_table_validation() -> None:
+    with pytest.raises(ValueError, match="at least one merge"):
+        Merges([])
+    with pytest.raises(ValueError, match=r"ids in \[0, 65536\)"):
+        Merges([(1, 2, 70000)])

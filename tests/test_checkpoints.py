@@ -182,10 +182,15 @@ def hostile_checkpoint(case: str, bases: dict[str, Path], tmp_path: Path) -> tup
 def test_a_hostile_checkpoint_is_refused_at_once(case: str, hostile_bases: dict[str, Path], tmp_path: Path,
                                                  capsys: pytest.CaptureFixture) -> None:
     directory, error = hostile_checkpoint(case, hostile_bases, tmp_path)
+    _assert_refused_at_once(directory, error, tmp_path, capsys)
+
+
+def _assert_refused_at_once(path: Path, error: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One CheckpointError from `load`, and one line with exit code 2 from `clipworks convert`, nothing written."""
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match=f"^{error}"):
-        load(directory)
-    assert cli.main(["convert", str(directory), str(tmp_path / "out"), "--to", "native"]) == 2
+        load(path)
+    assert cli.main(["convert", str(path), str(tmp_path / "out"), "--to", "native"]) == 2
     assert time.perf_counter() - start < 5  # a bound against a hang or a runaway allocation, not a speed test
     assert re.fullmatch(rf"clipworks convert: error: {error}.*\n", capsys.readouterr().err)  # one line, no traceback
     assert not (tmp_path / "out").exists()
@@ -255,10 +260,4 @@ def hostile_foreign(case: str, directory: Path) -> tuple[Path, str, str]:
 def test_a_hostile_foreign_checkpoint_is_refused_at_once(case: str, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
     path, named, message = hostile_foreign(case, tmp_path)
-    error = rf"{re.escape(str(tmp_path / named))}: {re.escape(message)}"
-    start = time.perf_counter()
-    with pytest.raises(CheckpointError, match=f"^{error}"):
-        load(path)
-    assert cli.main(["convert", str(path), str(tmp_path / "out"), "--to", "native"]) == 2
-    assert time.perf_counter() - start < 5  # a bound against a hang or a runaway allocation, not a speed test
-    assert re.fullmatch(rf"clipworks convert: error: {error}.*\n", capsys.readouterr().err)  # one line, no traceback
+    _assert_refused_at_once(path, rf"{re.escape(str(tmp_path / named))}: {re.escape(message)}", tmp_path, capsys)

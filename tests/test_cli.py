@@ -100,11 +100,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["world", "--out", "w", "--n", "-5"], "--n must be at least 1, got -5"),
     (["eval", "report", "--checkpoint", "x", "--n-test", "0"], "--n-test must be at least 1, got 0"),
 ])
-def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
-    result = run_cli(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
+def test_bad_input_is_one_clear_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    code, err = run_in_process(args, capsys)  # an exception escaping main would fail the test with its traceback
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_real_process_prints_one_line_and_no_traceback() -> None:
+    result = run_cli("train", "--model", "ViT-B-23")
+    assert result.returncode == 2 and "unknown model 'ViT-B-23'. Did you mean" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def run_in_process(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """`clipworks ARGS` in this process: (exit code, stderr). Argparse's own errors exit through SystemExit."""
+    try:
+        code = cli.main(args)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,27 +131,29 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
         cli.main(["models"])
 
 
-def test_convert_with_an_impossible_size_is_one_line(trained_run: Path, tmp_path: Path) -> None:
-    result = run_cli("convert", str(trained_run), str(tmp_path / "out"), "--to", "native", "--image-size", "50")
-    assert result.returncode == 2 and "--image-size 50 does not fit" in result.stderr
-    assert "divisible by 32" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("convert", str(trained_run), str(tmp_path / "out"), "--to", "native", "--context-length", "1")
-    assert result.returncode == 2 and "a context length at least 2" in result.stderr
+def test_convert_with_an_impossible_size_is_one_line(trained_run: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    code, err = run_in_process(["convert", str(trained_run), str(tmp_path / "out"), "--to", "native",
+                                "--image-size", "50"], capsys)
+    assert code == 2 and "--image-size 50 does not fit" in err and "divisible by 32" in err
+    code, err = run_in_process(["convert", str(trained_run), str(tmp_path / "out"), "--to", "native",
+                                "--context-length", "1"], capsys)
+    assert code == 2 and "a context length at least 2" in err
     assert not (tmp_path / "out").exists()
 
 
-def test_zeroshot_on_a_non_image_file_is_one_line(trained_run: Path, tmp_path: Path) -> None:
+def test_zeroshot_on_a_non_image_file_is_one_line(trained_run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    result = run_cli("zeroshot", "--checkpoint", str(trained_run), "--classes", "a,b", str(bad))
-    assert result.returncode == 2 and "is not a readable image" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, err = run_in_process(["zeroshot", "--checkpoint", str(trained_run), "--classes", "a,b", str(bad)], capsys)
+    assert code == 2 and "is not a readable image" in err.strip().splitlines()[-1]
 
 
-def test_models_lists_the_registry_with_parameter_counts() -> None:
-    result = run_cli("models")
-    assert result.returncode == 0
-    assert "ViT-B-32" in result.stdout and "151,277,313" in result.stdout and "RN50x64" in result.stdout
+def test_models_lists_the_registry_with_parameter_counts(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "ViT-B-32" in out and "151,277,313" in out and "RN50x64" in out
 
 
 def test_train_on_a_csv_skips_and_counts_corrupt_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

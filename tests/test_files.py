@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors import SafetensorError
 
-from clipworks import create_model, save_checkpoint
+from clipworks import cli, create_model, save_checkpoint
 from clipworks.errors import ClipworksError, DiskFullError
 from clipworks.io import checkpoints
 from clipworks.io.files import write_atomic, write_npz_atomic, write_text_atomic
@@ -86,18 +85,20 @@ def _small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-def test_a_real_full_disk_mid_write_and_a_training_run_that_cannot_save(tmp_path: Path) -> None:
+def test_a_real_full_disk_mid_write_and_a_training_run_that_cannot_save(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     with _small_tmpfs(tmp_path / "small", "1m") as small:
         (small / "old.bin").write_bytes(b"old")
         with pytest.raises(DiskFullError, match=f"no space left on the device of {small}"):
             write_atomic(small / "old.bin", lambda tmp: Path(tmp).write_bytes(b"x" * 3 * 2**20))  # ENOSPC mid-write
         assert (small / "old.bin").read_bytes() == b"old" and [p.name for p in small.iterdir()] == ["old.bin"]
-        run = subprocess.run([sys.executable, "-m", "clipworks.cli", "train", "--model", "RN-Tiny", "--steps", "1",
-                              "--batch-size", "4", "--world-samples", "8", "--eval-every", "0", "--no-tensorboard",
-                              "--precision", "fp32", "--output-dir", str(small / "run"), "--quiet"],
-                             capture_output=True, text=True, env={**os.environ, "CLIPWORKS_CACHE": str(tmp_path)})
-        assert run.returncode == 2, run.stderr
-        assert f"no space left on the device of {small / 'run' / 'checkpoints'}" in run.stderr
-        assert "MB needed" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+        monkeypatch.setenv("CLIPWORKS_CACHE", str(tmp_path))
+        code = cli.main(["train", "--model", "RN-Tiny", "--steps", "1", "--batch-size", "4", "--world-samples", "8",
+                         "--eval-every", "0", "--no-tensorboard", "--precision", "fp32", "--output-dir",
+                         str(small / "run"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"no space left on the device of {small / 'run' / 'checkpoints'}" in err
+        assert "MB needed" in err and len(err.strip().splitlines()) == 1
         assert not list((small / "run" / "checkpoints").glob(".*")) and not (small / "run" / "checkpoints" /
                                                                               "latest").exists()

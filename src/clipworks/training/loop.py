@@ -102,6 +102,14 @@ class _Run:
         return Path(self.cfg.output_dir)
 
 
+def refuse_to_overwrite(cfg: TrainConfig) -> None:
+    """A fresh run (no --resume) never writes over the checkpoints of an earlier run in its output directory."""
+    out = Path(cfg.output_dir)
+    if not cfg.resume and any((out / "checkpoints").glob("step_*")):
+        raise ConfigError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
+                          "or choose another --output-dir (nothing was overwritten)")
+
+
 def _setup(cfg: TrainConfig) -> tuple[TrainConfig, Process, torch.device, Precision]:
     """Check the settings, join the processes of the run, seed, and choose the device and precision."""
     cfg.validate()
@@ -109,9 +117,7 @@ def _setup(cfg: TrainConfig) -> tuple[TrainConfig, Process, torch.device, Precis
     if cfg.batch_size % process.world_size:
         raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {process.world_size} processes")
     out = Path(cfg.output_dir)
-    if not cfg.resume and any((out / "checkpoints").glob("step_*")):
-        raise ConfigError(f"{out} already holds checkpoints of an earlier run; pass --resume latest to continue it, "
-                          "or choose another --output-dir (nothing was overwritten)")
+    refuse_to_overwrite(cfg)
     if process.is_main:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -14,13 +14,14 @@ from ..evaluation.evaluators import evaluate_captions, evaluate_world
 from ..models.tokenizer import tokenize
 from ..models.transforms import image_transform
 from .config import TrainConfig
-from .loop import TrainResult, train
+from .loop import TrainResult, refuse_to_overwrite, train
 
 
 def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     """Train as `cfg` says: its data as batches (the built-in world, a CSV/TSV, or tar shards) and its evaluator
     (the world's own, or retrieval on --val-data), then `loop.train`."""
     cfg.validate()
+    refuse_to_overwrite(cfg)  # before the data is read or rendered, which can take minutes
     model_cfg = cfg.model_config()  # --init's architecture when fine-tuning
     length, size = model_cfg.text.context_length, model_cfg.vision.image_size
     if cfg.data == "world":

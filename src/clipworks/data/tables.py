@@ -68,26 +68,29 @@ def _read_text(path: Path) -> str:
 
 def _parse(path: Path, text: str, sep: str) -> list[tuple[int, list[str]]]:
     """(line where the record starts, fields) of every record, the header first."""
-    records = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
-    start = 1
+    records, start, error = _read(text, sep, strict=True)
+    if error is None:
+        return records
+    if "unexpected end of data" in str(error):
+        swallowed = text.count("\n", _offset_of_line(text, start)) - 1
+        raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so the "
+                        f"{max(swallowed, 0)} lines after it would become one field. Close the quote, or write a "
+                        'quote inside a quoted field as "".')
+    # Quoting the format does not allow but readers accept (e.g. `"a"b`): read it as other readers do.
+    return _read(text, sep, strict=False)[0]
+
+
+def _read(text: str, sep: str, *, strict: bool) -> tuple[list[tuple[int, list[str]]], int, csv.Error | None]:
+    """The records read, the line where the next one starts, and the error that stopped the reading (or None)."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=strict)
+    records, start = [], 1
     try:
         for fields in reader:
             records.append((start, fields))
             start = reader.line_num + 1
     except csv.Error as e:
-        if "unexpected end of data" in str(e):
-            swallowed = text.count("\n", _offset_of_line(text, start)) - 1
-            raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so the "
-                            f"{max(swallowed, 0)} lines after it would become one field. Close the quote, or write a "
-                            'quote inside a quoted field as "".') from None
-        # Quoting the format does not allow but readers accept (e.g. `"a"b`): read it as other readers do.
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-        records, start = [], 1
-        for fields in reader:
-            records.append((start, fields))
-            start = reader.line_num + 1
-    return records
+        return records, start, e
+    return records, start, None
 
 
 def _offset_of_line(text: str, line: int) -> int:

@@ -50,15 +50,12 @@ def _disk_full(directory: Path, needed: int) -> DiskFullError:
                          "some space or write somewhere else (nothing was replaced)")
 
 
-def check_space(directory: str | Path, needed: int) -> None:
-    """Refuse, before writing anything, a write of `needed` bytes that cannot fit in `directory`."""
-    if needed and free_bytes(directory) < needed:
-        raise _disk_full(Path(directory), needed)
-
-
 @contextlib.contextmanager
 def full_disk_is_one_error(directory: str | Path, needed: int = 0) -> Iterator[None]:
-    """Turn an exception raised while writing into `directory` into DiskFullError when the disk is what failed."""
+    """Writing into `directory`: refused up front when `needed` bytes (if known) cannot fit, and an exception raised
+    inside turned into DiskFullError when the disk is what failed."""
+    if needed and free_bytes(directory) < needed:
+        raise _disk_full(Path(directory), needed)
     try:
         yield
     except DiskFullError:
@@ -75,7 +72,6 @@ def write_atomic(path: str | Path, write: Callable[[str], object], *, needed: in
     """`write(tmp)` to a temporary sibling of `path`, then rename it over `path`. The file gets the usual 0644 mode
     (not mkstemp's 0600); the temporary is removed on failure. `needed`: the bytes it will take, if known."""
     path = Path(path)
-    check_space(path.parent, needed)
     with full_disk_is_one_error(path.parent, needed):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(fd)
@@ -95,7 +91,6 @@ def write_dir_atomic(path: str | Path, write: Callable[[Path], object], *, neede
     the user chose)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    check_space(path.parent, needed)
     with full_disk_is_one_error(path.parent, needed):
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
         try:

@@ -281,7 +281,8 @@ def main() -> None:
     append_results("Hostile-input probe (bench/hostile_probe.py)", f"torch {torch.__version__}",
                    "Each case as a hostile user would try it; handled = the right rows or a one-line error naming "
                    "the file/flag (CSV, CLI: exit code 2, no traceback), a CheckpointError in < 5 s with no code run, "
-                   "ids equal to OpenAI's and <= 1 us per character, an HTTP answer in < 5 s, with a JSON error for every refusal (status < 500).",
+                   "ids equal to OpenAI's and <= 1 us per character, an HTTP answer in < 5 s, with a JSON error for "
+                   "every refusal (status < 500).",
                    table)
 
 

@@ -276,12 +276,7 @@ def parse_labels(text: str, limits: Limits) -> list[str]:
     names = list(dict.fromkeys(name.strip() for name in text.split(separator) if name.strip()))
     if not names:
         raise HTTPException(400, "labels is empty; give class names separated by commas, e.g. 'cat, dog'")
-    if len(names) > limits.max_labels:
-        raise HTTPException(422, f"{len(names):,} labels; at most {limits.max_labels:,} per request")
-    for name in names:
-        if len(name) > limits.max_label_chars:
-            raise HTTPException(422, f"the label {_cut(name)!r} is {len(name):,} characters long; at most "
-                                     f"{limits.max_label_chars:,} per label")
+    _check_bounds(names, "label", limits.max_labels, limits.max_label_chars)
     return names
 
 
@@ -290,16 +285,24 @@ def parse_templates(text: str, limits: Limits) -> list[str]:
     from fastapi import HTTPException
 
     templates = [t.strip() for t in text.splitlines() if t.strip()] or [DEFAULT_TEMPLATE]
-    if len(templates) > limits.max_templates:
-        raise HTTPException(422, f"{len(templates):,} templates; at most {limits.max_templates:,} per request")
+    _check_bounds(templates, "template", limits.max_templates, limits.max_template_chars)
     for t in templates:
-        if len(t) > limits.max_template_chars:
-            raise HTTPException(422, f"the template {_cut(t)!r} is {len(t):,} characters long; at most "
-                                     f"{limits.max_template_chars:,} per template")
         if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
             raise HTTPException(400, f"template {t!r} must contain exactly one '{{}}' (where the label goes) and "
                                      "no other braces")
     return templates
+
+
+def _check_bounds(items: list[str], noun: str, max_items: int, max_chars: int) -> None:
+    """HTTPException 422 when there are more than `max_items` items or one is longer than `max_chars`."""
+    from fastapi import HTTPException
+
+    if len(items) > max_items:
+        raise HTTPException(422, f"{len(items):,} {noun}s; at most {max_items:,} per request")
+    for item in items:
+        if len(item) > max_chars:
+            raise HTTPException(422, f"the {noun} {_cut(item)!r} is {len(item):,} characters long; at most "
+                                     f"{max_chars:,} per {noun}")
 
 
 def check_prompts(n_labels: int, n_templates: int, limits: Limits) -> None:

@@ -1,4 +1,5 @@
-"""`clipworks models` (the registry) and `clipworks convert` (weights between formats)."""
+"""`clipworks models` (the registry), `clipworks pretrained` (weights by name) and `clipworks convert` (weights
+between formats)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the model registry")
     p.set_defaults(func=_cmd_models)
 
+    p = sub.add_parser("pretrained", help="list the pretrained weights loadable by name (and whether cached); "
+                       "--download fetches some into the cache")
+    p.add_argument("--download", nargs="+", metavar="NAME", help="fetch these names into the cache (e.g. to carry "
+                   "the cache to an air-gapped machine)")
+    p.add_argument("--cached", action="store_true", help="list only the weights already in the cache")
+    p.set_defaults(func=_cmd_pretrained)
+
     p = sub.add_parser("convert", help="convert OpenAI / open_clip / HF / clipworks weights to native, HF or ONNX")
-    p.add_argument("src", help="weights file or directory in any supported format")
+    p.add_argument("src", help="weights file or directory in any supported format, or a pretrained name "
+                   "(`clipworks pretrained`)")
     p.add_argument("dst", help="output directory")
     p.add_argument("--to", choices=("native", "hf", "onnx"), required=True)
     p.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="weights dtype (ONNX is always fp32)")
@@ -35,6 +44,41 @@ def _cmd_models(args: argparse.Namespace) -> None:
         with torch.device("meta"):
             n = sum(p.numel() for p in create_model(name).parameters())
         print(f"{name:<14} {cfg.vision.kind:<7} {cfg.vision.image_size:>5} {cfg.embed_dim:>5} {n:>13,}")
+
+
+def _parameters(arch: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a deliberate per-process memo)
+    from ..models.clip import create_model
+
+    if arch not in cache:
+        with torch.device("meta"):
+            cache[arch] = sum(p.numel() for p in create_model(arch).parameters())
+    return cache[arch]
+
+
+def _cmd_pretrained(args: argparse.Namespace) -> None:
+    from ..io.pretrained import cached, download, find, list_pretrained, unknown
+
+    if args.download:
+        entries = [find(name) or (name.startswith("hf-hub:") and name) for name in args.download]
+        if missing := [n for n, e in zip(args.download, entries) if not e]:
+            raise unknown(missing[0])
+        for entry in entries:
+            if isinstance(entry, str):
+                from ..io.hub import fetch_repo
+
+                print(f"{entry}: {fetch_repo(entry)}")
+            else:
+                print(f"{entry.name}: {download(entry)}")
+        return
+    print(f"{'name':<42} {'size':>9} {'cached':<6} {'sha256':<64} source")
+    for entry in list_pretrained():
+        file = cached(entry)
+        if args.cached and file is None:
+            continue
+        # Until downloaded, the size is estimated from the parameter count: OpenAI ships fp16, open_clip fp32.
+        size = f"{file.stat().st_size / 1e6:,.0f} MB" if file else \
+            f"~{_parameters(entry.arch) * (2 if entry.url else 4) / 1e6:,.0f} MB"
+        print(f"{entry.name:<42} {size:>9} {'yes' if file else 'no':<6} {entry.sha256 or '-':<64} {entry.source}")
 
 
 def _cmd_convert(args: argparse.Namespace) -> None:

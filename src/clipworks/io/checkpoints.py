@@ -37,6 +37,7 @@ from ..models.inference import optimize_for_inference
 from ..models.transforms import image_transform
 from .files import nbytes, write_dir_atomic
 from .formats import Checkpoint, read_foreign
+from .pretrained import find, locate
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -184,9 +185,19 @@ def resize(ckpt: Checkpoint, *, image_size: int | None = None, context_length: i
 
 
 def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_length: int | None = None,
-                    activation: str | None = None, trust_code: bool = False) -> Checkpoint:
-    """Weights in OpenAI's layout + config from any supported format, positional embeddings resized on request."""
-    path = Path(path)
+                    activation: str | None = None, trust_code: bool = False, pretrained: str | None = None) -> Checkpoint:
+    """Weights in OpenAI's layout + config from any supported format or pretrained name (pretrained.py), positional
+    embeddings resized on request."""
+    path, entry = locate(path, pretrained=pretrained)
+    ckpt = _read_located(path, activation=activation, trust_code=trust_code)
+    if entry is not None:  # the registry knows what the weights cannot say: head widths, activation, preprocessing
+        ckpt.config = dataclasses.replace(entry.config, activation=activation or entry.activation)
+        ckpt.format = f"{entry.name} ({ckpt.format})"
+        ckpt.notes = [n for n in ckpt.notes if not n.startswith("no config: activation assumed")]
+    return resize(ckpt, image_size=image_size, context_length=context_length)
+
+
+def _read_located(path: Path, *, activation: str | None, trust_code: bool) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory (expected a clipworks checkpoint directory or CLIP "
                               "weights in OpenAI, open_clip or HF transformers format)")
@@ -199,7 +210,7 @@ def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_
         raise CheckpointError(f"{path}: missing {WEIGHTS} or {CONFIG} (expected a clipworks checkpoint directory)")
     else:
         ckpt = read_foreign(path, activation=activation, trust_code=trust_code)
-    return resize(ckpt, image_size=image_size, context_length=context_length)
+    return ckpt
 
 
 def read_config(path: str | Path) -> CLIPConfig:
@@ -207,6 +218,8 @@ def read_config(path: str | Path) -> CLIPConfig:
     (no weights read); other formats infer it from their weights' shapes, so those are read."""
     if is_native(path):
         return _read_config(resolve_checkpoint(path))
+    if (entry := find(str(path))) is not None and not Path(path).exists():
+        return entry.config  # known without downloading
     return read_checkpoint(path).config
 
 
@@ -252,13 +265,16 @@ def _build(ckpt: Checkpoint, path: str | Path, *, device: str | torch.device, dt
 
 def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
          image_size: int | None = None, context_length: int | None = None, activation: str | None = None,
-         trust_code: bool = False) -> tuple[CLIP, Callable]:
+         trust_code: bool = False, pretrained: str | None = None) -> tuple[CLIP, Callable]:
     """(model in eval mode, preprocess) from any supported checkpoint, as OpenAI's `clip.load` returns.
 
+    `path` may also be a pretrained name, downloaded and verified on first use: `load("ViT-B-32")` (OpenAI's weights),
+    `load("ViT-B-32", pretrained="laion2b_s34b_b79k")` or `load("ViT-B-32:laion2b_s34b_b79k")` (open_clip's tags),
+    `load("hf-hub:ORG/REPO")`; `clipworks.list_pretrained()` lists the names.
     Prints one line (to stderr) naming the detected format, the matching registry model and the activation.
     """
     ckpt = read_checkpoint(path, image_size=image_size, context_length=context_length, activation=activation,
-                           trust_code=trust_code)
+                           trust_code=trust_code, pretrained=pretrained)
     model = _build(ckpt, path, device=device, dtype=dtype)
     print(describe(path, ckpt), file=sys.stderr)  # stderr: stdout stays clean for --json reports
     return model, image_transform(model.image_size)

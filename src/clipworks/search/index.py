@@ -38,6 +38,7 @@ from ..distributed import exit_with_parent
 from ..errors import SearchIndexError
 from ..hardware import resolve_precision
 from ..io.checkpoints import load
+from ..io.pretrained import is_name
 from ..io.files import write_atomic, write_text_atomic
 from ..models.clip import CLIP
 from ..models.encode import embed_images, encode_texts
@@ -247,7 +248,8 @@ class Index:
                                        f"({self.store.get_meta('checkpoint')}); its embeddings are not comparable. "
                                        "Use that checkpoint, or build a new index with --out")
             self.store.set_meta("fingerprint", fingerprint)
-            self.store.set_meta("checkpoint", str(Path(self.checkpoint).resolve()))
+            named = is_name(self.checkpoint)  # a pretrained name stays a name: it means the same weights anywhere
+            self.store.set_meta("checkpoint", self.checkpoint if named else str(Path(self.checkpoint).resolve()))
             self.store.set_meta("embed_dim", str(model.config.embed_dim))
             self._model = model
         return self._model

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..hardware import PRECISIONS
-from ..io.checkpoints import read_checkpoint, read_config
+from ..io.checkpoints import read_config
 from ..models.configs import CLIPConfig, get_config, registry_name
 from .recipes import recipe as recipe_overrides
 
@@ -40,8 +40,8 @@ class TrainConfig:
     """A training run's settings: each is a `clipworks train` flag, a config-file key and a keyword argument."""
 
     model: str = _doc("ViT-Tiny", "registry name (see `clipworks models`)")
-    init: str | None = _doc(None, "start from this checkpoint (any supported format) instead of random weights; its "
-                                  "architecture replaces --model")
+    init: str | None = _doc(None, "start from this checkpoint (any supported format, or a pretrained name such as "
+                                  "ViT-B-32) instead of random weights; its architecture replaces --model")
     lock_image: bool = _doc(False, "LiT (Zhai et al. 2022): freeze the image tower (eval mode, not optimized)")
     patch_dropout: float = _doc(0.0, "FLIP (Li et al. 2023): fraction of ViT patch tokens dropped while training")
     lr_image_scale: float = _doc(1.0, "the image tower's (visual.*) learning rate = schedule * this")
@@ -220,7 +220,7 @@ def resolve_train_config(flags: dict[str, Any] | None = None, *, config_file: st
     overrides: dict[str, Any] = {}
     if recipe:
         if chosen.get("init"):
-            model = registry_name(read_checkpoint(chosen["init"]).config)
+            model = registry_name(read_config(chosen["init"]))
             if model is None:
                 raise ConfigError(f"--recipe {recipe}: --init {chosen['init']} is a custom architecture, not one of "
                                   "the paper's models")

@@ -20,6 +20,7 @@ from clipworks import cli
 from clipworks.errors import CheckpointError, DiskFullError
 from clipworks.io import pretrained
 from clipworks.io.download import DownloadError, fetch
+from clipworks.io.hub import fetch_repo
 from clipworks.io.pretrained import PRETRAINED, Pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,6 +287,10 @@ def test_hf_hub_open_clip_and_transformers_repos_through_hf_endpoint(cache: Path
             images = torch.randn(2, 3, size, size)
             assert torch.equal(model.encode_image(images), local.encode_image(images))
             assert preprocess == local_preprocess
+        weights = fetch_repo("hf-hub:org/open-clip-tiny")  # a snapshot may also hold timm's files: never taken for HF's
+        (weights.parent / "config.json").write_text('{"architecture": "vit_base_patch32_clip_224"}')
+        (weights.parent / "model.safetensors").write_bytes(b"timm's weights")
+        assert clipworks.load("hf-hub:org/open-clip-tiny")[0].config.vision.width == 192
         with pytest.raises(CheckpointError, match=r"hf-hub:org/nope: no such repository at http://127.0.0.1"):
             clipworks.load("hf-hub:org/nope")
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # cached: loads without the network

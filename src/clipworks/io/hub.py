@@ -73,23 +73,24 @@ def _first(repo: str, names: tuple[str, ...], revision: str | None) -> Path | No
 
 
 def fetch_repo(spec: str, *, open_clip_only: bool = False) -> Path:
-    """The local snapshot directory holding the repo's CLIP config and weights (downloaded when not cached); the
-    configs land beside the weights, where the readers look for them."""
+    """The repo's CLIP weights, local (downloaded when not cached): an open_clip repo's weights file, whose
+    `open_clip_config.json` lands beside it, or a transformers repo's snapshot directory. The file, not the
+    directory, for open_clip: a snapshot may also hold other libraries' files (timm's `config.json` and
+    `model.safetensors`), which must not be taken for a transformers model."""
     repo, revision = parse(spec)
     _get(repo, OPEN_CLIP_CONFIG, revision)
-    weights = _first(repo, OPEN_CLIP_WEIGHTS, revision)
-    if weights is None and not open_clip_only:
-        _get(repo, "config.json", revision)
-        weights = _first(repo, HF_WEIGHTS, revision)
-        _get(repo, "preprocessor_config.json", revision)
-    if weights is None:
-        wanted = " or ".join(OPEN_CLIP_WEIGHTS + (() if open_clip_only else HF_WEIGHTS))
-        if offline():
-            raise DownloadError(f"offline mode (CLIPWORKS_OFFLINE/HF_HUB_OFFLINE) and hf-hub:{repo} has no {wanted} in "
-                                f"the Hub cache: fetch it on a connected machine (`hf download {repo}`) and copy the "
-                                "cache (HF_HUB_CACHE), or pass a local directory")
-        raise CheckpointError(f"hf-hub:{repo}: no CLIP weights in the repo (looked for {wanted})")
-    return weights.parent
+    if (weights := _first(repo, OPEN_CLIP_WEIGHTS, revision)) is not None:
+        return weights
+    if not open_clip_only and _get(repo, "config.json", revision) is not None:
+        if (weights := _first(repo, HF_WEIGHTS, revision)) is not None:
+            _get(repo, "preprocessor_config.json", revision)
+            return weights.parent
+    wanted = " or ".join(OPEN_CLIP_WEIGHTS + (() if open_clip_only else HF_WEIGHTS))
+    if offline():
+        raise DownloadError(f"offline mode (CLIPWORKS_OFFLINE/HF_HUB_OFFLINE) and hf-hub:{repo} has no {wanted} in "
+                            f"the Hub cache: fetch it on a connected machine (`hf download {repo}`) and copy the "
+                            "cache (HF_HUB_CACHE), or pass a local directory")
+    raise CheckpointError(f"hf-hub:{repo}: no CLIP weights in the repo (looked for {wanted})")
 
 
 def cached_weights(spec: str) -> Path | None:

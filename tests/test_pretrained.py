@@ -227,12 +227,20 @@ def test_cli_lists_pretrained_and_refuses_unknown_names(cache: Path, capsys: pyt
     assert "ViT-B-31: no such file or directory, and not a pretrained name. Did you mean" in capsys.readouterr().err
 
 
-def test_cli_takes_a_name_wherever_it_takes_a_checkpoint(cache: Path, tiny_weights: bytes,
+def test_cli_takes_a_name_wherever_it_takes_a_checkpoint(cache: Path, tiny_weights: bytes, capsys: pytest.CaptureFixture,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     with serving() as server:
         server.files["/w/RN-Tiny.pt"] = tiny_weights
-        _register(monkeypatch, server.url + "/w/RN-Tiny.pt", tiny_weights)
+        entry = _register(monkeypatch, server.url + "/w/RN-Tiny.pt", tiny_weights)
+        assert cli.main(["pretrained", "--download", "RN-Tiny"]) == 0
+        assert capsys.readouterr().out == f"RN-Tiny:openai: {entry.path}\n"
         assert cli.main(["convert", "RN-Tiny", str(cache / "converted"), "--to", "native"]) == 0
+        assert server.gets["/w/RN-Tiny.pt"] == 1  # convert used the cache
+    capsys.readouterr()
+    assert cli.main(["pretrained", "--cached"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 1 and rows[0].split()[:3] == ["RN-Tiny:openai", f"{len(tiny_weights) / 1e6:,.0f}", "MB"]
+    assert rows[0].split()[3:5] == ["yes", entry.sha256]
     model, _ = clipworks.load(cache / "converted")
     reference, _ = clipworks.load("RN-Tiny")
     assert torch.equal(_encode(model), _encode(reference))

@@ -56,7 +56,7 @@ def _parameters(arch: str, cache: dict[str, int] = {}) -> int:  # noqa: B006 (a 
 
 
 def _cmd_pretrained(args: argparse.Namespace) -> None:
-    from ..io.pretrained import cached, download, find, list_pretrained, unknown
+    from ..io.pretrained import download, find, list_pretrained, unknown
 
     if args.download:
         entries = [find(name) or (name.startswith("hf-hub:") and name) for name in args.download]
@@ -72,7 +72,7 @@ def _cmd_pretrained(args: argparse.Namespace) -> None:
         return
     print(f"{'name':<42} {'size':>9} {'cached':<6} {'sha256':<64} source")
     for entry in list_pretrained():
-        file = cached(entry)
+        file = entry.cached_file
         if args.cached and file is None:
             continue
         # Until downloaded, the size is estimated from the parameter count: OpenAI ships fp16, open_clip fp32.

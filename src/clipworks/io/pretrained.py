@@ -141,6 +141,15 @@ class Pretrained:
         """Where a direct download is cached."""
         return cache_dir() / "pretrained" / "openai" / Path(self.url).name
 
+    @property
+    def cached_file(self) -> Path | None:
+        """The weights file when the cache holds it (no network, no hashing)."""
+        if self.url:
+            return self.path if self.path.is_file() else None
+        from .hub import cached_weights  # huggingface_hub is optional: only Hub entries need it
+
+        return cached_weights(self.hub)
+
 
 def _openai(arch: str) -> Pretrained:
     sha, file = _OPENAI[arch]
@@ -198,15 +207,6 @@ def unknown(name: str) -> CheckpointError:
     hint = f" Did you mean {', '.join(near)}?" if near else ""
     return CheckpointError(f"{name}: no such file or directory, and not a pretrained name.{hint} `clipworks "
                            "pretrained` lists every name; a checkpoint path must exist")
-
-
-def cached(entry: Pretrained) -> Path | None:
-    """The entry's weights file when it is in the cache (no network, no hashing)."""
-    if entry.url:
-        return entry.path if entry.path.is_file() else None
-    from .hub import cached_weights  # huggingface_hub is optional: only hub entries need it
-
-    return cached_weights(entry.hub)
 
 
 def download(entry: Pretrained, *, progress: bool = True) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fileserver import Files, serving
+from fileserver import serving
 from safetensors.torch import save_file
 
 import clipworks
@@ -227,7 +227,8 @@ def test_cli_lists_pretrained_and_refuses_unknown_names(cache: Path, capsys: pyt
     assert "ViT-B-31: no such file or directory, and not a pretrained name. Did you mean" in capsys.readouterr().err
 
 
-def test_cli_takes_a_name_wherever_it_takes_a_checkpoint(cache: Path, tiny_weights: bytes, capsys: pytest.CaptureFixture,
+def test_cli_takes_a_name_wherever_it_takes_a_checkpoint(cache: Path, tiny_weights: bytes,
+                                                          capsys: pytest.CaptureFixture,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     with serving() as server:
         server.files["/w/RN-Tiny.pt"] = tiny_weights

@@ -11,5 +11,5 @@ from .models.tokenizer import Tokenizer, decode, tokenize
 from .models.transforms import image_transform
 
 __all__ = ["CLIP", "CLIPConfig", "MODELS", "TextConfig", "Tokenizer", "VisionConfig", "create_model", "decode",
-           "get_config", "image_transform", "list_models", "list_pretrained", "load", "optimize_for_inference", "recall_at_k",
-           "save_checkpoint", "tokenize", "zero_shot_classifier"]
+           "get_config", "image_transform", "list_models", "list_pretrained", "load", "optimize_for_inference",
+           "recall_at_k", "save_checkpoint", "tokenize", "zero_shot_classifier"]

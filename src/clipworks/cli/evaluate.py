@@ -13,7 +13,8 @@ from .parsing import Parser, precision_flag
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zeroshot", help="zero-shot labels for images, or top-1/top-5 on a labelled image set")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint (directory, training run or weights) or a pretrained name")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint (directory, training run or weights) or a pretrained name")
     p.add_argument("--classes", help="comma-separated class names")
     p.add_argument("--classes-file", help="a text file with one class name per line")
     p.add_argument("--template", action="append", help="prompt with '{}' for the class (repeat to ensemble); "
@@ -103,7 +104,8 @@ def _cmd_zeroshot(args: argparse.Namespace) -> None:
 
 
 def _eval_common(p: argparse.ArgumentParser, *, out: str) -> None:
-    p.add_argument("--checkpoint", required=True, help="a checkpoint (directory, training run or weights) or a pretrained name")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint (directory, training run or weights) or a pretrained name")
     p.add_argument("--out", default=out, help="where the JSON and markdown results go")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=64)

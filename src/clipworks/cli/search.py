@@ -15,7 +15,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     commands = group.add_subparsers(dest="index_command", required=True, parser_class=Parser)
     p = commands.add_parser("build", help="embed new or changed images of SRC into the index at --out (resumable)")
     p.add_argument("src", help="an image folder, a CSV/TSV of image paths and captions, or shards (data/{00..09}.tar)")
-    p.add_argument("--checkpoint", required=True, help="the model that embeds the images (any supported format, or a pretrained name)")
+    p.add_argument("--checkpoint", required=True,
+                   help="the model that embeds the images (any supported format, or a pretrained name)")
     p.add_argument("--out", required=True, help="the index directory (created, or updated incrementally)")
     p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, "
                    "hnsw: approximate, for millions of images (recall and speed in the README)")

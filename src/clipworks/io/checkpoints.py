@@ -185,7 +185,8 @@ def resize(ckpt: Checkpoint, *, image_size: int | None = None, context_length: i
 
 
 def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_length: int | None = None,
-                    activation: str | None = None, trust_code: bool = False, pretrained: str | None = None) -> Checkpoint:
+                    activation: str | None = None, trust_code: bool = False,
+                    pretrained: str | None = None) -> Checkpoint:
     """Weights in OpenAI's layout + config from any supported format or pretrained name (pretrained.py), positional
     embeddings resized on request."""
     path, entry = locate(path, pretrained=pretrained)

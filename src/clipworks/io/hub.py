@@ -25,7 +25,8 @@ def _hf() -> Any:
     try:
         import huggingface_hub
     except ImportError:
-        raise CheckpointError(f"loading from the Hugging Face Hub needs the huggingface_hub package: {INSTALL}") from None
+        raise CheckpointError(f"loading from the Hugging Face Hub needs the huggingface_hub package: {INSTALL}") \
+            from None
     return huggingface_hub
 
 

@@ -38,8 +38,8 @@ from ..distributed import exit_with_parent
 from ..errors import SearchIndexError
 from ..hardware import resolve_precision
 from ..io.checkpoints import load
-from ..io.pretrained import is_name
 from ..io.files import write_atomic, write_text_atomic
+from ..io.pretrained import is_name
 from ..models.clip import CLIP
 from ..models.encode import embed_images, encode_texts
 from ..models.inference import optimize_for_inference

@@ -2,8 +2,9 @@
 
 The nine paper architectures are Table 19/20 of Radford et al. (2021) with the exact shapes of OpenAI's released
 checkpoints (their `build_model` reads these numbers back out of the state dict). Small CPU-sized configs are ours;
-they keep the same code path and only change sizes. open_clip's ViT-H/g/bigG family (its LAION, DataComp, DFN and
-MetaCLIP weights) adds head widths other than 64 and MLPs wider than 4 x width (`mlp_width`), with its shapes and names. Variants are made with `dataclasses.replace`, never with flags.
+they keep the same code path and only change sizes. open_clip's ViT-H/g/bigG family (for its LAION, DataComp, DFN
+and MetaCLIP weights) adds head widths other than 64 and MLPs wider than 4 x width (`mlp_width`), with open_clip's
+shapes and names. Variants are made with `dataclasses.replace`, never with flags.
 Every config is checked when it is made (sizes within LIMITS, heads that split their width), so an absurd one read from
 a file fails with a ConfigError naming the field before any module is built.
 """

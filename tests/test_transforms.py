@@ -170,6 +170,7 @@ def test_preprocess_settings_make_the_transform() -> None:
     assert pp.mean == (0.5, 0.5, 0.5) and pp.std == (1.0, 2.0, 3.0)
     assert pp.transform(32) == image_transform(32, mean=(0.5,) * 3, std=(1, 2, 3), resize_mode="squash")
     assert Preprocess().transform(32) == image_transform(32)  # OpenAI's by default
+    assert Preprocess(mean=0.5, std=1).std == (1.0, 1.0, 1.0)  # one number for all channels
 
 
 def test_unknown_resize_mode_and_interpolation_are_refused() -> None:

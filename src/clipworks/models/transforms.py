@@ -192,9 +192,12 @@ class Preprocess:
     def __post_init__(self) -> None:
         for name in ("mean", "std"):
             values = getattr(self, name)
+            if isinstance(values, (int, float)) and not isinstance(values, bool):
+                values = (values,) * 3  # one number for every channel, as open_clip and HF accept
             if (not isinstance(values, (list, tuple)) or len(values) != 3
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
-                raise ValueError(f"{name} must be three numbers, one per RGB channel, got {values!r}")
+                raise ValueError(f"{name} must be three numbers, one per RGB channel (or one for all), got "
+                                 f"{values!r}")
             object.__setattr__(self, name, tuple(float(v) for v in values))
         if not all(s > 0 for s in self.std):
             raise ValueError(f"std must be positive, got {self.std}")

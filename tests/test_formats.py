@@ -12,8 +12,10 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from reference import openai_model
 from safetensors.torch import save_file
 from test_parity import openai_clip, sample_inputs
@@ -186,6 +188,60 @@ def test_open_clip_config_sets_architecture_and_activation(kind: str, tmp_path: 
     assert_same_outputs(model, source, cfg)
 
 
+def test_open_clip_config_with_mlp_ratio_head_width_quick_gelu_and_preprocess(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    # As open_clip writes ViT-bigG-14's, shrunk: vision mlp_ratio 4.9231 -> int(64 * 4.9231) = 315, heads 32 wide.
+    cfg = {"model_cfg": {"embed_dim": 32, "quick_gelu": True,
+                         "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32,
+                                        "mlp_ratio": 4.9231, "patch_size": 16},
+                         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4,
+                                      "layers": 2, "mlp_ratio": 2.0}},
+           "preprocess_cfg": {"mean": [0.5, 0.25, 0.125], "std": [0.2, 0.3, 0.4], "interpolation": "bilinear",
+                              "resize_mode": "squash"}}
+    expected = CLIPConfig(32, VisionConfig(32, 64, 2, 16, head_width=32, mlp_width=315),
+                          TextConfig(context_length=16, width=64, layers=2, head_width=16, mlp_width=128),
+                          "quick_gelu")
+    source = create_model(expected, seed=3).eval()
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
+    weights = {k: v.contiguous() for k, v in source.state_dict().items()}
+    save_file(weights, str(tmp_path / "open_clip_model.safetensors"))
+    model, preprocess = clipworks.load(tmp_path)
+    assert "with open_clip_config.json: custom architecture, activation quick_gelu" in capsys.readouterr().err
+    assert model.config == expected and model.visual.transformer.resblocks[0].mlp.c_fc.weight.shape == (315, 64)
+    assert_same_outputs(model, source, expected)
+    assert (preprocess.mean, preprocess.std) == ((0.5, 0.25, 0.125), (0.2, 0.3, 0.4))
+    assert (preprocess.resize_mode, preprocess.interpolation) == ("squash", "bilinear")
+    # squash: the whole 50 x 20 image becomes 32 x 32, nothing cropped
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 50, 3), dtype=np.uint8))
+    squashed = np.asarray(image.resize((32, 32), Image.Resampling.BILINEAR), np.float32) / np.float32(255)
+    expected_pixels = (squashed - np.float32([0.5, 0.25, 0.125])) / np.float32([0.2, 0.3, 0.4])
+    np.testing.assert_allclose(preprocess(image).numpy(), expected_pixels.transpose(2, 0, 1), rtol=0, atol=1e-6)
+    # resizing on load keeps the preprocessing the file named
+    assert clipworks.load(tmp_path, image_size=48)[1] == dataclasses.replace(preprocess, size=48)
+
+
+def test_open_clip_config_without_preprocess_cfg_gives_openai_preprocessing(tmp_path: Path) -> None:
+    cfg = open_clip_config(SMALL["vit"])
+    del cfg["preprocess_cfg"]
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
+    torch.save(create_model(SMALL["vit"], seed=0).state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    assert clipworks.load(tmp_path)[1] == clipworks.image_transform(32)
+
+
+@pytest.mark.parametrize("preprocess_cfg, message", [
+    ({"mean": [0.5, 0.5]}, "mean must be three numbers"),
+    ({"std": [0.5, 0.0, 0.5]}, "std must be positive"),
+    ({"resize_mode": "crop"}, "resize_mode 'crop' is not one of shortest, squash, longest"),
+    ({"interpolation": "lanczos"}, "interpolation 'lanczos' is not one of bicubic, bilinear"),
+])
+def test_a_bad_preprocess_cfg_is_refused(preprocess_cfg: dict, message: str, tmp_path: Path) -> None:
+    cfg = open_clip_config(SMALL["vit"]) | {"preprocess_cfg": preprocess_cfg}
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
+    torch.save(create_model(SMALL["vit"], seed=0).state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=f"open_clip_config.json: not an open_clip model config.*{message}"):
+        clipworks.load(tmp_path)
+
+
 # ---------------------------------------------------------------- HF transformers
 
 
@@ -229,6 +285,35 @@ def test_hf_clipmodel_directory(hidden_act: str, weights: str, tmp_path: Path, c
         assert loaded(tmp_path / "model.safetensors", capsys)[0].config == model.config
 
 
+def test_hf_mlp_width_and_image_processor_mean_and_std(tmp_path: Path) -> None:
+    from transformers import CLIPConfig as HFConfig
+    from transformers import CLIPModel
+
+    torch.manual_seed(0)
+    text = {"hidden_size": 64, "intermediate_size": 200, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "max_position_embeddings": 16, "hidden_act": "gelu"}
+    vision = {"hidden_size": 64, "intermediate_size": 300, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 32, "patch_size": 8, "hidden_act": "gelu"}
+    hf = CLIPModel(HFConfig(text_config=text, vision_config=vision, projection_dim=32)).eval()
+    hf.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "CLIPImageProcessor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.5, 1]}))
+    model, preprocess = clipworks.load(tmp_path)
+    assert (model.config.vision.mlp_hidden, model.config.text.mlp_hidden) == (300, 200)
+    assert (preprocess.mean, preprocess.std, preprocess.resize_mode) == ((0.5,) * 3, (0.25, 0.5, 1.0), "shortest")
+    images, text_ids = sample_inputs(model.config)
+    image_ref, text_ref = hf_features(hf, images, text_ids)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(images), image_ref, atol=TOL, rtol=0)
+        torch.testing.assert_close(model.encode_text(text_ids), text_ref, atol=TOL, rtol=0)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["vision_config"]["intermediate_size"] = 256  # says 4x; the weights say 300
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="vision_config.intermediate_size 256 disagrees with the weights' MLP "
+                                              "width 300"):
+        clipworks.load(tmp_path)
+
+
 # ---------------------------------------------------------------- shape inference
 
 
@@ -236,10 +321,22 @@ def test_hf_clipmodel_directory(hidden_act: str, weights: str, tmp_path: Path, c
 def test_shape_inference_names_the_registry_model(name: str) -> None:
     with torch.device("meta"):  # shapes only: no memory for the big models
         state = create_model(name).state_dict()
-    config = infer_config(state)
-    assert config == MODELS[name]
+    expected = MODELS[name]
+    # Head widths and the activation are invisible in shapes (OpenAI's defaults: 64, QuickGELU); MLP widths are not.
+    config = infer_config(state, activation=expected.activation, vision_head_width=expected.vision.head_width,
+                          text_head_width=expected.text.head_width)
+    assert config == expected
     assert registry_name(config) == name
     assert registry_name(dataclasses.replace(config, activation="gelu")) == name
+    assert registry_name(dataclasses.replace(config, activation="quick_gelu")) == name
+
+
+def test_mlp_width_is_inferred_from_c_fc() -> None:
+    cfg = CLIPConfig(32, VisionConfig(32, 64, 2, 16, mlp_width=100), TextConfig(context_length=16, width=64, layers=2,
+                                                                                 mlp_width=80))
+    with torch.device("meta"):
+        state = create_model(cfg).state_dict()
+    assert infer_config(state) == cfg and infer_config(state).vision.mlp_hidden == 100
 
 
 def test_custom_architecture_is_inferred_exactly() -> None:

@@ -21,9 +21,12 @@ TOKENS = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27,
 def model_under_test(name: str) -> torch.nn.Module:
     """A seeded model whose BatchNorms have non-trivial statistics and gains (OpenAI's initialisation zeroes the last
     gain of every block, which would hide a wrong fold), and whose biases are non-zero."""
-    config = get_config(name.removesuffix("-gelu"))
+    config = get_config(name.removesuffix("-gelu").removesuffix("-mlp"))
     if name.endswith("-gelu"):
         config = dataclasses.replace(config, activation="gelu")
+    if name.endswith("-mlp"):  # MLPs not 4x wide (as open_clip's ViT-g-14 / ViT-bigG-14), in both towers
+        config = dataclasses.replace(config, vision=dataclasses.replace(config.vision, mlp_width=500),
+                                     text=dataclasses.replace(config.text, mlp_width=300))
     model = create_model(config, seed=0).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -42,7 +45,7 @@ def images(n: int, seed: int = 2) -> torch.Tensor:
     return torch.randn(n, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
 
 
-MODELS = ["ViT-Tiny", "RN-Tiny", "ViT-Tiny-gelu"]
+MODELS = ["ViT-Tiny", "RN-Tiny", "ViT-Tiny-gelu", "ViT-Tiny-mlp"]
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["onednn", "plain"])

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from clipworks import CLIPConfig, create_model, get_config, list_models
 from clipworks.errors import ConfigError
-from clipworks.models.configs import TextConfig, VisionConfig
+from clipworks.hardware import use_fast_paths
+from clipworks.models.configs import MODELS, TextConfig, VisionConfig
 
 
 def shrink(cfg: CLIPConfig) -> CLIPConfig:
     """Same architecture family and code path, a fraction of the size."""
     v = cfg.vision
     if v.kind == "vit":
-        vision = dataclasses.replace(v, image_size=4 * v.patch_size, width=64, layers=2, head_width=32)
+        # A non-4x MLP (ViT-g-14, ViT-bigG-14) stays non-4x: the same ratio, rounded down.
+        vision = dataclasses.replace(v, image_size=4 * v.patch_size, width=64, layers=2, head_width=32,
+                                     mlp_width=v.mlp_width * 64 // v.width)
     else:
         vision = dataclasses.replace(v, image_size=64, width=8, layers=tuple(min(n, 2) for n in v.layers),
                                      head_width=32)
@@ -75,3 +79,93 @@ def test_config_bounds_leave_room_above_the_largest_released_clips(scale: int) -
     assert rn.layers[2] == 36 * scale
     with pytest.raises(ConfigError, match=r"text.layers = 1000000 is out of bounds: allowed 1\.\.512"):
         dataclasses.replace(big_g.text, layers=10**6)
+
+
+# ---------------------------------------------------------------- MLP width (open_clip's mlp_ratio)
+
+# A tiny ViT whose MLPs are not 4x wide, in either tower.
+NARROW_MLP = CLIPConfig(32, VisionConfig(32, 64, 2, 16, head_width=32, mlp_width=200),
+                        TextConfig(context_length=16, width=64, layers=2, head_width=32, mlp_width=96), "gelu")
+
+
+def test_mlp_width_builds_the_mlps_and_round_trips() -> None:
+    model = create_model(NARROW_MLP, seed=0)
+    assert model.visual.transformer.resblocks[1].mlp.c_fc.weight.shape == (200, 64)
+    assert model.visual.transformer.resblocks[1].mlp.c_proj.weight.shape == (64, 200)
+    assert model.transformer.resblocks[0].mlp.c_fc.weight.shape == (96, 64)
+    assert CLIPConfig.from_dict(json.loads(NARROW_MLP.to_json())) == NARROW_MLP
+    big_g = get_config("ViT-bigG-14")
+    assert CLIPConfig.from_dict(big_g.to_dict()) == big_g and big_g.vision.mlp_hidden == 8192
+
+
+def test_mlp_width_zero_is_4x_and_old_configs_load_unchanged() -> None:
+    old = get_config("ViT-B-32").to_dict()
+    for tower in ("vision", "text"):
+        del old[tower]["mlp_width"]  # config.json files written before the field existed
+    assert CLIPConfig.from_dict(old) == get_config("ViT-B-32")
+    assert get_config("ViT-B-32").vision.mlp_hidden == 3072 and get_config("ViT-B-32").text.mlp_hidden == 2048
+    # An explicit 4x is stored as 0, so one architecture has one config however it was written ...
+    explicit = VisionConfig(224, 768, 12, 32, mlp_width=3072)
+    assert explicit == get_config("ViT-B-32").vision and explicit.mlp_width == 0
+    # ... and a variant made with replace follows its new width unless its MLP width was set.
+    assert dataclasses.replace(explicit, width=512).mlp_hidden == 2048
+
+
+@pytest.mark.parametrize("tower, value, message", [
+    ("vision", -1, r"vision.mlp_width = -1 is out of bounds: allowed 1\.\.131072"),
+    ("text", 10**6, r"text.mlp_width = 1000000 is out of bounds"),
+    ("text", 2.5, r"text.mlp_width must be an integer, got 2.5"),
+])
+def test_mlp_width_is_checked_against_limits(tower: str, value: object, message: str) -> None:
+    d = NARROW_MLP.to_dict()
+    d[tower]["mlp_width"] = value
+    with pytest.raises(ConfigError, match=message):
+        CLIPConfig.from_dict(d)
+
+
+def test_a_resnet_has_no_mlp_width() -> None:
+    with pytest.raises(ConfigError, match="vision.mlp_width 256 is for ViT towers"):
+        dataclasses.replace(get_config("RN50").vision, mlp_width=256)
+
+
+# Parameter counts from the meta device; the same counts as open_clip 3.3.0's models (bench/open_clip_parity.py).
+OPEN_CLIP_COUNTS = {"ViT-B-32-256": 151_288_833, "ViT-B-16-plus-240": 208_377_345, "ViT-H-14": 986_109_441,
+                    "ViT-H-14-378": 986_714_881, "ViT-g-14": 1_366_678_273, "ViT-bigG-14": 2_539_567_105}
+
+
+@pytest.mark.parametrize("name", list(OPEN_CLIP_COUNTS))
+def test_open_clip_architectures(name: str) -> None:
+    cfg = get_config(name)
+    assert cfg.activation == "gelu"  # their LAION / DataComp trainings
+    with torch.device("meta"):
+        model = create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == OPEN_CLIP_COUNTS[name]
+    quick = get_config(f"{name}-quickgelu")  # open_clip's name for the same shapes with QuickGELU
+    assert quick == dataclasses.replace(cfg, activation="quick_gelu")
+
+
+def test_open_clip_head_and_mlp_widths() -> None:
+    h, g, big_g = get_config("ViT-H-14"), get_config("ViT-g-14"), get_config("ViT-bigG-14")
+    assert (h.vision.heads, h.vision.mlp_hidden, h.text.heads) == (16, 5120, 16)
+    # open_clip's int(width * mlp_ratio): int(1408 * 4.3637) = 6144, int(1664 * 4.9231) = 8192
+    assert (g.vision.heads, g.vision.mlp_hidden, g.text.heads) == (16, 6144, 16)
+    assert (big_g.vision.heads, big_g.vision.mlp_hidden, big_g.text.heads, big_g.text.layers) == (16, 8192, 20, 32)
+    assert MODELS["ViT-H-14-378"] == dataclasses.replace(h, vision=dataclasses.replace(h.vision, image_size=378))
+
+
+def test_a_non_4x_mlp_trains_the_same_with_and_without_the_onednn_linear() -> None:
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    text = torch.tensor([[49406, 320, 1125, 49407] + [0] * 12] * 2 + [[49406] + [500] * 14 + [49407]])
+
+    def step(training_linear: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model = create_model(NARROW_MLP, seed=0)
+        with use_fast_paths(training_linear=training_linear):
+            loss = model(images, text)[0].logsumexp(dim=1).sum()
+            loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    (loss, grads), (plain_loss, plain_grads) = step(True), step(False)
+    torch.testing.assert_close(loss, plain_loss, atol=1e-5, rtol=1e-5)
+    for name, grad in grads.items():  # float rounding relative to each gradient's size (some reach ~100)
+        scale = float(plain_grads[name].abs().max())
+        torch.testing.assert_close(grad, plain_grads[name], atol=1e-5 * max(scale, 1.0), rtol=1e-4, msg=name)

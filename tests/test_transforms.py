@@ -13,6 +13,7 @@ from clipworks.models.transforms import (
     OPENAI_MEAN,
     OPENAI_STD,
     ImageTransform,
+    Preprocess,
     center_crop,
     image_transform,
     resize_shorter_side,
@@ -136,3 +137,44 @@ def test_transform_pickles_and_prints_settings() -> None:
     image = _noise(250, 230)
     assert torch.equal(clone(image), t(image))
     assert repr(image_transform(224)).startswith("ImageTransform(size=224, train=False, mean=(0.48145466")
+
+
+# ---------------------------------------------------------------- open_clip's resize modes (bench/open_clip_parity.py
+# compares them with open_clip's own transforms: equal to the bit)
+
+
+def _normalised(image: Image.Image) -> np.ndarray:
+    x = np.asarray(image.convert("RGB")).astype(np.float32) / np.float32(255)
+    return ((x - np.asarray(OPENAI_MEAN, np.float32)) / np.asarray(OPENAI_STD, np.float32)).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("w, h", [(300, 200), (64, 200), (64, 64)])
+def test_squash_resizes_both_sides_without_cropping(w: int, h: int) -> None:
+    image = _noise(w, h, seed=6)
+    out = image_transform(64, resize_mode="squash")(image)
+    np.testing.assert_allclose(out.numpy(), _normalised(image.resize((64, 64), Image.BICUBIC)), rtol=0, atol=1e-6)
+
+
+def test_longest_fits_the_image_and_pads_it_black_centred() -> None:
+    image = _noise(200, 101, seed=7)  # -> 64 x round(101 * 64 / 200) = 64 x 32, 16 rows of padding above
+    out = image_transform(64, resize_mode="longest", interpolation="bilinear")(image)
+    np.testing.assert_allclose(out[:, 16:48].numpy(), _normalised(image.resize((64, 32), Image.BILINEAR)), rtol=0,
+                               atol=1e-6)
+    black = (torch.zeros(3) - torch.tensor(OPENAI_MEAN)) / torch.tensor(OPENAI_STD)
+    assert torch.equal(out[:, :16], black.view(3, 1, 1).expand(3, 16, 64))
+    assert torch.equal(out[:, 48:], black.view(3, 1, 1).expand(3, 16, 64))
+
+
+def test_preprocess_settings_make_the_transform() -> None:
+    pp = Preprocess(mean=[0.5, 0.5, 0.5], std=(1, 2, 3), resize_mode="squash")
+    assert pp.mean == (0.5, 0.5, 0.5) and pp.std == (1.0, 2.0, 3.0)
+    assert pp.transform(32) == image_transform(32, mean=(0.5,) * 3, std=(1, 2, 3), resize_mode="squash")
+    assert Preprocess().transform(32) == image_transform(32)  # OpenAI's by default
+    assert Preprocess(mean=0.5, std=1).std == (1.0, 1.0, 1.0)  # one number for all channels
+
+
+def test_unknown_resize_mode_and_interpolation_are_refused() -> None:
+    with pytest.raises(ValueError, match="resize_mode 'fit' is not one of shortest, squash, longest"):
+        image_transform(32, resize_mode="fit")
+    with pytest.raises(ValueError, match="interpolation 'nearest' is not one of bicubic, bilinear"):
+        Preprocess(interpolation="nearest")

@@ -181,7 +181,7 @@ def resize(ckpt: Checkpoint, *, image_size: int | None = None, context_length: i
             ckpt.notes.append(f"context length {old} -> {context_length}: positions {old}..{context_length - 1} are "
                               f"untrained copies of position {old - 1}")
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, context_length=context_length))
-    return Checkpoint(state, config, ckpt.format, ckpt.notes)
+    return Checkpoint(state, config, ckpt.format, ckpt.notes, ckpt.preprocess)
 
 
 def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_length: int | None = None,
@@ -278,7 +278,8 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.d
                            trust_code=trust_code, pretrained=pretrained)
     model = _build(ckpt, path, device=device, dtype=dtype)
     print(describe(path, ckpt), file=sys.stderr)  # stderr: stdout stays clean for --json reports
-    return model, image_transform(model.image_size)
+    preprocess = ckpt.preprocess.transform(model.image_size) if ckpt.preprocess else image_transform(model.image_size)
+    return model, preprocess
 
 
 def load_training_state(path: str | Path) -> dict[str, Any] | None:

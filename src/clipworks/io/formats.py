@@ -4,16 +4,18 @@ Reads, without running any code stored in the file:
 - OpenAI releases: TorchScript `.pt` archives (as `clip.load` downloads them) and plain `torch.save(state_dict)` files;
 - open_clip: the `CLIP` layout (OpenAI's keys), the `CustomTextCLIP` layout (text tower under `text.`), DDP `module.`
   prefixes, training checkpoints `{"state_dict": ..., "epoch": ...}`, `.pt`/`.bin`/`.safetensors`, and an
-  `open_clip_config.json` beside the weights;
-- HF transformers `CLIPModel` directories (`config.json` + `model.safetensors` or `pytorch_model.bin`).
+  `open_clip_config.json` beside the weights (its `model_cfg` with `head_width`, `mlp_ratio`, `quick_gelu`, and its
+  `preprocess_cfg`: mean, std, interpolation, resize mode);
+- HF transformers `CLIPModel` directories (`config.json` + `model.safetensors` or `pytorch_model.bin`, and the
+  image mean and std of a `preprocessor_config.json` beside them).
 
 Safety policy: pickles load with `torch.load(weights_only=True)`; TorchScript archives are read by a restricted
 unpickler that only rebuilds tensors and plain containers (modules become dicts of attributes), so the archive's
 `code/` is never executed. `torch.jit.load` is used only with `trust_code=True`. A file that would need anything
 else is refused with a `CheckpointError`.
 
-Without a config the architecture is inferred from tensor shapes as OpenAI's `build_model` does; the activation
-cannot be seen in the weights, so it is assumed (QuickGELU, OpenAI's) and said so.
+Without a config the architecture is inferred from tensor shapes as OpenAI's `build_model` does (and the MLP width
+from `c_fc`'s); the activation cannot be seen in the weights, so it is assumed (QuickGELU, OpenAI's) and said so.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from safetensors.torch import load_file
 
 from ..errors import CheckpointError
 from ..models.configs import CLIPConfig, TextConfig, VisionConfig
+from ..models.transforms import Preprocess
 
 OPEN_CLIP_CONFIG = "open_clip_config.json"
+HF_PREPROCESSOR = "preprocessor_config.json"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 HF_TOWERS = ("vision_config", "text_config")
@@ -49,6 +53,7 @@ class Checkpoint:
     config: CLIPConfig
     format: str  # human-readable source format, e.g. "OpenAI TorchScript archive"
     notes: list[str]  # assumptions made while reading (printed on load)
+    preprocess: Preprocess | None = None  # the image preprocessing the file names; None: OpenAI's
 
 
 # ---------------------------------------------------------------- reading files
@@ -268,14 +273,16 @@ def infer_config(state: dict[str, torch.Tensor], *, activation: str = "quick_gel
                  text_head_width: int = 64) -> CLIPConfig:
     """The architecture of an OpenAI-layout state dict, read from tensor shapes as OpenAI's `build_model` does.
 
-    Head counts are invisible in shapes; OpenAI's models use 64-wide heads, which is the default.
+    Head counts are invisible in shapes; OpenAI's models use 64-wide heads, which is the default. MLP widths are
+    c_fc's output width in the first block of each tower.
     """
     if "visual.proj" in state:
         conv = state["visual.conv1.weight"]  # (width, 3, patch, patch)
         grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
         vision = VisionConfig(image_size=conv.shape[-1] * grid, width=conv.shape[0], patch_size=conv.shape[-1],
                               layers=_count(state, r"visual\.transformer\.resblocks\.(\d+)\."),
-                              head_width=vision_head_width)
+                              head_width=vision_head_width,
+                              mlp_width=state["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
     else:
         grid = round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
         stages = tuple(_count(state, rf"visual\.layer{i}\.(\d+)\.") for i in range(1, 5))
@@ -284,32 +291,63 @@ def infer_config(state: dict[str, torch.Tensor], *, activation: str = "quick_gel
     width = state["ln_final.weight"].shape[0]
     text = TextConfig(context_length=state["positional_embedding"].shape[0],
                       vocab_size=state["token_embedding.weight"].shape[0], width=width,
-                      layers=_count(state, r"transformer\.resblocks\.(\d+)\."), head_width=text_head_width)
+                      layers=_count(state, r"transformer\.resblocks\.(\d+)\."), head_width=text_head_width,
+                      mlp_width=state["transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
     return CLIPConfig(embed_dim=state["text_projection"].shape[1], vision=vision, text=text, activation=activation)
 
 
-def _open_clip_config(file: Path, activation: str | None) -> CLIPConfig | None:
-    """CLIPConfig from open_clip_config.json's model_cfg, when the file exists."""
+def _mlp_width(tower: dict, width: int) -> int:
+    """open_clip's MLP width: int(width * mlp_ratio), mlp_ratio 4.0 unless the tower config says otherwise."""
+    ratio = tower.get("mlp_ratio", 4.0)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+        raise ValueError(f"mlp_ratio {ratio!r} is not a positive number")
+    return int(width * ratio)
+
+
+def _open_clip_config(file: Path, activation: str | None) -> tuple[CLIPConfig, Preprocess] | None:
+    """CLIPConfig from open_clip_config.json's model_cfg and Preprocess from its preprocess_cfg, when the file
+    exists."""
     if not file.is_file():
         return None
     try:
-        cfg = json.loads(file.read_text())
-        cfg = cfg.get("model_cfg", cfg)
+        meta = json.loads(file.read_text())
+        cfg = meta.get("model_cfg", meta)
         v, t = cfg["vision_cfg"], cfg["text_cfg"]
         if (heads := int(t.get("heads", 8))) < 1:
             raise ValueError(f"text_cfg.heads = {heads}; at least one attention head is needed")
         layers = tuple(v["layers"]) if isinstance(v["layers"], list) else int(v["layers"])
-        vision = VisionConfig(image_size=int(v.get("image_size", 224)), width=int(v.get("width", 768)),
-                              layers=layers, patch_size=int(v.get("patch_size") or 0),
-                              head_width=int(v.get("head_width", 64)))
-        t_width = int(t.get("width", 512))
+        v_width, t_width = int(v.get("width", 768)), int(t.get("width", 512))
+        patch = int(v.get("patch_size") or 0)
+        vision = VisionConfig(image_size=int(v.get("image_size", 224)), width=v_width, layers=layers,
+                              patch_size=patch, head_width=int(v.get("head_width", 64)),
+                              mlp_width=_mlp_width(v, v_width) if patch else 0)
         text = TextConfig(context_length=int(t.get("context_length", 77)), vocab_size=int(t.get("vocab_size", 49408)),
-                          width=t_width, layers=int(t.get("layers", 12)), head_width=t_width // heads)
+                          width=t_width, layers=int(t.get("layers", 12)), head_width=t_width // heads,
+                          mlp_width=_mlp_width(t, t_width))
         chosen = activation or ("quick_gelu" if cfg.get("quick_gelu") else "gelu")
-        return CLIPConfig(int(cfg["embed_dim"]), vision, text, chosen)
+        config = CLIPConfig(int(cfg["embed_dim"]), vision, text, chosen)
+        pp = meta.get("preprocess_cfg", {})
+        defaults = Preprocess()
+        preprocess = Preprocess(mean=pp.get("mean", defaults.mean), std=pp.get("std", defaults.std),
+                                resize_mode=pp.get("resize_mode", defaults.resize_mode),
+                                interpolation=pp.get("interpolation", defaults.interpolation))
+        return config, preprocess
     except (KeyError, TypeError, ValueError, AttributeError) as e:  # ValueError: bad JSON or a size out of bounds
         raise CheckpointError(f"{file}: not an open_clip model config ({e}); expected model_cfg with embed_dim, "
-                              "vision_cfg, text_cfg") from None
+                              "vision_cfg, text_cfg (and optionally preprocess_cfg)") from None
+
+
+def _hf_preprocess(file: Path) -> Preprocess | None:
+    """Mean and std from an HF `preprocessor_config.json` (CLIPImageProcessor), when the file exists."""
+    if not file.is_file():
+        return None
+    try:
+        meta = json.loads(file.read_text())
+        defaults = Preprocess()
+        return Preprocess(mean=meta.get("image_mean", defaults.mean), std=meta.get("image_std", defaults.std))
+    except (TypeError, ValueError, AttributeError) as e:  # ValueError: bad JSON or not three numbers
+        raise CheckpointError(f"{file}: not an HF image processor config ({e}); expected image_mean and image_std "
+                              "as three numbers each") from None
 
 
 def _hf_config(file: Path, cfg: dict, state: dict[str, torch.Tensor], activation: str | None) -> CLIPConfig:
@@ -320,10 +358,12 @@ def _hf_config(file: Path, cfg: dict, state: dict[str, torch.Tensor], activation
         raise CheckpointError(f"{file}: hidden_act {sorted(acts)} is not supported (expected one of quick_gelu, gelu "
                               "shared by both towers)")
     head_widths = {}
-    for name, sub, key, default in (("vision", v, "visual.conv1.weight", 12), ("text", t, "ln_final.weight", 8)):
-        hidden, inter = sub.get("hidden_size"), sub.get("intermediate_size")
-        if hidden and inter and inter != 4 * hidden:
-            raise CheckpointError(f"{file}: {name} intermediate_size {inter} is not 4 x hidden_size (CLIP's MLP)")
+    for name, sub, key, default, prefix in (("vision", v, "visual.conv1.weight", 12, "visual."),
+                                            ("text", t, "ln_final.weight", 8, "")):
+        inter, fc = sub.get("intermediate_size"), state.get(f"{prefix}transformer.resblocks.0.mlp.c_fc.weight")
+        if inter is not None and fc is not None and inter != fc.shape[0]:
+            raise CheckpointError(f"{file}: {name}_config.intermediate_size {inter!r} disagrees with the weights' MLP "
+                                  f"width {fc.shape[0]}")
         heads, width = sub.get("num_attention_heads", default), state[key].shape[0]
         if type(heads) is not int or heads < 1 or width % heads:
             raise CheckpointError(f"{file}: {name}_config.num_attention_heads {heads!r} does not split the {name} "
@@ -374,7 +414,7 @@ def read_foreign(path: Path, *, activation: str | None = None, trust_code: bool 
                 raise CheckpointError(f"{file}: no vision projection found (expected an HF CLIPModel)")
             _require_keys(state, file)
             config = _hf_config(hf_config, meta, state, activation)
-            return Checkpoint(state, config, "HF transformers CLIPModel", notes)
+            return Checkpoint(state, config, "HF transformers CLIPModel", notes, _hf_preprocess(path / HF_PREPROCESSOR))
         file = next((path / w for w in OPEN_CLIP_WEIGHTS if (path / w).is_file()), None)
         if file is None:
             raise CheckpointError(f"{path}: no weights found (expected model.safetensors + config.json from clipworks "
@@ -393,13 +433,13 @@ def read_foreign(path: Path, *, activation: str | None = None, trust_code: bool 
         fmt = f"OpenAI/open_clip {container}"
     state = {k: v for k, v in state.items() if not IGNORED.search(k)}
     _require_keys(state, path)
-    config = _open_clip_config(directory / OPEN_CLIP_CONFIG, activation)
-    if config is not None:
-        fmt += f" with {OPEN_CLIP_CONFIG}"
+    found, preprocess = _open_clip_config(directory / OPEN_CLIP_CONFIG, activation), None
+    if found is not None:
+        (config, preprocess), fmt = found, f"{fmt} with {OPEN_CLIP_CONFIG}"
     else:
         config = _inferred(path, state, activation=activation or "quick_gelu")
         if activation is None:
             assumed = "OpenAI's weights use it" if container == "TorchScript archive" else \
                 "as OpenAI's; open_clip models trained with GELU need activation='gelu'"
             notes.append(f"no config: activation assumed quick_gelu ({assumed})")
-    return Checkpoint(state, config, fmt, notes)
+    return Checkpoint(state, config, fmt, notes, preprocess)

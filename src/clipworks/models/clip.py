@@ -28,7 +28,7 @@ class CLIP(nn.Module):
         self.visual = build_vision_tower(config.vision, config.embed_dim, config.activation)
         self.token_embedding = nn.Embedding(text.vocab_size, text.width)
         self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
-        self.transformer = Transformer(text.width, text.layers, text.heads, config.activation)
+        self.transformer = Transformer(text.width, text.layers, text.heads, text.mlp_hidden, config.activation)
         self.ln_final = LayerNorm(text.width)
         self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(default_logit_scale()))

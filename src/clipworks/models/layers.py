@@ -127,11 +127,14 @@ def attend(qkv: torch.Tensor, heads: int, *, causal: bool) -> torch.Tensor:
 
 
 class MLP(nn.Module):
-    def __init__(self, width: int, activation: Activation):
+    """c_fc (width -> hidden) -> activation -> c_proj (hidden -> width); hidden is 4 x width in OpenAI's models and
+    wider in some of open_clip's (ViT-g-14: 1408 -> 6144, ViT-bigG-14: 1664 -> 8192)."""
+
+    def __init__(self, width: int, hidden: int, activation: Activation):
         super().__init__()
-        self.c_fc = nn.Linear(width, 4 * width)
+        self.c_fc = nn.Linear(width, hidden)
         self.gelu = activation_layer(activation)
-        self.c_proj = nn.Linear(4 * width, width)
+        self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.gelu(linear(x, self.c_fc.weight, self.c_fc.bias))
@@ -141,12 +144,12 @@ class MLP(nn.Module):
 class ResidualAttentionBlock(nn.Module):
     """Pre-LN block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
-    def __init__(self, width: int, heads: int, activation: Activation):
+    def __init__(self, width: int, heads: int, mlp_width: int, activation: Activation):
         super().__init__()
         self.ln_1 = LayerNorm(width)
         self.attn = Attention(width, heads)
         self.ln_2 = LayerNorm(width)
-        self.mlp = MLP(width, activation)
+        self.mlp = MLP(width, mlp_width, activation)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), causal=causal)
@@ -154,11 +157,14 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int, activation: Activation):
+    """`layers` pre-LN blocks of `width`, `heads` attention heads and an MLP `mlp_width` wide."""
+
+    def __init__(self, width: int, layers: int, heads: int, mlp_width: int, activation: Activation):
         super().__init__()
         self.width = width
         self.layers = layers
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, activation) for _ in range(layers))
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, mlp_width, activation)
+                                       for _ in range(layers))
         self.grad_checkpointing = False  # trade compute for memory in training (the paper's recipe uses it)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:

@@ -33,7 +33,7 @@ class VisionTransformer(nn.Module):
         self.class_embedding = scaled_randn(width, scale=scale)
         self.positional_embedding = scaled_randn(grid * grid + 1, width, scale=scale)
         self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, cfg.layers, cfg.heads, activation)
+        self.transformer = Transformer(width, cfg.layers, cfg.heads, cfg.mlp_hidden, activation)
         self.ln_post = LayerNorm(width)
         self.proj = scaled_randn(width, output_dim, scale=scale)
         self.patch_dropout = 0.0  # fraction of patch tokens dropped in training mode (FLIP); 0 keeps them all

@@ -3,6 +3,7 @@ against a loopback HTTP server serving files these tests make. No test touches t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -205,8 +206,8 @@ def test_names_and_closest_names() -> None:
     assert pretrained.find("ViT-B-32-quickgelu:laion2b_s34b_b79k") is None  # trained with GELU
     assert pretrained.find("ViT-H-14") is None  # no OpenAI release: a tag is needed
     entry = PRETRAINED["ViT-L-14:laion2b_s32b_b82k"]
-    assert (entry.activation, entry.mean, entry.resize_mode) == ("gelu", (0.5, 0.5, 0.5), "shortest")
-    assert PRETRAINED["ViT-H-14:dfn5b"].resize_mode == "squash"
+    assert (entry.activation, entry.preprocess.mean, entry.preprocess.std) == ("gelu", (0.5,) * 3, (0.5,) * 3)
+    assert entry.preprocess.resize_mode == "shortest" and PRETRAINED["ViT-H-14:dfn5b"].preprocess.resize_mode == "squash"
     assert len([p for p in PRETRAINED.values() if p.tag == "openai"]) == 9
     with pytest.raises(CheckpointError, match=r"ViT-B-33: no such file .* Did you mean ViT-B-32, ViT-B-16"):
         clipworks.load("ViT-B-33")
@@ -308,6 +309,25 @@ def test_hf_hub_open_clip_and_transformers_repos_through_hf_endpoint(cache: Path
         assert sum(server.gets.values()) == before
         with pytest.raises(DownloadError, match=r"offline mode .* hf-hub:org/never-fetched has no"):
             clipworks.load("hf-hub:org/never-fetched")
+
+
+def test_open_clip_tag_loads_from_the_hub_with_its_activation_and_preprocessing(
+        cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag's repo may carry weights only: the architecture, activation and preprocessing come from the table."""
+    from clipworks.models.transforms import Preprocess
+
+    weights = {"open_clip_model.safetensors": _open_clip_repo()["open_clip_model.safetensors"]}
+    entry = Pretrained("ViT-Tiny", "tiny_tag", "gelu", hub="org/tiny-tag",
+                       preprocess=Preprocess(mean=0.5, std=0.5, resize_mode="squash"))
+    monkeypatch.setitem(PRETRAINED, entry.name, entry)
+    with serving() as server:
+        server.hub = {"org/tiny-tag": weights}
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        assert entry.cached_file is None
+        model, preprocess = clipworks.load("ViT-Tiny", pretrained="tiny_tag")
+        assert entry.cached_file is not None and entry.cached_file.name == "open_clip_model.safetensors"
+    assert model.config == dataclasses.replace(clipworks.get_config("ViT-Tiny"), activation="gelu")
+    assert (preprocess.mean, preprocess.std, preprocess.resize_mode) == ((0.5,) * 3, (0.5,) * 3, "squash")
 
 
 def test_hf_hub_without_huggingface_hub_says_how_to_install(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -193,6 +193,7 @@ def read_checkpoint(path: str | Path, *, image_size: int | None = None, context_
     ckpt = _read_located(path, activation=activation, trust_code=trust_code)
     if entry is not None:  # the registry knows what the weights cannot say: head widths, activation, preprocessing
         ckpt.config = dataclasses.replace(entry.config, activation=activation or entry.activation)
+        ckpt.preprocess = entry.preprocess
         ckpt.format = f"{entry.name} ({ckpt.format})"
         ckpt.notes = [n for n in ckpt.notes if not n.startswith("no config: activation assumed")]
     return resize(ckpt, image_size=image_size, context_length=context_length)

@@ -23,12 +23,11 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..models.configs import CLIPConfig, get_config
+from ..models.transforms import Preprocess
 from .download import fetch
 from .files import cache_dir
 
 OPENAI_SERVER = "https://openaipublic.azureedge.net/clip/models"
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 HUB_PREFIX = "hf-hub:"
 
 # OpenAI's releases: registry name -> (SHA-256, file name on OpenAI's server).
@@ -120,9 +119,7 @@ class Pretrained:
     url: str = ""  # a direct download (OpenAI's server), verified against sha256
     sha256: str = ""
     hub: str = ""  # or an HF Hub repo holding open_clip's files
-    mean: tuple[float, float, float] = OPENAI_MEAN
-    std: tuple[float, float, float] = OPENAI_STD
-    resize_mode: str = "shortest"
+    preprocess: Preprocess = Preprocess()  # how its training prepared images (OpenAI's unless the tag says)
 
     @property
     def name(self) -> str:
@@ -157,10 +154,9 @@ def _openai(arch: str) -> Pretrained:
 
 
 def _open_clip(arch: str, tag: str, hub: str, flags: str) -> Pretrained:
-    half = (0.5, 0.5, 0.5)
-    return Pretrained(arch, tag, "quick_gelu" if "Q" in flags else "gelu", hub=hub,
-                      mean=half if "H" in flags else OPENAI_MEAN, std=half if "H" in flags else OPENAI_STD,
-                      resize_mode="squash" if "S" in flags else "shortest")
+    half = {"mean": 0.5, "std": 0.5} if "H" in flags else {}
+    preprocess = Preprocess(**half, resize_mode="squash" if "S" in flags else "shortest")
+    return Pretrained(arch, tag, "quick_gelu" if "Q" in flags else "gelu", hub=hub, preprocess=preprocess)
 
 
 PRETRAINED: dict[str, Pretrained] = {p.name: p for p in [*map(_openai, _OPENAI), *(_open_clip(*t) for t in _OPEN_CLIP)]}

@@ -207,7 +207,8 @@ def test_names_and_closest_names() -> None:
     assert pretrained.find("ViT-H-14") is None  # no OpenAI release: a tag is needed
     entry = PRETRAINED["ViT-L-14:laion2b_s32b_b82k"]
     assert (entry.activation, entry.preprocess.mean, entry.preprocess.std) == ("gelu", (0.5,) * 3, (0.5,) * 3)
-    assert entry.preprocess.resize_mode == "shortest" and PRETRAINED["ViT-H-14:dfn5b"].preprocess.resize_mode == "squash"
+    assert entry.preprocess.resize_mode == "shortest"
+    assert PRETRAINED["ViT-H-14:dfn5b"].preprocess.resize_mode == "squash"
     assert len([p for p in PRETRAINED.values() if p.tag == "openai"]) == 9
     with pytest.raises(CheckpointError, match=r"ViT-B-33: no such file .* Did you mean ViT-B-32, ViT-B-16"):
         clipworks.load("ViT-B-33")

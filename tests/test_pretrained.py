@@ -126,6 +126,19 @@ def test_http_404_and_no_network_are_one_line_naming_the_url(cache: Path) -> Non
         fetch("http://127.0.0.1:9/x.pt", cache / "x.pt", progress=False)  # nothing listens on port 9
 
 
+def test_a_stalled_server_times_out_and_the_next_call_resumes(cache: Path, tiny_weights: bytes) -> None:
+    dest = cache / "w.pt"
+    with serving() as server:
+        server.files["/w.pt"] = tiny_weights
+        server.delay = 2.0  # one 64 KB chunk, then silence longer than the timeout
+        with pytest.raises(DownloadError, match=r"download of .*/w.pt cut after 0.1 MB \(timed out\); run again"):
+            fetch(server.url + "/w.pt", dest, sha256=_sha(tiny_weights), progress=False, timeout=0.5)
+        server.delay = 0.0
+        fetch(server.url + "/w.pt", dest, sha256=_sha(tiny_weights), progress=False)
+        assert server.ranges == [f"bytes={1 << 16}-"]
+    assert dest.read_bytes() == tiny_weights
+
+
 def test_full_disk_is_one_error_and_leaves_no_part(cache: Path, tiny_weights: bytes,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("clipworks.io.files.free_bytes", lambda directory: 1000)

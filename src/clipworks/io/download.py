@@ -181,7 +181,7 @@ def _stream(response, part: Path, start: int, digest, url: str, dest: Path, *, p
                      disable=not progress, file=sys.stderr) as bar:
             f.seek(start)
             f.truncate()
-            while block := response.read(CHUNK):
+            while block := response.read1(CHUNK):  # what has arrived: a timeout later loses none of it
                 f.write(block)
                 digest.update(block)
                 bar.update(len(block))

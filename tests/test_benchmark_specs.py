@@ -16,7 +16,7 @@ import torch
 from clipworks.errors import ConfigError
 from clipworks.evaluation import prompts
 from clipworks.evaluation.metrics import (
-    average_precision_11point, benchmark_metric, map_11point, mean_top1_top5, roc_auc,
+    average_precision_11point, benchmark_metric, map_11point, mean_top1_top5, pool_by_label, roc_auc,
 )
 from clipworks.evaluation.specs import COLLECTIONS, SPECS, BenchmarkSpec, spec
 
@@ -113,8 +113,24 @@ def test_imagenet_subsets_index_imagenets_sorted_wordnet_ids() -> None:
         assert s.classnames == tuple(prompts.IMAGENET_CLASSNAMES[i] for i in s.class_subset)
         assert s.templates is prompts.IMAGENET_TEMPLATES
     assert spec("imagenet_a").class_subset[:3] == (6, 11, 13)  # stingray, goldfinch, junco
-    for name in ("imagenet_v2", "imagenet_sketch", "objectnet"):
+    for name in ("imagenet_v2", "imagenet_sketch"):
         assert spec(name).classnames is prompts.IMAGENET_CLASSNAMES and spec(name).class_subset == ()
+
+
+def test_objectnet_maps_125_imagenet_classes_onto_its_113() -> None:
+    s = spec("objectnet")
+    assert len(s.label_names) == 113 and list(s.label_names) == sorted(s.label_names)
+    assert len(s.class_subset) == len(s.class_labels) == len(s.classnames) == 125
+    assert sorted(set(s.class_labels)) == list(range(113))
+    assert s.classnames == tuple(prompts.IMAGENET_CLASSNAMES[i] for i in s.class_subset)
+    # "Alarm clock" is ImageNet's analog clock (409) or digital clock (530).
+    alarm = s.label_names.index("alarm_clock")
+    assert [i for i, label in zip(s.class_subset, s.class_labels) if label == alarm] == [409, 530]
+    # An alarm clock image whose best ImageNet class is "digital clock" is right, over 1000 or over 125 columns.
+    logits = torch.zeros(1, 1000)
+    logits[0, 530] = 1.0
+    for columns in (logits, logits[:, list(s.class_subset)]):
+        assert benchmark_metric(s, columns, torch.tensor([alarm]))["score"] == 1.0
 
 
 def test_every_data_file_is_used_and_shipped_as_package_data() -> None:
@@ -203,6 +219,12 @@ def test_benchmark_metric_headline_per_metric() -> None:
     assert benchmark_metric(subset, parent[:, [1, 3]], torch.tensor([0, 1]))["score"] == 1.0
     with pytest.raises(ValueError, match="3 logit columns"):
         benchmark_metric(toy("accuracy", ("a", "b")), logits, labels)
+
+
+def test_pool_by_label_takes_each_labels_best_class() -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.3, 0.2], [0.5, 0.1, 0.2, 0.7]])
+    pooled = pool_by_label(logits, (1, 0, 1, 2))  # classes 0, 2 -> label 1; class 1 -> 0; class 3 -> 2
+    assert torch.equal(pooled, torch.tensor([[0.9, 0.3, 0.2], [0.1, 0.5, 0.7]]))
 
 
 def test_benchmark_metric_on_real_specs() -> None:

@@ -89,12 +89,23 @@ def mean_top1_top5(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (top["top1"] + top["top5"]) / 2
 
 
+def pool_by_label(logits: torch.Tensor, class_labels: tuple[int, ...]) -> torch.Tensor:
+    """(N, C) logits of C classes -> (N, L): each label's highest logit over the classes that stand for it.
+
+    ObjectNet's protocol: a prediction among the ImageNet classes counts for the ObjectNet class it belongs to.
+    """
+    index = torch.tensor(class_labels, device=logits.device).expand_as(logits)
+    pooled = logits.new_full((logits.shape[0], max(class_labels) + 1), float("-inf"))
+    return pooled.scatter_reduce(1, index, logits, reduce="amax")
+
+
 def benchmark_metric(spec: BenchmarkSpec, logits: torch.Tensor, labels_or_targets: torch.Tensor) -> dict[str, float]:
     """The figures for one dataset, its headline under "score" (spec.metric), fractions in [0, 1].
 
     classification: `logits` (N, C), `labels` (N,) -> score, top1, top5 (when C > 5), mean_per_class_recall, and
     roc_auc for a binary task. If the logits cover the parent's classes (e.g. ImageNet's 1000 for ImageNet-R), the
-    spec's class_subset columns are taken first. multilabel: `logits` (N, C), `targets` (N, C) -> score (= map_11point).
+    spec's class_subset columns are taken first; classes sharing a label (spec.class_labels) are max-pooled into it.
+    multilabel: `logits` (N, C), `targets` (N, C) -> score (= map_11point).
     retrieval: `logits` = similarity (N_images, N_texts), `labels_or_targets` = each text's image (N_texts,) ->
     recall@1/5/10 both ways; score is image-to-text R@1 (Table 13's first column).
     """
@@ -108,6 +119,8 @@ def benchmark_metric(spec: BenchmarkSpec, logits: torch.Tensor, labels_or_target
         logits = logits[:, list(spec.class_subset)]
     if logits.shape[1] != len(spec.classnames):
         raise ValueError(f"{spec.name}: {logits.shape[1]} logit columns for {len(spec.classnames)} classes")
+    if spec.class_labels:
+        logits = pool_by_label(logits, spec.class_labels)
     if spec.task == "multilabel":
         score = map_11point(logits, labels_or_targets)
         return {"score": score, "map_11point": score}

@@ -21,7 +21,10 @@ are reordered, and the JSON's `note` says so.
 
 ImageNet-A and -R cover 200 of ImageNet's classes: `class_subset[i]` is the ImageNet index of their label i (their
 sorted WordNet ids), and `classnames` are those ImageNet names, so a 200-way classifier built from `classnames`
-equals ImageNet's 1000-way one restricted to the subset. `paper` holds published zero-shot figures in percent.
+equals ImageNet's 1000-way one restricted to the subset. ObjectNet's 113 ImageNet-overlapping classes cover 125
+ImageNet classes (ImageNet Testbed's mapping): `class_subset` lists those 125, `class_labels[j]` the ObjectNet label
+(index into `label_names`, its sorted folder names) that column j stands for. `paper` holds published zero-shot
+figures in percent.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ class BenchmarkSpec:
     metric: Metric                       # the headline number of Table 9 for this dataset
     paper: dict[str, float] = field(default_factory=dict)  # published zero-shot % per OpenAI model ("ViT-B-32")
     classes_from: str | None = None      # "imagenet" for the distribution shifts: names/templates are ImageNet's
-    class_subset: tuple[int, ...] = ()   # indices into the parent's classes (ImageNet-A/R: 200)
+    class_subset: tuple[int, ...] = ()   # indices into the parent's classes (ImageNet-A/R: 200, ObjectNet: 125)
+    class_labels: tuple[int, ...] = ()   # reader label of each class when several share one (ObjectNet: 125 -> 113)
+    label_names: tuple[str, ...] = ()    # the dataset's own name of each label, where not 1:1 with classnames
     synonyms: tuple[tuple[str, ...], ...] = ()  # several names per class (FER2013 only); classnames holds the first
     label_order: str = ""                # how the reader's labels map onto classnames, in words
     source: str = ""                     # where the names and templates were carried over from
@@ -109,6 +114,8 @@ def _load(name: str) -> BenchmarkSpec:
         paper={model: float(value) for model, value in doc.get("paper", {}).items()},
         classes_from=doc.get("classes_from"),
         class_subset=subset,
+        class_labels=tuple(doc.get("class_labels", ())),
+        label_names=tuple(doc.get("label_names", ())),
         synonyms=tuple(tuple(names) for names in doc.get("synonyms", ())),
         label_order=doc["label_order"],
         source=doc["source"],

@@ -76,10 +76,12 @@ def test_names_and_templates_are_prompts_md_in_the_readers_label_order() -> None
     assert spec("cifar100").classnames is prompts.CIFAR100_CLASSNAMES
     assert spec("cifar10").templates is prompts.CIFAR_TEMPLATES
     # Orders that differ from prompts.md's listing (same names): Pets breed ids sort ignoring case; VOC's devkit
-    # order; CLEVR counts 3..10; UCF101's classInd.txt; SUN397's ClassName.txt (paths, '/' before '_').
+    # order; EuroSAT's sorted folders; CLEVR counts 3..10; UCF101's classInd.txt; SUN397's ClassName.txt (paths
+    # sorted, '/' before '_').
     pets = spec("pets").classnames
     assert pets[:3] == ("Abyssinian", "american bulldog", "american pit bull terrier") and pets[5] == "Bengal"
     assert spec("voc2007").classnames[10:12] == ("diningtable", "dog")
+    assert spec("eurosat").classnames[:3] == ("annual crop land", "forest", "brushland or shrubland")
     assert spec("clevr_counts").classnames == ("3", "4", "5", "6", "7", "8", "9", "10")
     ucf = spec("ucf101").classnames
     assert ucf[34:36] == ("Hammering", "Hammer Throw") and ucf[46:48] == ("Jumping Jack", "Jump Rope")

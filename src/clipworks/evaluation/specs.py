@@ -16,8 +16,8 @@ The label order is the contract with the readers (`clipworks.data.benchmarks`): 
     UCF101 classInd.txt · Kinetics sorted names · GTSRB class ids 0..42 · KITTI distance VTAB's 4 bins ·
     CLEVR counts 3..10 · hateful memes [not hateful, hateful] · PCam [no tumor, tumor] · STL-10 class_names.txt ·
     MNIST 0..9 · FER2013 emotion ids 0..6 · VOC 2007 devkit order · ImageNetV2 folders 0..999 as numbers.
-Where that order differs from prompts.md's listing (Pets, VOC 2007, UCF101, CLEVR, SUN397's jail pair) the same names
-are reordered, and the JSON's `note` says so.
+Where that order differs from prompts.md's listing (Pets, VOC 2007, EuroSAT, UCF101, CLEVR, SUN397's jail pair) the
+same names are reordered, and the JSON's `note` says so.
 
 ImageNet-A and -R cover 200 of ImageNet's classes: `class_subset[i]` is the ImageNet index of their label i (their
 sorted WordNet ids), and `classnames` are those ImageNet names, so a 200-way classifier built from `classnames`

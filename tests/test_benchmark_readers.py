@@ -463,3 +463,20 @@ def test_multilabel_and_captioned_datasets_keep_their_rows_together(tmp_path: Pa
     assert captioned[1] == ((4, 4), 1)
     captioned._keep([0, 2])
     assert captioned.captions == [["a"], ["d"]] and captioned.labels == [0, 1] and captioned[1] == ((4, 4), 1)
+
+
+def test_array_images_load_through_the_model_transform_and_a_loader(tmp_path: Path) -> None:
+    import torch
+
+    from clipworks.data.datasets import collate_skip_bad
+    from clipworks.models.transforms import image_transform
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(idx(pixels(3, 28, 28)))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(np.array([5, 6, 7], np.uint8)))
+    dataset = open_benchmark("mnist", tmp_path)
+    dataset.transform = image_transform(16)  # grey images come out as 3 channels, as the model expects
+    images, labels = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate_skip_bad)))
+    assert images.shape == (3, 3, 16, 16) and labels.tolist() == [5, 6, 7]
+    assert dataset.n_checked == 3 and dataset.n_bad == 0 and dataset.scan() == [] and len(dataset) == 3

@@ -201,6 +201,12 @@ def test_fer2013_kaggle_csv_and_torchvision_files(tmp_path: Path) -> None:
     assert train.labels == [0, 3]
     np.testing.assert_array_equal(read_all(train), faces[:2])
 
+    icml = tmp_path / "icml"
+    icml.mkdir()
+    (icml / "icml_face_data.csv").write_text("emotion, Usage, pixels\n" + "\n".join(
+        f"{e},{u},{' '.join(map(str, f.ravel()))}" for e, f, u in zip([0, 3, 6, 2], faces, usage)) + "\n")
+    assert open_benchmark("fer2013", icml).labels == [6, 2]
+
     tv = tmp_path / "tv" / "fer2013"
     tv.mkdir(parents=True)
     (tv / "train.csv").write_text("emotion,pixels\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")

@@ -142,7 +142,7 @@ class CsvDataset(_ImageFiles):
 class LabelledImages(_ImageFiles):
     """(image tensor, class index) pairs; `classes[i]` is the name of class i."""
 
-    def __init__(self, paths: list[Path], labels: list[int], classes: list[str], *, transform: Transform,
+    def __init__(self, paths: list[Path], labels: list[int], classes: list[str], *, transform: Transform | None,
                  source: str) -> None:
         super().__init__(paths, source=source)
         self.labels = labels

@@ -14,6 +14,7 @@ import gzip
 import os
 import pickle
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -194,11 +195,13 @@ _FER_USAGE = {"test": ("PrivateTest",), "train": ("Training", "PublicTest")}
 
 @reader("fer2013")
 def read_fer2013(root: Path, split: str) -> ArrayImages:
-    """Kaggle's `fer2013.csv` (emotion,pixels,Usage): test = PrivateTest, train = Training + PublicTest (the
-    paper's Table 9 counts ~32k train, ~3.6k test); or torchvision's `fer2013/{train,test}.csv` (emotion,pixels).
+    """Kaggle's `fer2013.csv` (emotion,pixels,Usage; or its `icml_face_data.csv`, the same with spaces in the
+    header): test = PrivateTest, train = Training + PublicTest (the paper's Table 9 counts ~32k train, ~3.6k test);
+    or torchvision's `fer2013/{train,test}.csv` (emotion,pixels).
     48x48 grey images. Labels are the emotion codes 0..6: angry, disgust, fear, happy, sad, surprise, neutral.
     """
-    path = find(root, "fer2013.csv", "fer2013/fer2013.csv", f"{split}.csv", f"fer2013/{split}.csv")
+    path = find(root, "fer2013.csv", "fer2013/fer2013.csv", "icml_face_data.csv", "fer2013/icml_face_data.csv",
+                f"{split}.csv", f"fer2013/{split}.csv")
     with open(path, newline="") as f:
         rows = csv.DictReader(f)
         fields = [name.strip() for name in rows.fieldnames or []]
@@ -224,7 +227,7 @@ def read_fer2013(root: Path, split: str) -> ArrayImages:
                        transform=None, source=str(path))
 
 
-def _h5py():
+def _h5py() -> ModuleType:
     try:
         import h5py
     except ImportError:

@@ -142,7 +142,7 @@ class CsvDataset(_ImageFiles):
 class LabelledImages(_ImageFiles):
     """(image tensor, class index) pairs; `classes[i]` is the name of class i."""
 
-    def __init__(self, paths: list[Path], labels: list[int], classes: list[str], *, transform: Transform,
+    def __init__(self, paths: list[Path], labels: list[int], classes: list[str], *, transform: Transform | None,
                  source: str) -> None:
         super().__init__(paths, source=source)
         self.labels = labels
@@ -275,3 +275,80 @@ def open_labelled(data: str | os.PathLike, transform: Any, classnames: Sequence[
                           "order, a readable name for each; or leave out the class names to use the folder names.")
     dataset.classes = names
     return dataset
+
+
+class ArrayImages(LabelledImages):
+    """Labelled images held in an array (CIFAR, MNIST, STL-10, FER2013, PCam) rather than one file each.
+
+    `images[i]` is image i as uint8 (H, W) grey or (H, W, 3) RGB; `images` may be an in-memory array or a lazy
+    reader that opens its file on first use (so that DataLoader workers do not inherit open handles). `paths` are
+    stand-ins `<source file>#<index in that file>`: they name each image in messages and key the feature cache
+    (evaluation/features.py `files_key` keys a stand-in by its source file's path, size and modification time).
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], labels: list[int], classes: list[str], *,
+                 paths: list[Path], transform: Transform | None, source: str) -> None:
+        if not len(images) == len(labels) == len(paths):
+            raise ValueError(f"{len(images)} images, {len(labels)} labels and {len(paths)} paths; they must pair up")
+        super().__init__(paths, labels, classes, transform=transform, source=source)
+        self.images = images
+        self.index = list(range(len(paths)))  # position in `images` of each kept sample
+
+    @staticmethod
+    def stand_ins(file: Path, n: int) -> list[Path]:
+        """`<file>#0` ... `<file>#<n-1>`, with `file` made absolute so that the cache key does not depend on cwd."""
+        file = Path(file).resolve()
+        return [Path(f"{file}#{i}") for i in range(n)]
+
+    def _load(self, index: int) -> Image.Image:
+        self._record(self.paths[index], None)
+        return Image.fromarray(np.asarray(self.images[self.index[index]], dtype=np.uint8))
+
+    def scan(self) -> list[Path]:
+        """Arrays always decode: nothing to drop."""
+        return []
+
+    def _keep(self, indices: list[int]) -> None:
+        super()._keep(indices)
+        self.index = [self.index[i] for i in indices]
+
+
+class MultiLabelImages(LabelledImages):
+    """Images with any number of classes each (PASCAL VOC 2007): `targets` (N, C) holds 1 present, 0 absent and
+    -1 "difficult" (present but ignored by the mAP metric). `labels` is each image's first present class (0 if
+    none), so that code written for single-label sets runs unchanged; the metric reads `targets`.
+    """
+
+    def __init__(self, paths: list[Path], targets: np.ndarray, classes: list[str], *, transform: Transform | None,
+                 source: str) -> None:
+        targets = np.asarray(targets, dtype=np.int8)
+        if targets.shape != (len(paths), len(classes)):
+            raise ValueError(f"targets have shape {targets.shape}; expected ({len(paths)}, {len(classes)}): "
+                             "one row per image, one column per class")
+        labels = [int(np.argmax(row == 1)) for row in targets]
+        super().__init__(paths, labels, classes, transform=transform, source=source)
+        self.targets = targets  # (N, C) int8
+
+    def _keep(self, indices: list[int]) -> None:
+        super()._keep(indices)
+        self.targets = self.targets[np.asarray(indices, dtype=np.int64)]
+
+
+class CaptionedImages(LabelledImages):
+    """Images with several captions each, for retrieval (Flickr30k, MSCOCO): `captions[i]` are image i's captions.
+
+    `__getitem__` returns (image tensor, i): `labels` is range(N), so feature extraction keeps track of which images
+    were unreadable; `classes` is empty.
+    """
+
+    def __init__(self, paths: list[Path], captions: list[list[str]], *, transform: Transform | None,
+                 source: str) -> None:
+        if len(paths) != len(captions):
+            raise ValueError(f"{len(paths)} images but {len(captions)} caption lists; they must pair up")
+        super().__init__(paths, list(range(len(paths))), [], transform=transform, source=source)
+        self.captions = captions
+
+    def _keep(self, indices: list[int]) -> None:
+        super()._keep(indices)
+        self.captions = [self.captions[i] for i in indices]
+        self.labels = list(range(len(self.paths)))

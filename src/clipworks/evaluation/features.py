@@ -40,15 +40,39 @@ def checkpoint_key(checkpoint: str | os.PathLike) -> str:
 
 
 def files_key(paths: Sequence[Path]) -> str:
-    """Identifies a dataset by its image files: paths, sizes and modification times (a missing file counts too)."""
-    entries = []
+    """Identifies a dataset by its image files: paths, sizes and modification times (a missing file counts too).
+
+    An array-backed set's stand-in paths `<file>#<index>` (data/datasets.py `ArrayImages`) are keyed by the
+    stand-ins themselves (their count and order) plus each source file's path, size and modification time, stat'ed
+    once per file: rewriting `test_batch` changes the key of every CIFAR image drawn from it.
+    """
+    entries: list = []
+    sources: dict[str, list] = {}
     for p in paths:
-        try:
-            stat = p.stat()
-            entries.append([str(p.resolve()), stat.st_size, stat.st_mtime_ns])
-        except OSError:
-            entries.append([str(p), None, None])
-    return digest(entries)
+        source = _array_source(p)
+        if source is not None:
+            entries.append(str(p))
+            if str(source) not in sources:
+                sources[str(source)] = _stat_entry(source)
+        else:
+            entries.append(_stat_entry(p))
+    return digest([entries, sorted(sources.values(), key=str)] if sources else entries)
+
+
+def _stat_entry(path: Path) -> list:
+    try:
+        stat = path.stat()
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return [str(path), None, None]
+
+
+def _array_source(path: Path) -> Path | None:
+    """The source file of a stand-in path `<file>#<index>`, or None for an ordinary image path."""
+    file, sep, index = path.name.rpartition("#")
+    if not sep or not index.isdigit() or path.exists():
+        return None
+    return path.with_name(file)
 
 
 class FeatureCache:

@@ -262,18 +262,23 @@ def test_objectnet_keeps_the_classes_that_map_to_imagenet(tmp_path):
     dataset = read_objectnet(tmp_path, "test")
     assert dataset.classes == ["Alarm clock", "Banana"]
     assert names(dataset) == ["1.png", "3.png", "4.png"] and dataset.labels == [0, 1, 1]
+    assert dataset.imagenet_indices is None  # without the ImageNet-side mapping files
+    # imagenet_to_label_2012_v2: ImageNet 2012 labels by line; pytorch_to_imagenet_2012_id.json: index -> line
+    text(base / "mappings" / "imagenet_to_label_2012_v2", "tench, Tinca tinca\nbanana\ndigital clock\nanalog clock\n")
+    text(base / "mappings" / "pytorch_to_imagenet_2012_id.json", json.dumps({"0": 0, "954": 1, "530": 2, "409": 3}))
+    assert read_objectnet(tmp_path, "test").imagenet_indices == [[409, 530], [954]]
 
 
 def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):
     lists = tmp_path / "ucfTrainTestlist"
     text(lists / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
-    text(lists / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\nApplyEyeMakeup/v_ApplyEyeMakeup_g01_c02.avi\n"
+    text(lists / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\nApplyeyeMakeup/v_ApplyEyeMakeup_g01_c02.avi\n"
                                    "Archery/v_Archery_g02_c01.avi\n")
     text(lists / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
     clip = tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01"
     for i, width in enumerate((5, 6, 7, 8)):  # frames of different widths: the middle one is known by its size
         image(clip / f"frame_{i:04d}.jpg", (width, 4))
-    image(tmp_path / "UCF-101" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g01_c02" / "f1.png", (9, 4))
+    image(tmp_path / "UCF-101" / "ApplyeyeMakeup" / "v_ApplyEyeMakeup_g01_c02" / "f1.png", (9, 4))  # case differs
     test = read_ucf101(tmp_path, "test")
     assert test.classes == ["ApplyEyeMakeup", "Archery"] and test.labels == [1, 0]
     assert test.paths[0] == clip / "frame_0002.jpg"  # middle of 4 sorted frames

@@ -223,7 +223,7 @@ def read_birdsnap(root: Path, split: str) -> LabelledImages:
     species = sorted(_tsv(base / "species.txt", "birdsnap", "id", "common"), key=lambda r: int(r["id"]))
     label_of = {int(r["id"]): i for i, r in enumerate(species)}
     images = _tsv(base / "images.txt", "birdsnap", "path", "species_id")
-    test = set(read_lines(base / "test_images.txt", "birdsnap")[1:])  # after the header line "path"
+    test = set(read_lines(base / "test_images.txt", "birdsnap")) - {"path"}  # less its header line
     folder = first_existing([base / "download" / "images", base / "images"], "birdsnap",
                             "the images get_birdsnap.py downloads")
     rows = [r for r in images if (r["path"] in test) == (split == "test")]

@@ -12,7 +12,10 @@ Label order:
   200 names.
 - objectnet: the 113 ObjectNet classes that map to ImageNet-1k (the keys of `mappings/objectnet_to_imagenet_1k.json`)
   in sorted order; `classes` are ObjectNet's label names. Images of the other 200 ObjectNet classes are left out.
-  The images are read as they are (their 1-pixel border is not cropped).
+  The images are read as they are (their 1-pixel border is not cropped). With the mappings folder's
+  `pytorch_to_imagenet_2012_id.json` and `imagenet_to_label_2012_v2`, the dataset's `imagenet_indices[c]` are the
+  ImageNet class indices ObjectNet class c maps to, for scoring a 1,000-way classifier by the best of them (as Taori
+  et al.'s robustness testbed does).
 """
 
 from __future__ import annotations
@@ -155,4 +158,21 @@ def read_objectnet(root: Path, split: str) -> LabelledImages:
             files = image_files(images / folder)
             paths += files
             labels += [index[name]] * len(files)
-    return labelled(paths, labels, classes, images)
+    dataset = labelled(paths, labels, classes, images)
+    dataset.imagenet_indices = objectnet_imagenet_indices(base / "mappings", [to_imagenet[c] for c in classes])
+    return dataset
+
+
+def objectnet_imagenet_indices(mappings: Path, imagenet_names: list[str]) -> list[list[int]] | None:
+    """ImageNet class indices (sorted-wnid order) of each entry of `imagenet_names` ("name; name; ..."), through
+    ObjectNet's mapping files; None when they are not there."""
+    to_2012, labels_file = mappings / "pytorch_to_imagenet_2012_id.json", mappings / "imagenet_to_label_2012_v2"
+    if not (to_2012.is_file() and labels_file.is_file()):
+        return None
+    index_of_2012 = {int(v): int(k) for k, v in _json(to_2012, "objectnet").items()}
+    line_of = {line.strip(): i for i, line in enumerate(labels_file.read_text(encoding="utf-8").splitlines())}
+    try:
+        return [[index_of_2012[line_of[name]] for name in names.split("; ")] for names in imagenet_names]
+    except KeyError as e:
+        raise DataError(f"objectnet: the ImageNet class {e.args[0]} of objectnet_to_imagenet_1k.json is not in "
+                        f"{labels_file} and {to_2012.name}") from None

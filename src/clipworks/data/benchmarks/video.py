@@ -145,18 +145,19 @@ def read_ucf101(root: Path, split: str) -> VideoClips:
             raise DataError(f"ucf101: {lists / 'classInd.txt'} should number its classes 1, 2, ... in order; "
                             f"found {line!r}")
         classes.append(name.strip())
-    index = {name: i for i, name in enumerate(classes)}
+    index = {name.lower(): i for i, name in enumerate(classes)}  # the lists' folder names differ in case at times
     listing = lists / ("trainlist01.txt" if split == "train" else "testlist01.txt")
     videos = inside(root, "UCF-101", "UCF101")
     found, expected = [], []
     for line in read_lines(listing, "ucf101"):
         rel = Path(line.split()[0])
-        if rel.parent.name not in index:
+        label = index.get(rel.parent.name.lower())
+        if label is None:
             raise DataError(f"ucf101: {listing} names {rel}, whose class is not in classInd.txt")
         candidates = [videos / rel.with_suffix(""), videos / rel, videos / rel.stem]
         clip = next((c for c in candidates if c.exists()), None)
         expected.append(videos / rel)
-        found.append((clip_image(clip), index[rel.parent.name]))
+        found.append((clip_image(clip), label))
     return clips_dataset("ucf101", found, expected, classes, listing)
 
 

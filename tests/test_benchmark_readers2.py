@@ -276,12 +276,12 @@ def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):
                                    "Archery/v_Archery_g02_c01.avi\n")
     text(lists / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
     clip = tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01"
-    for i, width in enumerate((5, 6, 7, 8)):  # frames of different widths: the middle one is known by its size
-        image(clip / f"frame_{i:04d}.jpg", (width, 4))
+    for i, width in zip((1, 2, 10, 11), (5, 6, 7, 8)):  # frames of different widths: the middle one is known by
+        image(clip / f"frame_{i}.jpg", (width, 4))  # its size; frame_10 comes after frame_2
     image(tmp_path / "UCF-101" / "ApplyeyeMakeup" / "v_ApplyEyeMakeup_g01_c02" / "f1.png", (9, 4))  # case differs
     test = read_ucf101(tmp_path, "test")
     assert test.classes == ["ApplyEyeMakeup", "Archery"] and test.labels == [1, 0]
-    assert test.paths[0] == clip / "frame_0002.jpg"  # middle of 4 sorted frames
+    assert test.paths[0] == clip / "frame_10.jpg"  # frame 4 // 2 of 1, 2, 10, 11
     test.transform = lambda im: im.size
     assert test[0] == ((7, 4), 1) and test[1] == ((9, 4), 0)
     assert "1 of 3 clips are not on disk" in caplog.text

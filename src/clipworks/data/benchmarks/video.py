@@ -1,13 +1,13 @@
 """Readers for the video benchmarks, UCF101 and Kinetics-700, as the paper evaluates them: one image per clip, the
 clip's middle frame (Radford et al. 2021, Appendix A.1).
 
-A clip on disk is either a folder of its frames (the middle one by sorted file name is used, so the dataset is
+A clip on disk is either a folder of its frames (the middle one by file name is used, so the dataset is
 plain image files) or a video file, whose middle frame PyAV decodes (the `benchmarks` extra installs it).
 Label order:
 - ucf101: `ucfTrainTestlist/classInd.txt` (1-based index, minus one); test is `testlist01.txt`, train
   `trainlist01.txt` (split 1, as the paper).
-- kinetics700: the sorted distinct labels of the split's CSV (`annotations/val.csv` for test, as the paper's
-  validation-set numbers; `train.csv` for train). A clip is `<youtube_id>_<start:06d>_<end:06d>` (the name the
+- kinetics700: the sorted distinct labels of the split's CSV: test reads `annotations/val.csv` (the labelled
+  held-out split; the test CSV has no labels), train `train.csv`. A clip is `<youtube_id>_<start:06d>_<end:06d>` (the name the
   official downloaders give it), found anywhere under the split's folder. Clips missing on disk (videos since
   removed from YouTube) are left out with a warning.
 """
@@ -18,6 +18,7 @@ import csv
 import importlib.util
 import logging
 import os
+import re
 from pathlib import Path
 
 from PIL import Image
@@ -31,13 +32,15 @@ from .annotated import check_split, first_existing, inside, need, read_lines
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".avi", ".mp4", ".mkv", ".webm", ".mov"})
-NEEDS_PYAV = "reading video files needs PyAV: pip install 'clipworks[benchmarks]' (or give each clip as a folder of " \
-             "its frames)"
+NEEDS_PYAV = ("reading video files needs PyAV: pip install 'clipworks[benchmarks]' (or give each clip as a folder "
+              "of its frames)")
 
 
 def middle_frame_file(folder: Path) -> Path | None:
-    """The middle of the image files in a clip's frame folder, by sorted name (None if there are none)."""
-    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The middle of the image files in a clip's frame folder, by name with numbers compared as numbers (so that
+    img_2 comes before img_10); None if there are none."""
+    frames = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
+                    key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
     return frames[len(frames) // 2] if frames else None
 
 

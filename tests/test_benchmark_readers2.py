@@ -120,17 +120,17 @@ def test_flowers102_mat_labels_and_setid(tmp_path):
 
 def test_birdsnap_species_and_test_list_leaves_out_missing_images(tmp_path, caplog):
     base = tmp_path / "birdsnap"
-    text(base / "species.txt", "id\tcommon\tscientific\tdir\n2\tAcorn Woodpecker\tMelanerpes\tAcorn_Woodpecker\n"
-                               "1\tAcadian Flycatcher\tEmpidonax\tAcadian_Flycatcher\n")
+    text(base / "species.txt", "id\tcommon\tscientific\tdir\n1\tAcorn Woodpecker\tMelanerpes\tAcorn_Woodpecker\n"
+                               "2\tAcadian Flycatcher\tEmpidonax\tAcadian_Flycatcher\n")
     text(base / "images.txt", "url\tmd5\tpath\tspecies_id\n"
-                              "u\tm\tAcadian_Flycatcher/1.jpg\t1\nu\tm\tAcorn_Woodpecker/2.jpg\t2\n"
-                              "u\tm\tAcorn_Woodpecker/3.jpg\t2\nu\tm\tAcorn_Woodpecker/4.jpg\t2\n")
+                              "u\tm\tAcadian_Flycatcher/1.jpg\t2\nu\tm\tAcorn_Woodpecker/2.jpg\t1\n"
+                              "u\tm\tAcorn_Woodpecker/3.jpg\t1\nu\tm\tAcorn_Woodpecker/4.jpg\t1\n")
     text(base / "test_images.txt", "path\nAcorn_Woodpecker/2.jpg\nAcadian_Flycatcher/1.jpg\nAcorn_Woodpecker/4.jpg\n")
     images = base / "download" / "images"
     for rel in ("Acadian_Flycatcher/1.jpg", "Acorn_Woodpecker/2.jpg", "Acorn_Woodpecker/3.jpg"):
         image(images / rel)
     test = read_birdsnap(tmp_path, "test")
-    assert test.classes == ["Acadian Flycatcher", "Acorn Woodpecker"]
+    assert test.classes == ["Acadian_Flycatcher", "Acorn_Woodpecker"]  # sorted folder names, not species ids
     assert test.paths == [images / "Acadian_Flycatcher/1.jpg", images / "Acorn_Woodpecker/2.jpg"]
     assert test.labels == [0, 1] and "1 of the 3 test images" in caplog.text
     assert read_birdsnap(tmp_path, "train").labels == [1]

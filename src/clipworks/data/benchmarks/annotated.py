@@ -13,7 +13,9 @@ class names follow, is the dataset's own:
   RandomState(1234) over each class's sorted file names in sorted class order: the same sizes, not the same images.
 - flowers102: `imagelabels.mat` labels 1..102, minus one (no names ship with the data; classes are "1".."102").
   Test is `tstid`; train is `trnid` + `valid` (the paper's 2,040).
-- birdsnap: `species.txt` id order; images not on disk (Flickr removals) are left out, as the paper's counts show.
+- birdsnap: the species' image folder names (`species.txt`'s `dir`, e.g. Coopers_Hawk), sorted: the order of
+  CLIP's Birdsnap class names, which are these names with spaces. Images not on disk (removed from Flickr) are
+  left out, as the paper's counts show.
 - voc2007: the 20 VOC classes in alphabetical order (VOC's own order); targets from `Annotations/*.xml`.
 - kitti_distance: VTAB's closest-vehicle-distance task (task_adaptation/data/kitti.py): the smallest camera depth z
   of a Car, Van or Truck in `label_2`; 0 if z <= 8 m, 1 if 8 < z <= 20, 2 if z > 20, 3 with no vehicle. The split
@@ -220,8 +222,9 @@ def _tsv(path: Path, dataset: str, *columns: str) -> list[dict[str, str]]:
 def read_birdsnap(root: Path, split: str) -> LabelledImages:
     check_split("birdsnap", split)
     base = inside(root, "birdsnap")
-    species = sorted(_tsv(base / "species.txt", "birdsnap", "id", "common"), key=lambda r: int(r["id"]))
-    label_of = {int(r["id"]): i for i, r in enumerate(species)}
+    species = {int(r["id"]): r["dir"] for r in _tsv(base / "species.txt", "birdsnap", "id", "dir")}
+    classes = sorted(species.values())
+    label_of = {id_: classes.index(folder) for id_, folder in species.items()}
     images = _tsv(base / "images.txt", "birdsnap", "path", "species_id")
     test = set(read_lines(base / "test_images.txt", "birdsnap")) - {"path"}  # less its header line
     folder = first_existing([base / "download" / "images", base / "images"], "birdsnap",
@@ -233,7 +236,7 @@ def read_birdsnap(root: Path, split: str) -> LabelledImages:
                     len(rows) - len(present), len(rows), split, folder, len(present))
     paths = [folder / r["path"] for r in present]
     labels = [label_of[int(r["species_id"])] for r in present]
-    return labelled(paths, labels, [r["common"] for r in species], folder)
+    return labelled(paths, labels, classes, folder)
 
 
 def voc_targets(annotation: Path, classes: tuple[str, ...] = VOC_CLASSES) -> np.ndarray:

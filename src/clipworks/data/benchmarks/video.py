@@ -4,10 +4,10 @@ clip's middle frame (Radford et al. 2021, Appendix A.1).
 A clip on disk is either a folder of its frames (the middle one by file name is used, so the dataset is
 plain image files) or a video file, whose middle frame PyAV decodes (the `benchmarks` extra installs it).
 Label order:
-- ucf101: `ucfTrainTestlist/classInd.txt` (1-based index, minus one); test is `testlist01.txt`, train
-  `trainlist01.txt` (split 1, as the paper).
+- ucf101: `ucfTrainTestlist/classInd.txt` (1-based index, minus one); train is split 1's `trainlist01.txt` (the
+  paper's 9,537 clips), test all of `testlist01.txt` (3,783 clips; the paper's Table 9 lists 1,794).
 - kinetics700: the sorted distinct labels of the split's CSV: test reads `annotations/val.csv` (the labelled
-  held-out split; the test CSV has no labels), train `train.csv`. A clip is `<youtube_id>_<start:06d>_<end:06d>` (the name the
+  held-out split), train `train.csv`. A clip is `<youtube_id>_<start:06d>_<end:06d>` (the name the
   official downloaders give it), found anywhere under the split's folder. Clips missing on disk (videos since
   removed from YouTube) are left out with a warning.
 """

@@ -73,4 +73,4 @@ def labelled(paths: list[Path], labels: list[int], classes: list[str], source: P
     return LabelledImages(paths, labels, classes, transform=None, source=str(source))
 
 
-from . import arrays, folders  # noqa: E402,F401  (registration; the lead adds R2's annotated, retrieval, video)
+from . import annotated, arrays, folders, imagenet, retrieval, video  # noqa: E402,F401  (registers the readers)

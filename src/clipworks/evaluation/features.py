@@ -21,8 +21,9 @@ from tqdm import tqdm
 from ..data.datasets import LabelledImages, collate_skip_bad
 from ..distributed import exit_with_parent
 from ..errors import DataError
-from ..io.checkpoints import WEIGHTS, resolve_checkpoint
+from ..io.checkpoints import WEIGHTS, is_native, resolve_checkpoint
 from ..io.files import write_npz_atomic
+from ..io.pretrained import locate
 from ..models.clip import CLIP
 from ..models.encode import embed_images, encode_texts
 
@@ -33,10 +34,15 @@ def digest(parts: Any) -> str:
 
 
 def checkpoint_key(checkpoint: str | os.PathLike) -> str:
-    """Identifies the weights: the resolved weights file's path, size and modification time."""
-    weights = (resolve_checkpoint(checkpoint) / WEIGHTS).resolve()
-    stat = weights.stat()
-    return digest([str(weights), stat.st_size, stat.st_mtime_ns])
+    """Identifies the weights: the resolved weights file's path, size and modification time (for a pretrained name
+    or a foreign-format directory, every file of what it resolves to)."""
+    if is_native(checkpoint):
+        weights = (resolve_checkpoint(checkpoint) / WEIGHTS).resolve()
+        stat = weights.stat()
+        return digest([str(weights), stat.st_size, stat.st_mtime_ns])
+    path, _ = locate(checkpoint, progress=False)  # already cached: the model was loaded from it
+    files = sorted(p.resolve() for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path.resolve()]
+    return digest([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
 
 
 def files_key(paths: Sequence[Path]) -> str:

@@ -255,8 +255,10 @@ def open_labelled(data: str | os.PathLike, transform: Any, classnames: Sequence[
                   ) -> LabelledImages:
     """A folder with one sub-folder per class, or a CSV/TSV of filepath,label (`transform` may be set later).
 
-    With `classnames` for a folder: names equal to the folder names (any order) label by name; a list of entirely
-    different names (ImageNet's WordNet-id folders with readable names) labels the sorted folders by position.
+    With `classnames` for a folder: names equal to the folder names (any order) label by name; names that include
+    every folder name and more (ImageNet-R's 200 folders among ImageNet's 1,000 names) classify among all the names,
+    each image labelled by its folder's index in `classnames`; a list of entirely different names (ImageNet's
+    WordNet-id folders with readable names) labels the sorted folders by position.
     """
     path = Path(data)
     if path.is_file():
@@ -267,12 +269,18 @@ def open_labelled(data: str | os.PathLike, transform: Any, classnames: Sequence[
     if classnames is None or set(classnames) == set(dataset.classes):
         return dataset
     names, folders = list(classnames), dataset.classes
+    if set(folders) < set(names):  # a subset of the classes: label by name among all of them
+        index = {name: i for i, name in enumerate(names)}
+        dataset.labels = [index[folders[label]] for label in dataset.labels]
+        dataset.classes = names
+        return dataset
     if len(names) != len(folders) or set(names) & set(folders):
         missing = sorted(set(folders) - set(names))
         raise DataError(f"the class names ({len(names)}) do not match the {len(folders)} class folders of {path}"
                         + (f"; folders without a name: {', '.join(missing[:5])}" if missing else "")
-                        + ". Give one name per folder, either the folder names themselves or, in sorted folder "
-                          "order, a readable name for each; or leave out the class names to use the folder names.")
+                        + ". Give one name per folder, either the folder names themselves (or more names that include "
+                          "them all) or, in sorted folder order, a readable name for each; or leave out the class "
+                          "names to use the folder names.")
     dataset.classes = names
     return dataset
 

@@ -1,5 +1,5 @@
-"""`clipworks models` (the registry), `clipworks pretrained` (weights by name) and `clipworks convert` (weights
-between formats)."""
+"""`clipworks models` (the registry), `clipworks pretrained` (weights by name), `clipworks convert` (weights
+between formats) and `clipworks interpolate` (WiSE-FT: weights between two models)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-code", action="store_true", help="allow torch.jit.load of TorchScript archives (runs "
                    "code from the file; the default reads their tensors without it)")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("interpolate", help="WiSE-FT: a checkpoint with weights (1 - alpha) * A + alpha * B of two "
+                       "models of the same architecture (e.g. zero-shot and fine-tuned)")
+    p.add_argument("a", help="model A (alpha 0): checkpoint, weights in any supported format, or pretrained name")
+    p.add_argument("b", help="model B (alpha 1), e.g. A fine-tuned")
+    p.add_argument("--alpha", type=float, default=0.5, help="B's share, in [0, 1] (default: 0.5)")
+    p.add_argument("--out", required=True, help="output checkpoint directory")
+    p.set_defaults(func=_cmd_interpolate)
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -95,3 +103,10 @@ def _cmd_convert(args: argparse.Namespace) -> None:
         export_onnx(model, args.dst)
     print(f"wrote {args.to} {args.dtype if args.to != 'onnx' else 'fp32'} model to {args.dst}")
 
+
+
+def _cmd_interpolate(args: argparse.Namespace) -> None:
+    from ..io.interpolate import interpolate
+
+    interpolate(args.a, args.b, args.alpha, out=args.out)
+    print(f"wrote {args.out}: (1 - {args.alpha:g}) * {args.a} + {args.alpha:g} * {args.b}")

@@ -2,18 +2,19 @@
 
 `evaluate_world` is the built-in world's evaluation: zero-shot accuracy per attribute (Sec. 3.1), zero-shot on
 colour-shape combinations held out of training, and retrieval recall@K (Table 13's metric). `evaluate_captions` is
-retrieval recall@K on the user's held-out CSV of image paths and captions.
+retrieval recall@K on the user's held-out CSV of image paths and captions. `evaluate_zeroshot` is zero-shot top-1 and
+top-5 on a labelled image set (`--zeroshot-data`): a fine-tune that forgets what the model knew shows it as it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.datasets import CsvDataset, WorldDataset, collate_skip_bad
+from ..data.datasets import CsvDataset, LabelledImages, WorldDataset, collate_skip_bad
 from ..data.world import World
 from ..io.files import cache_dir
 from ..models.clip import CLIP
@@ -68,5 +69,20 @@ def evaluate_captions(dataset: CsvDataset, batch_size: int) -> Evaluator:
             text_features.append(encode_tokens(model, tokens))
         image_features, text_features = torch.cat(image_features), torch.cat(text_features)
         return recall_at_k(image_features @ text_features.t(), range(len(text_features)))
+
+    return evaluate
+
+
+def evaluate_zeroshot(dataset: LabelledImages, classnames: Sequence[str], templates: Sequence[str], *,
+                      batch_size: int, workers: int = 0) -> Evaluator:
+    """Zero-shot top-1/top-5 (`zeroshot_top1`, `zeroshot_top5`) on `dataset`, whose transform is set, with a
+    classifier of `classnames` x `templates` built from the model being trained."""
+
+    def evaluate(model: CLIP) -> dict[str, float]:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                             collate_fn=collate_skip_bad)
+        features, labels = zip(*embed_images(model, loader))
+        logits = zero_shot_logits(torch.cat(features), zero_shot_classifier(model, classnames, templates))
+        return {f"zeroshot_{k}": v for k, v in topk_accuracy(logits, torch.cat([torch.as_tensor(y) for y in labels]), ks=(1, 5)).items()}
 
     return evaluate

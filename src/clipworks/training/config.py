@@ -71,6 +71,14 @@ class TrainConfig:
     loss_tile: int = _doc(0, "rows per tile of the tiled contrastive loss (memory O(tile * batch)); 0: plain loss")
     micro_batches: int = _doc(1, "forward/backward passes per step (GradCache): less memory, the same update")
     eval_every: int = _doc(250, "steps between evaluations; 0 disables")
+    zeroshot_data: str | None = _doc(None, "a labelled set to classify zero-shot while training, top-1/top-5 logged "
+                                           "(a fine-tune that forgets shows it): a folder of class folders, a CSV of "
+                                           "filepath,label, or a benchmark dataset key with --zeroshot-root")
+    zeroshot_root: str | None = _doc(None, "the folder holding one folder per benchmark dataset (as `clipworks "
+                                           "benchmark --root`), for a dataset key as --zeroshot-data")
+    zeroshot_templates: str = _doc("default", "prompts for a folder or CSV --zeroshot-data: imagenet80, imagenet7, "
+                                              "cifar, default or a file of templates (a benchmark dataset has its own)")
+    zeroshot_every: int = _doc(0, "steps between zero-shot evaluations of --zeroshot-data; 0: at --eval-every's")
     save_every: int = _doc(500, "steps between checkpoints (the last step always saves)")
     keep: int = _doc(2, "checkpoints kept on disk")
     tensorboard: bool = _doc(True, "TensorBoard scalars in <output_dir>/tensorboard (rank 0 only)")
@@ -105,6 +113,13 @@ class TrainConfig:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
         if self.micro_batches < 1 or self.batch_size % self.micro_batches:
             raise ConfigError(f"--micro-batches {self.micro_batches} must be >= 1 and divide --batch-size")
+        if self.zeroshot_every < 0:
+            raise ConfigError(f"--zeroshot-every must be >= 0, got {self.zeroshot_every}")
+        if self.zeroshot_every and not self.zeroshot_data:
+            raise ConfigError("--zeroshot-every needs --zeroshot-data: the labelled set to classify")
+        if self.zeroshot_data and not self.zeroshot_root and not Path(self.zeroshot_data).exists():
+            raise ConfigError(f"--zeroshot-data {self.zeroshot_data}: no such file or folder; for a benchmark dataset "
+                              f"key, also give --zeroshot-root, the folder holding {self.zeroshot_data}/")
         if self.resampled and not self.samples_per_epoch:
             raise ConfigError("--resampled draws shards forever: also set --samples-per-epoch")
         if self.precision not in PRECISIONS:

@@ -52,9 +52,12 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None, *,
-          progress: bool = True, data_report: dict[str, Any] | None = None) -> TrainResult:
+          zeroshot: Evaluator | None = None, progress: bool = True,
+          data_report: dict[str, Any] | None = None) -> TrainResult:
     """Train for cfg.steps optimizer steps. `batches(start_step, process)` gives an endless iterator of this
-    process's batches beginning at that step, so a resumed run continues from its data position.
+    process's batches beginning at that step, so a resumed run continues from its data position. `evaluate` runs
+    every cfg.eval_every steps, `zeroshot` (--zeroshot-data) every cfg.zeroshot_every (0: with `evaluate`); the
+    metrics of a step go to one evaluation record.
 
     Under torchrun (or SLURM) every process runs this function; cfg.batch_size is the global batch, split evenly.
     Only rank 0 writes logs, evaluates and saves checkpoints.
@@ -75,8 +78,11 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None,
         logbook.step(done, loss, lr, run.model.logit_scale.exp().item(),
                      samples=images.shape[0] * run.process.world_size, data_wait=data_wait)
         last = done == run.cfg.steps
-        if evaluate is not None and run.process.is_main and _due(run.cfg.eval_every, done, final=last):
-            logbook.evaluation(_evaluate(run, evaluate, done))
+        due = [e for e, every in ((evaluate, run.cfg.eval_every),
+                                  (zeroshot, run.cfg.zeroshot_every or run.cfg.eval_every))
+               if e is not None and _due(every, done, final=last)]
+        if due and run.process.is_main:
+            logbook.evaluation(_evaluate(run, due, done))
         if _due(run.cfg.save_every, done, final=last) or last:  # the last step always saves
             checkpoint = _save(run, data, done)
     logbook.close()
@@ -201,11 +207,13 @@ def _due(every: int, done: int, *, final: bool) -> bool:
     return every > 0 and (done % every == 0 or final)
 
 
-def _evaluate(run: _Run, evaluate: Evaluator, step: int) -> dict[str, Any]:
-    """`evaluate`'s metrics of the model in eval mode under the run's autocast; the model returns to training."""
+def _evaluate(run: _Run, evaluators: list[Evaluator], step: int) -> dict[str, Any]:
+    """The evaluators' metrics of the model in eval mode under the run's autocast; the model returns to training."""
     run.model.eval()
+    metrics: dict[str, Any] = {"step": step}
     with torch.no_grad(), run.autocast:
-        metrics = {"step": step, **evaluate(run.model)}
+        for evaluate in evaluators:
+            metrics.update(evaluate(run.model))
     _train_mode(run.model, lock_image=run.cfg.lock_image)
     return metrics
 

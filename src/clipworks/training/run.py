@@ -2,15 +2,19 @@
 
 This is what `clipworks train` runs. The data is the built-in world (`data="world"`, evaluated on its zero-shot tasks
 and held-out colour-shape pairs), the user's CSV/TSV of image paths and captions (evaluated by retrieval on
-`val_data`), or webdataset tar shards streamed as they are read.
+`val_data`), or webdataset tar shards streamed as they are read. Any of them can also be evaluated zero-shot on a
+labelled set or benchmark dataset (`zeroshot_data`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..data.batches import loader_batches, world_batches, world_data
-from ..data.datasets import CsvDataset
+from ..data.datasets import CsvDataset, open_labelled
 from ..data.shards import is_shard_spec, shard_batches
-from ..evaluation.evaluators import evaluate_captions, evaluate_world
+from ..errors import ConfigError
+from ..evaluation.evaluators import Evaluator, evaluate_captions, evaluate_world, evaluate_zeroshot
 from ..models.tokenizer import tokenize
 from ..models.transforms import image_transform
 from .config import TrainConfig
@@ -52,4 +56,27 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                              image_key=cfg.image_key, caption_key=cfg.caption_key)
             val.scan()
             evaluate = evaluate_captions(val, cfg.batch_size)
-    return train(cfg, batches, evaluate, progress=progress, data_report=report)
+    zeroshot = zeroshot_evaluator(cfg, size) if cfg.zeroshot_data else None
+    return train(cfg, batches, evaluate, zeroshot=zeroshot, progress=progress, data_report=report)
+
+
+def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> Evaluator:
+    """Zero-shot top-1/top-5 on --zeroshot-data: a folder or CSV (its class names, --zeroshot-templates), or a
+    benchmark dataset key (its test split under --zeroshot-root/<key>, its spec's names and templates)."""
+    from ..evaluation.prompts import templates
+
+    data = cfg.zeroshot_data
+    if Path(data).exists():
+        dataset = open_labelled(data, image_transform(image_size))
+        names, prompts = dataset.classes, templates(cfg.zeroshot_templates)
+    else:
+        from ..data.benchmarks import open_benchmark
+        from ..evaluation import benchmark, specs
+
+        if data not in specs.SPECS:
+            raise ConfigError(f"--zeroshot-data {data}: no such file or folder, and not a benchmark dataset key "
+                              "(`clipworks benchmark --help`)")
+        dataset = open_benchmark(data, Path(cfg.zeroshot_root) / data, "test")
+        dataset.transform = image_transform(image_size)
+        names, prompts = benchmark.prompts(specs.spec(data))
+    return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers)

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ClipworksError
-from . import evaluate, model, search, train
+from . import benchmark, evaluate, model, search, train
 from .parsing import Parser
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_parsers(sub)
     train.add_parsers(sub)
     evaluate.add_parsers(sub)
+    benchmark.add_parsers(sub)
     search.add_parsers(sub)
     return parser
 

@@ -1,0 +1,321 @@
+"""`clipworks benchmark`: the paper's evaluation suite on datasets in their own on-disk layouts (Radford et al. 2021,
+zero-shot Table 11 / Figure 21, linear probes Table 10, retrieval Table 13, distribution shift Figure 13). LAION's
+CLIP_benchmark is what users compare it with.
+
+A run is a grid of cells, one per (model, dataset, task). A cell opens its dataset with its reader
+(`data/benchmarks`, from `<root>/<dataset key>`), takes cached image features (`features`), scores them as the
+dataset's spec says (`specs`: class names, templates, metric) and writes `<out>/cells/<model>/<dataset>/<task>.json`
+atomically. A cell already written for the same weights is skipped, so an interrupted run resumes where it stopped;
+a dataset missing (or unreadable) under the root is reported with its reason and the other cells still run.
+`<out>/table.md` and `<out>/table.csv` merge every cell under `<out>`: per task a row per model and a column per
+dataset, and under each of OpenAI's models the paper's published zero-shot figures. Every task shares one
+image-feature cache, `<out>/cache`: a linear probe reuses the test features zero-shot computed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.benchmarks import open_benchmark
+from ..errors import ConfigError, DataError
+from ..hardware import default_device
+from ..io.checkpoints import load_for_inference
+from ..io.files import write_text_atomic
+from ..io.pretrained import find
+from . import linear_probe as lp
+from .features import FeatureCache, checkpoint_key, image_features, text_features
+from .metrics import benchmark_metric
+from .results import markdown_table
+from .retrieval import recall_at_k_chunked
+from .specs import COLLECTIONS, SPECS, BenchmarkSpec, spec
+from .zeroshot import zero_shot_classifier, zero_shot_logits
+
+TASKS = ("zeroshot", "linear-probe", "retrieval")
+_TASK_TITLES = {"zeroshot": "Zero-shot", "linear-probe": "Linear probe", "retrieval": "Retrieval"}
+_RECALL_KS = (1, 5, 10)
+
+
+@dataclass
+class Cell:
+    """One (model, dataset, task) of a run and what became of it."""
+
+    model: str  # the model's label: its folder under <out>/cells and its row in the table
+    dataset: str
+    task: str
+    status: str = "pending"  # "done" (evaluated now), "skipped" (done before), "missing", "not applicable"
+    reason: str = ""  # for "missing" and "not applicable": one line
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_datasets(names: Sequence[str]) -> list[str]:
+    """Dataset keys from keys and collection names (`paper27`, ...), in order, each once; unknown names fail."""
+    keys: list[str] = []
+    for name in names:
+        for key in COLLECTIONS.get(name, (name,)):
+            spec(key)  # a ConfigError naming the closest keys for an unknown one
+            if key not in keys:
+                keys.append(key)
+    if not keys:
+        raise ConfigError("give at least one dataset (e.g. --datasets cifar10,mnist or --datasets paper27)")
+    return keys
+
+
+def model_label(checkpoint: str | os.PathLike) -> str:
+    """A file-name-safe label for a checkpoint: OpenAI's architecture name for its releases (`ViT-B-32`), else the
+    name or path as given (`runs/a` -> `runs_a`)."""
+    text = str(checkpoint).rstrip("/")
+    entry = None if Path(text).exists() else find(text)
+    if entry is not None:
+        text = entry.arch if entry.tag == "openai" else entry.name
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "model"
+
+
+def paper_model(checkpoint: str | os.PathLike) -> str | None:
+    """The OpenAI model name the paper reports figures for, when `checkpoint` names one of OpenAI's releases."""
+    text = str(checkpoint)
+    entry = None if Path(text).exists() else find(text)
+    return entry.arch if entry is not None and entry.tag == "openai" else None
+
+
+def run_benchmark(checkpoints: Sequence[str], datasets: Sequence[str], *, root: str | os.PathLike,
+                  task: str = "zeroshot", out: str | os.PathLike, device: str | None = None, precision: str = "auto",
+                  batch_size: int = 64, workers: int = 0, progress: bool = True,
+                  report: Callable[[str], None] = print) -> list[Cell]:
+    """Evaluate every checkpoint on every dataset (keys or collections) at `task`; returns the cells of this run.
+
+    `root` holds one folder per dataset, named by its key (`<root>/cifar10`, `<root>/imagenet`, ...). `report`
+    receives one line per cell. The merged tables are rewritten at the end, whatever was missing.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if not checkpoints:
+        raise ConfigError("give at least one checkpoint")
+    keys = resolve_datasets(datasets)
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--root {root} does not exist (expected a folder with one folder per dataset)")
+    cache = FeatureCache(out / "cache")
+    cells = []
+    for checkpoint in checkpoints:
+        model = _LazyModel(checkpoint, device=device or default_device(), precision=precision)
+        label = model_label(checkpoint)
+        for key in keys:
+            cell = Cell(label, key, task)
+            path = out / "cells" / label / key / f"{task}.json"
+            _run_cell(cell, path, model, spec(key), root / key, cache=cache, batch_size=batch_size,
+                      workers=workers, progress=progress)
+            report(_describe(cell, path))
+            cells.append(cell)
+    write_tables(out, missing=[c for c in cells if c.status == "missing"])
+    return cells
+
+
+class _LazyModel:
+    """The model of one checkpoint, loaded when the first cell needs it (a run whose cells are all done loads none)."""
+
+    def __init__(self, checkpoint: str, *, device: str, precision: str) -> None:
+        self.checkpoint, self.device, self.precision = checkpoint, device, precision
+        self._loaded: tuple[Any, Callable] | None = None
+        self._key: str | None = None
+
+    def get(self) -> tuple[Any, Callable]:
+        if self._loaded is None:
+            self._loaded = load_for_inference(self.checkpoint, device=self.device, dtype=self.precision)
+        return self._loaded
+
+    @property
+    def key(self) -> str:
+        """The weights' identity (path, size, mtime), recorded in each cell: a cell of other weights is redone."""
+        if self._key is None:
+            self._key = checkpoint_key(self.checkpoint)
+        return self._key
+
+
+def _run_cell(cell: Cell, path: Path, model: _LazyModel, spec_: BenchmarkSpec, data: Path, *, cache: FeatureCache,
+              batch_size: int, workers: int, progress: bool) -> None:
+    """Evaluate one cell into `path`, or mark it skipped, missing or not applicable."""
+    applicable = {"zeroshot": spec_.task != "retrieval", "linear-probe": spec_.task == "classification",
+                  "retrieval": spec_.task == "retrieval"}[cell.task]
+    if not applicable:
+        cell.status = "not applicable"
+        cell.reason = (f"a {spec_.task} dataset; --task {cell.task} does not evaluate it"
+                       + (" (use --task retrieval)" if spec_.task == "retrieval" else ""))
+        return
+    done = _read_cell(path)
+    if done is not None and done.get("weights") == model.key:
+        cell.status, cell.result = "skipped", done
+        return
+    run = {"zeroshot": _zeroshot, "linear-probe": _linear_probe, "retrieval": _retrieval}[cell.task]
+    start = time.perf_counter()
+    try:
+        result = run(model, spec_, data, cache=cache, batch_size=batch_size, workers=workers,
+                     progress=progress, desc=f"{cell.model} {cell.dataset}")
+    except (FileNotFoundError, DataError) as e:  # the dataset is absent or unreadable: this cell only
+        cell.status, cell.reason = "missing", str(e).splitlines()[0] if str(e) else type(e).__name__
+        return
+    paper = paper_model(model.checkpoint)
+    cell.result = {"model": cell.model, "checkpoint": str(model.checkpoint), "weights": model.key,
+                   "dataset": cell.dataset, "task": cell.task, "metric": spec_.metric, **result,
+                   "paper": spec_.paper.get(paper) if paper and cell.task == "zeroshot" else None,
+                   "seconds": round(time.perf_counter() - start, 2)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(cell.result, indent=2))
+    cell.status = "done"
+
+
+def _read_cell(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or not JSON: evaluate it (again)
+        return None
+
+
+def _describe(cell: Cell, path: Path) -> str:
+    head = f"{cell.model} {cell.dataset} {cell.task}"
+    if cell.status in ("missing", "not applicable"):
+        return f"{head}: {cell.status}: {cell.reason}"
+    scores = ", ".join(f"{name} {100 * value:.2f}" for name, value in cell.result["columns"].items())
+    if cell.status == "skipped":
+        return f"{head}: already done ({scores}), skipped; delete {path} to redo it"
+    return f"{head}: {scores} ({cell.result['n_images']} images, {cell.result['seconds']:.0f} s)"
+
+
+# ---------------------------------------------------------------- the three tasks
+def prompts(spec_: BenchmarkSpec) -> tuple[list[str], list[str]]:
+    """The class names and templates of a dataset; a subset of another's classes (ImageNet-R's 200 of ImageNet's
+    1,000) takes the parent's names at its indices and the parent's templates, unless it has its own."""
+    names, templates = spec_.classnames, spec_.templates
+    if spec_.classes_from:
+        parent = spec(spec_.classes_from)
+        names = names or tuple(parent.classnames[i] for i in spec_.class_subset) or parent.classnames
+        templates = templates or parent.templates
+    return list(names), list(templates)
+
+
+def _features(model: _LazyModel, dataset: Any, *, cache: FeatureCache, batch_size: int, workers: int,
+              progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    clip, preprocess = model.get()
+    dataset.transform = preprocess
+    return image_features(clip, dataset, cache=cache, checkpoint=model.checkpoint, batch_size=batch_size,
+                          workers=workers, progress=progress, desc=desc)
+
+
+def _truth(dataset: Any, kept: np.ndarray) -> torch.Tensor:
+    """The kept images' labels (N,), or a multi-label set's targets (N, C) with 1/0/-1."""
+    targets = getattr(dataset, "targets", None)
+    return torch.as_tensor(np.asarray(targets if targets is not None else dataset.labels)[kept])
+
+
+def _check_classes(dataset: Any, names: Sequence[str], data: Path) -> None:
+    classes = getattr(dataset, "classes", None)
+    if classes and len(classes) != len(names):
+        raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec names {len(names)}")
+
+
+def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
+    names, templates = prompts(spec_)
+    dataset = open_benchmark(spec_.name, data, "test")  # before the model loads: a missing set costs nothing
+    _check_classes(dataset, names, data)
+    x, kept = _features(model, dataset, **kw)
+    classifier = zero_shot_classifier(model.get()[0], names, templates)
+    metrics = benchmark_metric(spec_, zero_shot_logits(torch.from_numpy(x), classifier), _truth(dataset, kept))
+    return {"split": "test", "n_images": len(kept), "n_skipped": len(dataset) - len(kept), "n_classes": len(names),
+            "n_templates": len(templates), "metrics": metrics, "columns": {spec_.name: metrics["score"]}}
+
+
+def _linear_probe(model: _LazyModel, spec_: BenchmarkSpec, data: Path, *, desc: str, **kw: Any) -> dict[str, Any]:
+    opened = {split: open_benchmark(spec_.name, data, split) for split in ("train", "test")}
+    sets = {}
+    for split, dataset in opened.items():
+        x, kept = _features(model, dataset, desc=f"{desc} {split}", **kw)
+        sets[split] = (x, np.asarray(dataset.labels)[kept])
+    (train_x, train_y), (test_x, test_y) = sets["train"], sets["test"]
+    r = lp.probe(train_x, train_y, test_x, test_y)
+    n_classes = max(len(getattr(opened["test"], "classes", ()) or ()), int(max(train_y.max(), test_y.max())) + 1)
+    metrics = benchmark_metric(spec_, _probe_scores(r.model, test_x, n_classes), torch.as_tensor(test_y))
+    return {"split": "train -> test", "n_images": len(test_y), "n_train": len(train_y),
+            "n_skipped": sum(len(d) for d in opened.values()) - len(train_y) - len(test_y), "c": r.c,
+            "val_top1": r.val_accuracy, "metrics": metrics, "columns": {spec_.name: metrics["score"]}}
+
+
+def _probe_scores(probe: Any, x: np.ndarray, n_classes: int) -> torch.Tensor:
+    """(N, n_classes) log-probabilities of a fitted probe; classes absent from its training set score -1e9."""
+    scores = np.full((len(x), n_classes), -1e9, dtype=np.float32)
+    scores[:, probe.classes_] = probe.predict_log_proba(x)
+    return torch.from_numpy(scores)
+
+
+def _retrieval(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
+    dataset = open_benchmark(spec_.name, data, "test")
+    x, kept = _features(model, dataset, **kw)
+    captions, owner = [], []  # unreadable images leave with their captions; the rest are renumbered 0..n-1
+    for new, old in enumerate(kept.tolist()):
+        captions += dataset.captions[old]
+        owner += [new] * len(dataset.captions[old])
+    clip, _ = model.get()
+    txt = text_features(clip, captions, cache=kw["cache"], checkpoint=model.checkpoint,
+                        batch_size=4 * kw["batch_size"])
+    recalls = recall_at_k_chunked(torch.from_numpy(x), txt, owner, _RECALL_KS)
+    return {"split": "test", "n_images": len(kept), "n_captions": len(captions),
+            "n_skipped": len(dataset) - len(kept), "metrics": recalls,
+            "columns": {f"{spec_.name} image->text R@1": recalls["image_to_text_R@1"],
+                        f"{spec_.name} text->image R@1": recalls["text_to_image_R@1"]}}
+
+
+# ---------------------------------------------------------------- the merged table
+def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = ()) -> tuple[Path, Path]:
+    """`<out>/table.md` and `<out>/table.csv` from every cell under `<out>/cells`, in percent: per task, a row per
+    model and a column per dataset (the specs' order), and a "(paper)" row under each of OpenAI's models."""
+    out = Path(out)
+    cells = [c for c in (_read_cell(p) for p in sorted((out / "cells").glob("*/*/*.json"))) if c]
+    order = {name: i for i, name in enumerate(SPECS)}
+    md = ["# Benchmark", "", "Scores in percent: each dataset's metric as the paper reports it (Table 9). A `(paper)` "
+          "row gives the paper's published zero-shot figure for that OpenAI model; `-` means not evaluated.", ""]
+    rows_csv: list[dict[str, Any]] = []
+    header = ["task", "model", "source"]
+    for task in TASKS:
+        mine = sorted((c for c in cells if c.get("task") == task), key=lambda c: order.get(c["dataset"], len(order)))
+        if not mine:
+            continue
+        columns = list(dict.fromkeys(col for c in mine for col in c["columns"]))
+        models = list(dict.fromkeys(c["model"] for c in sorted(mine, key=lambda c: c["model"])))
+        table = []
+        for name in models:
+            own = {col: v for c in mine if c["model"] == name for col, v in c["columns"].items()}
+            table.append((name, "clipworks", [100 * own[col] if col in own else None for col in columns]))
+            paper = {c["dataset"]: c["paper"] for c in mine if c["model"] == name and c.get("paper") is not None}
+            if paper:
+                table.append((f"{name} (paper)", "paper", [paper.get(col) for col in columns]))
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        metrics = ", ".join(f"{c['dataset']} {c['metric'].replace('_', ' ')}"
+                            for c in {c["dataset"]: c for c in mine}.values())
+        md += [f"## {_TASK_TITLES[task]}", "", markdown_table(["model", *columns],
+                                                            [(name, *map(fmt, values)) for name, _, values in table]),
+               "", f"Metrics: {metrics}.", ""]
+        header += [col for col in columns if col not in header]
+        rows_csv += [{"task": task, "model": name.removesuffix(" (paper)"), "source": source,
+                      **{col: round(v, 4) for col, v in zip(columns, values) if v is not None}}
+                     for name, source, values in table]
+    if missing:
+        md += ["## Not evaluated in the last run", "",
+               *(f"- {c.model} {c.dataset} {c.task}: {c.reason}" for c in missing), ""]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows_csv)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "table.md", "\n".join(md))
+    write_text_atomic(out / "table.csv", text.getvalue())
+    return out / "table.md", out / "table.csv"

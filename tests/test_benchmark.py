@@ -1,0 +1,279 @@
+"""`clipworks benchmark` (cells, resume, missing datasets, merged tables, the shared feature cache), zero-shot among a
+superset of classes, zero-shot monitoring while training, and WiSE-FT interpolation.
+
+The readers (data/benchmarks) and specs (evaluation/specs) are replaced by small fakes on the built-in world, so
+these tests exercise the command itself, whatever datasets are registered.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clipworks import cli
+from clipworks.data.datasets import ImageFolderDataset, LabelledImages, open_labelled, resolve_path
+from clipworks.data.world import World
+from clipworks.evaluation import benchmark
+from clipworks.evaluation.prompts import CIFAR_TEMPLATES
+from clipworks.evaluation.specs import BenchmarkSpec
+from clipworks.evaluation.zeroshot import topk_accuracy
+
+TEMPLATES = ("a photo of a {} shape.", "a {} thing.")
+
+
+@pytest.fixture(scope="module")
+def world_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROOT/colours/{train,test}/colour/<colour>/*.png and ROOT/captions/ (captions.csv): two fake datasets."""
+    root = tmp_path_factory.mktemp("bench")
+    World().export("train", 48, root / "colours" / "train", task="colour", class_folders=True)
+    World().export("val", 24, root / "colours" / "test", task="colour", class_folders=True)
+    World().export("val", 20, root / "captions", task="colour")
+    return root
+
+
+class _Captioned(LabelledImages):
+    """What R1's CaptionedImages is to the command: paths, captions per image, labels = range(N)."""
+
+    def __init__(self, paths: list[Path], captions: list[list[str]]) -> None:
+        super().__init__(paths, list(range(len(paths))), [], transform=None, source="fake")
+        self.captions = captions
+
+
+def _read_colours(root: Path, split: str) -> LabelledImages:
+    return ImageFolderDataset(root / split / "colour", None)  # FileNotFoundError when absent
+
+
+def _read_captions(root: Path, split: str) -> _Captioned:
+    with open(root / "captions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_image: dict[str, list[str]] = {}
+    for row in rows:
+        by_image.setdefault(row["filepath"], []).append(row["caption"])
+    return _Captioned([resolve_path(p, root) for p in by_image], list(by_image.values()))
+
+
+def _open(name: str, root: str | Path, split: str = "test"):
+    readers = {"colours": _read_colours, "absent": _read_colours, "captions": _read_captions}
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"{name}: expected the folder {root}")
+    return readers[name](Path(root), split)
+
+
+def _metric(spec: BenchmarkSpec, logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    acc = topk_accuracy(logits, labels, ks=(1, 5))
+    return {"score": acc["top1"], **acc}
+
+
+COLOURS = tuple(sorted(World().colours))
+SPECS = {
+    "colours": BenchmarkSpec("colours", "classification", COLOURS, TEMPLATES, "accuracy", {"ViT-B-32": 91.3}),
+    "absent": BenchmarkSpec("absent", "classification", COLOURS, TEMPLATES, "accuracy", {}),
+    "captions": BenchmarkSpec("captions", "retrieval", (), (), "recall", {}),
+}
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipworks.data import benchmarks as readers
+    from clipworks.evaluation import specs
+
+    for module in (benchmark, readers):
+        monkeypatch.setattr(module, "open_benchmark", _open)
+    for module in (benchmark, specs):
+        monkeypatch.setattr(module, "SPECS", SPECS)
+        monkeypatch.setattr(module, "COLLECTIONS", {"fakes": ("colours", "absent", "captions")})
+    monkeypatch.setattr(benchmark, "spec", SPECS.__getitem__)
+    monkeypatch.setattr(specs, "spec", SPECS.__getitem__)
+    monkeypatch.setattr(benchmark, "benchmark_metric", _metric)
+
+
+def _bench(*args: str) -> int:
+    return cli.main(["benchmark", *args, "--quiet", "--precision", "fp32", "--batch-size", "16"])
+
+
+def test_benchmark_writes_cells_and_table_reports_missing_and_resumes(tiny_run: Path, world_root: Path,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    from clipworks.evaluation.commands import run_zeroshot
+
+    out = tmp_path / "bench"
+    assert _bench("--checkpoint", str(tiny_run), "--datasets", "fakes", "--root", str(world_root),
+                  "--out", str(out)) == 2  # "absent" has no folder under the root
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert errors == [f"clipworks benchmark: error: 1 of 3 cells missing ({benchmark.model_label(tiny_run)} absent); "
+                      f"the reasons are above and in {out}/table.md"]
+    assert f"absent zeroshot: missing: absent: expected the folder {world_root / 'absent'}" in captured.out
+    assert "captions zeroshot: not applicable: a retrieval dataset" in captured.out
+
+    label = benchmark.model_label(tiny_run)
+    cell = json.loads((out / "cells" / label / "colours" / "zeroshot.json").read_text())
+    assert not (out / "cells" / label / "absent").exists() and not (out / "cells" / label / "captions").exists()
+    # The same number as `clipworks eval zeroshot` on the same folder, names and templates.
+    direct = run_zeroshot(str(tiny_run), str(world_root / "colours" / "test" / "colour"), classnames=list(COLOURS),
+                          templates=list(TEMPLATES), precision="fp32", progress=False)
+    assert cell["n_images"] == 24 and cell["metric"] == "accuracy" and cell["paper"] is None
+    assert cell["metrics"]["top1"] == pytest.approx(direct["accuracy"]["top1"], abs=1e-9)
+    assert cell["columns"] == {"colours": cell["metrics"]["score"]}
+
+    md = (out / "table.md").read_text()
+    assert f"| {label} | {100 * cell['metrics']['score']:.1f} |" in md
+    assert "## Not evaluated in the last run" in md and "absent zeroshot: absent: expected the folder" in md
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert rows == [{"task": "zeroshot", "model": label, "source": "clipworks",
+                     "colours": str(round(100 * cell["metrics"]["score"], 4))}]
+
+    # Resumed: the done cell is not recomputed (its file untouched), and says so.
+    mtime = (out / "cells" / label / "colours" / "zeroshot.json").stat().st_mtime_ns
+    assert _bench("--checkpoint", str(tiny_run), "--datasets", "colours", "--root", str(world_root),
+                  "--out", str(out)) == 0
+    assert "colours zeroshot: already done" in capsys.readouterr().out
+    assert (out / "cells" / label / "colours" / "zeroshot.json").stat().st_mtime_ns == mtime
+
+
+def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tiny_run: Path, world_root: Path,
+                                                                            tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    cells = benchmark.run_benchmark([str(tiny_run)], ["colours"], root=world_root, out=out, precision="fp32",
+                                    progress=False, report=lambda line: None)
+    assert [c.status for c in cells] == ["done"]
+    assert len(list((out / "cache").glob("img-*.npz"))) == 1
+    cells = benchmark.run_benchmark([str(tiny_run)], ["colours"], root=world_root, out=out, task="linear-probe",
+                                    precision="fp32", progress=False, report=lambda line: None)
+    assert len(list((out / "cache").glob("img-*.npz"))) == 2  # train added; test features shared with zero-shot
+    probe = cells[0].result
+    assert cells[0].status == "done" and probe["n_train"] == 48 and probe["n_images"] == 24
+    assert 0.0 <= probe["metrics"]["score"] <= 1.0 and probe["c"] > 0
+
+    cells = benchmark.run_benchmark([str(tiny_run)], ["captions"], root=world_root, out=out, task="retrieval",
+                                    precision="fp32", progress=False, report=lambda line: None)
+    r = cells[0].result
+    assert r["n_images"] == 20 and r["n_captions"] == 20
+    assert r["metrics"]["image_to_text_R@10"] >= r["metrics"]["image_to_text_R@1"]
+    assert set(r["columns"]) == {"captions image->text R@1", "captions text->image R@1"}
+    md = (out / "table.md").read_text()  # every task's cells merged
+    assert "## Zero-shot" in md and "## Linear probe" in md and "## Retrieval" in md
+    assert "Not evaluated" not in md
+
+
+def test_openai_models_get_the_papers_row(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert benchmark.model_label("ViT-B/32") == "ViT-B-32" and benchmark.paper_model("RN50") == "RN50"
+    assert benchmark.paper_model("ViT-B-32:laion2b_s34b_b79k") is None and benchmark.paper_model(tiny_run) is None
+    monkeypatch.setattr(benchmark, "paper_model", lambda checkpoint: "ViT-B-32")
+    out = tmp_path / "bench"
+    benchmark.run_benchmark([str(tiny_run)], ["colours"], root=world_root, out=out, precision="fp32",
+                            progress=False, report=lambda line: None)
+    label = benchmark.model_label(tiny_run)
+    md = (out / "table.md").read_text()
+    assert f"| {label} (paper) | 91.3 |" in md
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [(r["model"], r["source"]) for r in rows] == [(label, "clipworks"), (label, "paper")]
+    assert rows[1]["colours"] == "91.3"
+
+
+def test_unknown_dataset_or_task_is_one_line(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    assert _bench("--checkpoint", str(tiny_run), "--datasets", "colours", "--root", str(tmp_path / "nowhere"),
+                  "--out", str(tmp_path)) == 2
+    assert "--root" in capsys.readouterr().err
+    with pytest.raises(KeyError):  # the fake `spec`; the real one raises a ConfigError naming close keys
+        benchmark.resolve_datasets(["colors"])
+    assert benchmark.resolve_datasets(["colours", "fakes"]) == ["colours", "absent", "captions"]
+
+
+def test_a_folder_of_some_classes_is_classified_among_all_names(tmp_path: Path) -> None:
+    for folder in ("cat", "dog"):
+        (tmp_path / folder).mkdir()
+        World().sample("val", 0).image.save(tmp_path / folder / "a.png")
+    dataset = open_labelled(tmp_path, None, ["ant", "dog", "bee", "cat"])
+    assert dataset.classes == ["ant", "dog", "bee", "cat"]
+    assert [(p.parent.name, y) for p, y in zip(dataset.paths, dataset.labels)] == [("cat", 3), ("dog", 1)]
+    assert open_labelled(tmp_path, None, ["tabby", "puppy"]).labels == [0, 1]  # other names: by position
+
+
+def test_zeroshot_eval_of_a_subset_folder_uses_every_name(tiny_run: Path, world_root: Path, tmp_path: Path) -> None:
+    from clipworks.evaluation.commands import run_zeroshot
+
+    names = [*COLOURS, "transparent", "golden"]
+    r = run_zeroshot(str(tiny_run), str(world_root / "colours" / "test" / "colour"), classnames=names,
+                     precision="fp32", progress=False)
+    assert r["n_classes"] == len(names) and len(r["prompts"]["single prompt"]["confusion_matrix"]) == len(names)
+
+
+def test_train_logs_zeroshot_accuracy_equal_to_a_separate_evaluation(tiny_run: Path, world_root: Path,
+                                                                     tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    from clipworks.evaluation.commands import run_zeroshot
+
+    args = ["train", "--init", str(tiny_run), "--steps", "2", "--batch-size", "8", "--world-samples", "64",
+            "--eval-every", "0", "--zeroshot-data", "colours", "--precision", "fp32", "--quiet"]
+    assert cli.main([*args, "--output-dir", str(tmp_path / "a")]) == 2  # a dataset key needs its root
+    assert "also give --zeroshot-root, the folder holding colours/" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert cli.main([*args, "--zeroshot-root", str(world_root), "--zeroshot-every", "1", "--output-dir",
+                     str(out)]) == 0
+    evals = [r["eval"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "eval" in r]
+    assert [e["step"] for e in evals] == [1, 2] and set(evals[0]) == {"step", "zeroshot_top1", "zeroshot_top5"}
+    # The spec's names and templates, the test split under ROOT/colours: `clipworks eval zeroshot` agrees.
+    direct = run_zeroshot(str(out), str(world_root / "colours" / "test" / "colour"), classnames=list(COLOURS),
+                          templates=list(TEMPLATES), precision="fp32", progress=False)
+    assert evals[-1]["zeroshot_top1"] == pytest.approx(direct["accuracy"]["top1"], abs=1e-9)
+    assert evals[-1]["zeroshot_top5"] == pytest.approx(direct["accuracy"]["top5"], abs=1e-9)
+    board = list((out / "tensorboard").glob("events.*"))
+    assert board and b"eval/zeroshot_top1" in board[0].read_bytes()
+
+
+def test_zeroshot_evaluator_of_a_folder_uses_its_names_and_the_templates(tiny_run: Path, world_root: Path) -> None:
+    from clipworks.evaluation.commands import run_zeroshot
+    from clipworks.io.checkpoints import load_model
+    from clipworks.training.config import TrainConfig
+    from clipworks.training.run import zeroshot_evaluator
+
+    data = str(world_root / "colours" / "test" / "colour")
+    model = load_model(tiny_run)
+    evaluate = zeroshot_evaluator(TrainConfig(zeroshot_data=data, zeroshot_templates="cifar", batch_size=16),
+                                  model.image_size)
+    with torch.no_grad():
+        metrics = evaluate(model)
+    direct = run_zeroshot(str(tiny_run), data, templates=list(CIFAR_TEMPLATES), precision="fp32", progress=False)
+    assert metrics == pytest.approx({f"zeroshot_{k}": v for k, v in direct["accuracy"].items()}, abs=1e-9)
+
+
+def test_interpolate_gives_back_a_and_b_and_their_mean(tiny_run: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    import clipworks
+    from clipworks.io.checkpoints import load_model
+
+    a, b = tiny_run / "checkpoints" / "step_0000020", tiny_run / "checkpoints" / "step_0000040"
+    state_a, state_b = load_model(a).state_dict(), load_model(b).state_dict()
+    for alpha, expected in ((0.0, state_a), (1.0, state_b)):
+        assert cli.main(["interpolate", str(a), str(b), "--alpha", str(alpha), "--out", str(tmp_path / "c")]) == 0
+        mixed = load_model(tmp_path / "c").state_dict()
+        assert all(torch.equal(mixed[k], expected[k]) for k in expected)
+    mean = clipworks.interpolate(str(a), str(b), 0.5).state_dict()
+    for k in state_a:
+        if state_a[k].is_floating_point():
+            torch.testing.assert_close(mean[k], (state_a[k] + state_b[k]) / 2, rtol=0, atol=1e-7)
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["interpolated"]["alpha"] == 1.0
+
+    other = clipworks.create_model("ViT-Tiny", seed=0)
+    with pytest.raises(clipworks.errors.ConfigError, match="is RN-Tiny but a model object is ViT-Tiny"):
+        clipworks.interpolate(str(a), other)
+    assert cli.main(["interpolate", str(a), str(b), "--alpha", "1.5", "--out", str(tmp_path / "d")]) == 2
+    assert "--alpha must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_feature_cache_key_of_a_foreign_weights_file(tiny_run: Path, tmp_path: Path) -> None:
+    from clipworks.evaluation.features import checkpoint_key
+    from clipworks.io.checkpoints import load_model
+
+    weights = tmp_path / "openai.pt"
+    torch.save(load_model(tiny_run).state_dict(), weights)  # OpenAI's layout, a plain state dict
+    key = checkpoint_key(weights)
+    assert key == checkpoint_key(weights) and key != checkpoint_key(tiny_run)
+    np.testing.assert_equal(len(key), 20)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from clipworks import cli
-from clipworks.data.datasets import ImageFolderDataset, LabelledImages, open_labelled, resolve_path
+from clipworks.data.datasets import LabelledImages, open_labelled, resolve_path
 from clipworks.data.world import World
 from clipworks.evaluation import benchmark
 from clipworks.evaluation.prompts import CIFAR_TEMPLATES
@@ -43,7 +43,8 @@ class _Captioned(LabelledImages):
 
 
 def _read_colours(root: Path, split: str) -> LabelledImages:
-    return ImageFolderDataset(root / split / "colour", None)  # FileNotFoundError when absent
+    """Labels in the spec's order of all colours, as a real reader gives them (a colour may have no image)."""
+    return open_labelled(root / split / "colour", None, COLOURS)  # FileNotFoundError when absent
 
 
 def _read_captions(root: Path, split: str) -> _Captioned:

@@ -218,7 +218,8 @@ def _truth(dataset: Any, kept: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(targets if targets is not None else dataset.labels)[kept])
 
 
-def _check_classes(dataset: Any, names: Sequence[str], data: Path) -> None:
+def check_classes(dataset: Any, names: Sequence[str], data: Path) -> None:
+    """A reader's classes and a spec's names must pair up one to one (a mismatch would score against wrong labels)."""
     classes = getattr(dataset, "classes", None)
     if classes and len(classes) != len(names):
         raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec names {len(names)}")
@@ -227,7 +228,7 @@ def _check_classes(dataset: Any, names: Sequence[str], data: Path) -> None:
 def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
     names, templates = prompts(spec_)
     dataset = open_benchmark(spec_.name, data, "test")  # before the model loads: a missing set costs nothing
-    _check_classes(dataset, names, data)
+    check_classes(dataset, names, data)
     x, kept = _features(model, dataset, **kw)
     classifier = zero_shot_classifier(model.get()[0], names, templates)
     metrics = benchmark_metric(spec_, zero_shot_logits(torch.from_numpy(x), classifier), _truth(dataset, kept))

@@ -79,4 +79,5 @@ def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> Evaluator:
         dataset = open_benchmark(data, Path(cfg.zeroshot_root) / data, "test")
         dataset.transform = image_transform(image_size)
         names, prompts = benchmark.prompts(specs.spec(data))
+        benchmark.check_classes(dataset, names, Path(cfg.zeroshot_root) / data)
     return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers)

@@ -140,8 +140,8 @@ def test_flags_the_user_did_not_type_are_absent_from_the_namespace() -> None:
 
 # The type each key of a config file must have, written out rather than read from the annotations.
 EXPECTED = {f.name: type(f.default).__name__ for f in dataclasses.fields(TrainConfig) if f.default is not None}
-EXPECTED.update(init="str", val_data="str", samples_per_epoch="int", resume="str",
-                precision="one of 'auto', 'fp32', 'bf16', 'fp16'")
+EXPECTED.update(init="str", val_data="str", samples_per_epoch="int", resume="str", zeroshot_data="str",
+                zeroshot_root="str", precision="one of 'auto', 'fp32', 'bf16', 'fp16'")
 
 
 @pytest.mark.parametrize("key", [f.name for f in dataclasses.fields(TrainConfig)])

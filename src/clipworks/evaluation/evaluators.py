@@ -81,8 +81,9 @@ def evaluate_zeroshot(dataset: LabelledImages, classnames: Sequence[str], templa
     def evaluate(model: CLIP) -> dict[str, float]:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                              collate_fn=collate_skip_bad)
-        features, labels = zip(*embed_images(model, loader))
+        features, labels = zip(*embed_images(model, loader))  # per batch: (B, E) embeddings, (B,) labels
         logits = zero_shot_logits(torch.cat(features), zero_shot_classifier(model, classnames, templates))
-        return {f"zeroshot_{k}": v for k, v in topk_accuracy(logits, torch.cat([torch.as_tensor(y) for y in labels]), ks=(1, 5)).items()}
+        accuracy = topk_accuracy(logits, torch.cat([torch.as_tensor(y) for y in labels]), ks=(1, 5))
+        return {f"zeroshot_{k}": v for k, v in accuracy.items()}
 
     return evaluate

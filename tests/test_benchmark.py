@@ -16,6 +16,7 @@ import torch
 from clipworks import cli
 from clipworks.data.datasets import LabelledImages, open_labelled, resolve_path
 from clipworks.data.world import World
+from clipworks.errors import ConfigError
 from clipworks.evaluation import benchmark
 from clipworks.evaluation.prompts import CIFAR_TEMPLATES
 from clipworks.evaluation.specs import BenchmarkSpec
@@ -160,6 +161,24 @@ def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tin
     assert "Not evaluated" not in md
 
 
+def test_a_labelled_set_of_ones_own_joins_the_table(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    from clipworks.evaluation.commands import run_zeroshot
+
+    data = world_root / "colours" / "test" / "colour"
+    out = tmp_path / "bench"
+    assert _bench("--checkpoint", str(tiny_run), "--datasets", f"mine={data}", "--out", str(out)) == 0  # no --root
+    cell = json.loads((out / "cells" / benchmark.model_label(tiny_run) / "mine" / "zeroshot.json").read_text())
+    direct = run_zeroshot(str(tiny_run), str(data), precision="fp32", progress=False)  # folder names, one prompt
+    assert cell["n_classes"] == len(direct["classes"]) and cell["n_templates"] == 1
+    assert cell["metrics"]["top1"] == pytest.approx(direct["accuracy"]["top1"], abs=1e-9)
+    assert _bench("--checkpoint", str(tiny_run), "--datasets", f"mine={data}", "--task", "linear-probe",
+                  "--out", str(out)) == 2
+    assert "a set given as NAME=PATH is a test set only" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="NAME=PATH"):
+        benchmark.resolve_datasets(["colours=/tmp"])
+
+
 def test_openai_models_get_the_papers_row(tiny_run: Path, world_root: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     assert benchmark.model_label("ViT-B/32") == "ViT-B-32" and benchmark.paper_model("RN50") == "RN50"
@@ -263,7 +282,7 @@ def test_interpolate_gives_back_a_and_b_and_their_mean(tiny_run: Path, tmp_path:
     assert config["interpolated"]["alpha"] == 1.0
 
     other = clipworks.create_model("ViT-Tiny", seed=0)
-    with pytest.raises(clipworks.errors.ConfigError, match="is RN-Tiny but a model object is ViT-Tiny"):
+    with pytest.raises(ConfigError, match="is RN-Tiny but a model object is ViT-Tiny"):
         clipworks.interpolate(str(a), other)
     assert cli.main(["interpolate", str(a), str(b), "--alpha", "1.5", "--out", str(tmp_path / "d")]) == 2
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err

@@ -15,10 +15,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, nargs="+", metavar="CHECKPOINT",
                    help="one or more checkpoints (directory, training run or weights) or pretrained names; OpenAI's "
                         "(ViT-B-32, RN50, ...) get the paper's figures beside theirs")
-    p.add_argument("--datasets", required=True, help="comma-separated dataset keys (cifar10,mnist,...) or "
-                   "collections: paper27, imagenet-robustness, retrieval")
-    p.add_argument("--root", required=True, help="a folder holding one folder per dataset, named by its key "
-                   "(ROOT/cifar10, ROOT/imagenet, ...), each in that dataset's own layout")
+    p.add_argument("--datasets", required=True, help="comma-separated dataset keys (cifar10,mnist,...), "
+                   "collections (paper27, imagenet-robustness, retrieval), or NAME=PATH for a labelled set of your "
+                   "own (class folders or a filepath,label CSV; zero-shot with its folder names)")
+    p.add_argument("--root", help="a folder holding one folder per dataset, named by its key (ROOT/cifar10, "
+                   "ROOT/imagenet, ...), each in that dataset's own layout")
     p.add_argument("--task", choices=("zeroshot", "linear-probe", "retrieval"), default="zeroshot",
                    help="what to evaluate (default: zeroshot)")
     p.add_argument("--out", default="runs/benchmark", help="where cells/, cache/, table.md and table.csv go; a "

@@ -6,7 +6,9 @@ A run is a grid of cells, one per (model, dataset, task). A cell opens its datas
 (`data/benchmarks`, from `<root>/<dataset key>`), takes cached image features (`features`), scores them as the
 dataset's spec says (`specs`: class names, templates, metric) and writes `<out>/cells/<model>/<dataset>/<task>.json`
 atomically. A cell already written for the same weights is skipped, so an interrupted run resumes where it stopped;
-a dataset missing (or unreadable) under the root is reported with its reason and the other cells still run.
+a dataset missing (or unreadable) under the root is reported with its reason and the other cells still run. Beside
+the registered datasets, `NAME=PATH` adds the user's own labelled set (class folders or a filepath,label CSV: its
+names, "a photo of a {}.", accuracy) to the zero-shot table.
 `<out>/table.md` and `<out>/table.csv` merge every cell under `<out>`: per task a row per model and a column per
 dataset, and under each of OpenAI's models the paper's published zero-shot figures. Every task shares one
 image-feature cache, `<out>/cache`: a linear probe reuses the test features zero-shot computed.
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from ..data.benchmarks import open_benchmark
+from ..data.datasets import open_labelled
 from ..errors import ConfigError, DataError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference
@@ -37,6 +40,7 @@ from ..io.pretrained import find
 from . import linear_probe as lp
 from .features import FeatureCache, checkpoint_key, image_features, text_features
 from .metrics import benchmark_metric
+from .prompts import DEFAULT_TEMPLATE
 from .results import markdown_table
 from .retrieval import recall_at_k_chunked
 from .specs import COLLECTIONS, SPECS, BenchmarkSpec, spec
@@ -60,9 +64,17 @@ class Cell:
 
 
 def resolve_datasets(names: Sequence[str]) -> list[str]:
-    """Dataset keys from keys and collection names (`paper27`, ...), in order, each once; unknown names fail."""
+    """Dataset keys from keys and collection names (`paper27`, ...), in order, each once; unknown names fail.
+    A `NAME=PATH` (the user's own labelled set) is kept as it is."""
     keys: list[str] = []
     for name in names:
+        if "=" in name:
+            label, _, path = name.partition("=")
+            if not label or not path or label in SPECS:
+                raise ConfigError(f"{name!r}: a labelled set of your own is NAME=PATH (a folder of class folders or "
+                                  "a filepath,label CSV), with a NAME that is not a benchmark dataset's")
+            keys.append(name)
+            continue
         for key in COLLECTIONS.get(name, (name,)):
             spec(key)  # a ConfigError naming the closest keys for an unknown one
             if key not in keys:
@@ -89,37 +101,59 @@ def paper_model(checkpoint: str | os.PathLike) -> str | None:
     return entry.arch if entry is not None and entry.tag == "openai" else None
 
 
-def run_benchmark(checkpoints: Sequence[str], datasets: Sequence[str], *, root: str | os.PathLike,
+def run_benchmark(checkpoints: Sequence[str], datasets: Sequence[str], *, root: str | os.PathLike | None = None,
                   task: str = "zeroshot", out: str | os.PathLike, device: str | None = None, precision: str = "auto",
                   batch_size: int = 64, workers: int = 0, progress: bool = True,
                   report: Callable[[str], None] = print) -> list[Cell]:
     """Evaluate every checkpoint on every dataset (keys or collections) at `task`; returns the cells of this run.
 
-    `root` holds one folder per dataset, named by its key (`<root>/cifar10`, `<root>/imagenet`, ...). `report`
-    receives one line per cell. The merged tables are rewritten at the end, whatever was missing.
+    `root` holds one folder per dataset, named by its key (`<root>/cifar10`, `<root>/imagenet`, ...); a
+    `NAME=PATH` dataset needs none. `report` receives one line per cell. The merged tables are rewritten at the end,
+    whatever was missing.
     """
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if not checkpoints:
         raise ConfigError("give at least one checkpoint")
     keys = resolve_datasets(datasets)
-    root, out = Path(root), Path(out)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--root {root} does not exist (expected a folder with one folder per dataset)")
+    out = Path(out)
+    registered = [key for key in keys if "=" not in key]
+    if registered and (root is None or not Path(root).is_dir()):
+        raise FileNotFoundError(f"--root {root} does not exist (expected a folder with one folder per dataset, "
+                                f"e.g. {Path(root or 'ROOT') / registered[0]})")
     cache = FeatureCache(out / "cache")
     cells = []
     for checkpoint in checkpoints:
         model = _LazyModel(checkpoint, device=device or default_device(), precision=precision)
         label = model_label(checkpoint)
         for key in keys:
-            cell = Cell(label, key, task)
-            path = out / "cells" / label / key / f"{task}.json"
-            _run_cell(cell, path, model, spec(key), root / key, cache=cache, batch_size=batch_size,
-                      workers=workers, progress=progress)
+            spec_, data = _own_set(key) if "=" in key else (spec(key), Path(root) / key)
+            cell = Cell(label, spec_.name, task)
+            path = out / "cells" / label / spec_.name / f"{task}.json"
+            _run_cell(cell, path, model, spec_, data, cache=cache, batch_size=batch_size, workers=workers,
+                      progress=progress)
             report(_describe(cell, path))
             cells.append(cell)
     write_tables(out, missing=[c for c in cells if c.status == "missing"])
     return cells
+
+
+def _own_set(item: str) -> tuple[BenchmarkSpec, Path]:
+    """The spec of a NAME=PATH set: its own class names (empty here: read from the set), the single default
+    prompt, accuracy."""
+    name, _, path = item.partition("=")
+    return BenchmarkSpec(name=name, task="classification", classnames=(), templates=(DEFAULT_TEMPLATE,),
+                         metric="accuracy", paper={}), Path(path)
+
+
+def _open(spec_: BenchmarkSpec, data: Path, split: str) -> Any:
+    """A dataset split: a registered dataset's reader, or for a NAME=PATH set the set itself (its test split)."""
+    if spec_.name in SPECS:
+        return open_benchmark(spec_.name, data, split)
+    if split != "test":
+        raise FileNotFoundError(f"{spec_.name}: a set given as NAME=PATH is a test set only; a linear probe needs a "
+                                "benchmark dataset with a training split")
+    return open_labelled(data, None)
 
 
 class _LazyModel:
@@ -227,7 +261,8 @@ def check_classes(dataset: Any, names: Sequence[str], data: Path) -> None:
 
 def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
     names, templates = prompts(spec_)
-    dataset = open_benchmark(spec_.name, data, "test")  # before the model loads: a missing set costs nothing
+    dataset = _open(spec_, data, "test")  # before the model loads: a missing set costs nothing
+    names = names or list(dataset.classes)  # a NAME=PATH set's own names
     check_classes(dataset, names, data)
     x, kept = _features(model, dataset, **kw)
     classifier = zero_shot_classifier(model.get()[0], names, templates)
@@ -237,7 +272,7 @@ def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) ->
 
 
 def _linear_probe(model: _LazyModel, spec_: BenchmarkSpec, data: Path, *, desc: str, **kw: Any) -> dict[str, Any]:
-    opened = {split: open_benchmark(spec_.name, data, split) for split in ("train", "test")}
+    opened = {split: _open(spec_, data, split) for split in ("train", "test")}
     sets = {}
     for split, dataset in opened.items():
         x, kept = _features(model, dataset, desc=f"{desc} {split}", **kw)
@@ -259,7 +294,7 @@ def _probe_scores(probe: Any, x: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 def _retrieval(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
-    dataset = open_benchmark(spec_.name, data, "test")
+    dataset = _open(spec_, data, "test")
     x, kept = _features(model, dataset, **kw)
     captions, owner = [], []  # unreadable images leave with their captions; the rest are renumbered 0..n-1
     for new, old in enumerate(kept.tolist()):

@@ -37,6 +37,7 @@ from ..hardware import default_device
 from ..io.checkpoints import load_for_inference
 from ..io.files import write_text_atomic
 from ..io.pretrained import find
+from ..models.encode import encode_texts
 from . import linear_probe as lp
 from .features import FeatureCache, checkpoint_key, image_features, text_features
 from .metrics import benchmark_metric
@@ -252,21 +253,48 @@ def _truth(dataset: Any, kept: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(targets if targets is not None else dataset.labels)[kept])
 
 
-def check_classes(dataset: Any, names: Sequence[str], data: Path) -> None:
-    """A reader's classes and a spec's names must pair up one to one (a mismatch would score against wrong labels)."""
+def check_classes(dataset: Any, spec_: BenchmarkSpec, names: Sequence[str], data: Path) -> None:
+    """A reader's classes and a spec's labels must pair up one to one (a mismatch would score against wrong labels).
+    Where several classes share a label (ObjectNet's 125 ImageNet classes for its 113), the labels are counted."""
     classes = getattr(dataset, "classes", None)
-    if classes and len(classes) != len(names):
-        raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec names {len(names)}")
+    class_labels = getattr(spec_, "class_labels", ())
+    n_labels = max(class_labels) + 1 if class_labels else len(names)
+    if classes and len(classes) != n_labels:
+        raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec has {n_labels}")
+
+
+def label_pool(spec_: BenchmarkSpec) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """(N, C) logits -> (N, labels) where several classes share a label (ObjectNet), else None."""
+    class_labels = getattr(spec_, "class_labels", ())
+    if not class_labels:
+        return None
+    from .metrics import pool_by_label
+
+    return lambda logits: pool_by_label(logits, class_labels)
+
+
+def classifier(model: Any, spec_: BenchmarkSpec, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """(E, C) zero-shot weights; a class with several names (spec.synonyms, FER2013) averages every name x template
+    embedding into its weight."""
+    synonyms = getattr(spec_, "synonyms", ())
+    if not synonyms:
+        return zero_shot_classifier(model, names, templates)
+    columns = []
+    for i, name in enumerate(names):
+        texts = [t.format(n) for n in (synonyms[i] if i < len(synonyms) and synonyms[i] else (name,))
+                 for t in templates]
+        columns.append(torch.nn.functional.normalize(encode_texts(model, texts).mean(dim=0), dim=0))
+    return torch.stack(columns, dim=1)
 
 
 def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
     names, templates = prompts(spec_)
     dataset = _open(spec_, data, "test")  # before the model loads: a missing set costs nothing
     names = names or list(dataset.classes)  # a NAME=PATH set's own names
-    check_classes(dataset, names, data)
+    check_classes(dataset, spec_, names, data)
     x, kept = _features(model, dataset, **kw)
-    classifier = zero_shot_classifier(model.get()[0], names, templates)
-    metrics = benchmark_metric(spec_, zero_shot_logits(torch.from_numpy(x), classifier), _truth(dataset, kept))
+    weights = classifier(model.get()[0], spec_, names, templates)
+    metrics = benchmark_metric(spec_, zero_shot_logits(torch.from_numpy(x), weights), _truth(dataset, kept))
     return {"split": "test", "n_images": len(kept), "n_skipped": len(dataset) - len(kept), "n_classes": len(names),
             "n_templates": len(templates), "metrics": metrics, "columns": {spec_.name: metrics["score"]}}
 
@@ -305,7 +333,7 @@ def _retrieval(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -
                         batch_size=4 * kw["batch_size"])
     recalls = recall_at_k_chunked(torch.from_numpy(x), txt, owner, _RECALL_KS)
     return {"split": "test", "n_images": len(kept), "n_captions": len(captions),
-            "n_skipped": len(dataset) - len(kept), "metrics": recalls,
+            "n_skipped": len(dataset) - len(kept), "metrics": {"score": recalls["image_to_text_R@1"], **recalls},
             "columns": {f"{spec_.name} image->text R@1": recalls["image_to_text_R@1"],
                         f"{spec_.name} text->image R@1": recalls["text_to_image_R@1"]}}
 

@@ -74,15 +74,20 @@ def evaluate_captions(dataset: CsvDataset, batch_size: int) -> Evaluator:
 
 
 def evaluate_zeroshot(dataset: LabelledImages, classnames: Sequence[str], templates: Sequence[str], *,
-                      batch_size: int, workers: int = 0) -> Evaluator:
+                      batch_size: int, workers: int = 0,
+                      weights: Callable[[CLIP], torch.Tensor] | None = None,
+                      pool: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Evaluator:
     """Zero-shot top-1/top-5 (`zeroshot_top1`, `zeroshot_top5`) on `dataset`, whose transform is set, with a
-    classifier of `classnames` x `templates` built from the model being trained."""
+    classifier of `classnames` x `templates` built from the model being trained (or `weights(model)`, (E, C)), its
+    logits mapped onto the dataset's labels by `pool` where several classes share one (ObjectNet)."""
 
     def evaluate(model: CLIP) -> dict[str, float]:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                              collate_fn=collate_skip_bad)
         features, labels = zip(*embed_images(model, loader))  # per batch: (B, E) embeddings, (B,) labels
-        logits = zero_shot_logits(torch.cat(features), zero_shot_classifier(model, classnames, templates))
+        classifier = weights(model) if weights is not None else zero_shot_classifier(model, classnames, templates)
+        logits = zero_shot_logits(torch.cat(features), classifier)
+        logits = pool(logits) if pool is not None else logits
         accuracy = topk_accuracy(logits, torch.cat([torch.as_tensor(y) for y in labels]), ks=(1, 5))
         return {f"zeroshot_{k}": v for k, v in accuracy.items()}
 

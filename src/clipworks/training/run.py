@@ -78,6 +78,10 @@ def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> Evaluator:
                               "(`clipworks benchmark --help`)")
         dataset = open_benchmark(data, Path(cfg.zeroshot_root) / data, "test")
         dataset.transform = image_transform(image_size)
-        names, prompts = benchmark.prompts(specs.spec(data))
-        benchmark.check_classes(dataset, names, Path(cfg.zeroshot_root) / data)
+        spec = specs.spec(data)
+        names, prompts = benchmark.prompts(spec)
+        benchmark.check_classes(dataset, spec, names, Path(cfg.zeroshot_root) / data)
+        return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers,
+                                 weights=lambda model: benchmark.classifier(model, spec, names, prompts),
+                                 pool=benchmark.label_pool(spec))
     return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers)

@@ -315,9 +315,10 @@ def _linear_probe(model: _LazyModel, spec_: BenchmarkSpec, data: Path, *, desc: 
 
 
 def _probe_scores(probe: Any, x: np.ndarray, n_classes: int) -> torch.Tensor:
-    """(N, n_classes) log-probabilities of a fitted probe; classes absent from its training set score -1e9."""
-    scores = np.full((len(x), n_classes), -1e9, dtype=np.float32)
-    scores[:, probe.classes_] = probe.predict_log_proba(x)
+    """(N, n_classes) probabilities of a fitted probe (ranked as its logits are); classes absent from its training
+    set score -1, below every probability."""
+    scores = np.full((len(x), n_classes), -1.0, dtype=np.float32)
+    scores[:, probe.classes_] = probe.predict_proba(x)
     return torch.from_numpy(scores)
 
 

@@ -135,7 +135,8 @@ def run_benchmark(checkpoints: Sequence[str], datasets: Sequence[str], *, root: 
                       progress=progress)
             report(_describe(cell, path))
             cells.append(cell)
-    write_tables(out, missing=[c for c in cells if c.status == "missing"])
+    write_tables(out, missing=[c for c in cells if c.status == "missing"], models=list(dict.fromkeys(
+        c.model for c in cells)), datasets=list(dict.fromkeys(c.dataset for c in cells)))
     return cells
 
 
@@ -340,12 +341,15 @@ def _retrieval(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -
 
 
 # ---------------------------------------------------------------- the merged table
-def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = ()) -> tuple[Path, Path]:
+def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = (), models: Sequence[str] = (),
+                 datasets: Sequence[str] = ()) -> tuple[Path, Path]:
     """`<out>/table.md` and `<out>/table.csv` from every cell under `<out>/cells`, in percent: per task, a row per
-    model and a column per dataset (the specs' order), and a "(paper)" row under each of OpenAI's models."""
+    model and a column per dataset, and a "(paper)" row under each of OpenAI's models. `models` and `datasets` (the
+    last run's) come first in their order; other datasets follow in the specs' order, other models by name."""
     out = Path(out)
     cells = [c for c in (_read_cell(p) for p in sorted((out / "cells").glob("*/*/*.json"))) if c]
-    order = {name: i for i, name in enumerate(SPECS)}
+    order = {name: i for i, name in enumerate([*datasets, *(name for name in SPECS if name not in datasets)])}
+    rank = {name: i for i, name in enumerate(models)}
     md = ["# Benchmark", "", "Scores in percent: each dataset's metric as the paper reports it (Table 9). A `(paper)` "
           "row gives the paper's published zero-shot figure for that OpenAI model; `-` means not evaluated.", ""]
     rows_csv: list[dict[str, Any]] = []
@@ -355,9 +359,9 @@ def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = ()) -> tup
         if not mine:
             continue
         columns = list(dict.fromkeys(col for c in mine for col in c["columns"]))
-        models = list(dict.fromkeys(c["model"] for c in sorted(mine, key=lambda c: c["model"])))
+        rows = sorted(dict.fromkeys(c["model"] for c in mine), key=lambda m: (rank.get(m, len(rank)), m))
         table = []
-        for name in models:
+        for name in rows:
             own = {col: v for c in mine if c["model"] == name for col, v in c["columns"].items()}
             table.append((name, "clipworks", [100 * own[col] if col in own else None for col in columns]))
             paper = {c["dataset"]: c["paper"] for c in mine if c["model"] == name and c.get("paper") is not None}

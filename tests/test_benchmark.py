@@ -16,7 +16,7 @@ import torch
 from clipworks import cli
 from clipworks.data.datasets import LabelledImages, open_labelled, resolve_path
 from clipworks.data.world import World
-from clipworks.errors import ConfigError
+from clipworks.errors import ConfigError, DataError
 from clipworks.evaluation import benchmark
 from clipworks.evaluation.prompts import CIFAR_TEMPLATES
 from clipworks.evaluation.specs import BenchmarkSpec
@@ -297,3 +297,52 @@ def test_feature_cache_key_of_a_foreign_weights_file(tiny_run: Path, tmp_path: P
     key = checkpoint_key(weights)
     assert key == checkpoint_key(weights) and key != checkpoint_key(tiny_run)
     np.testing.assert_equal(len(key), 20)
+
+
+def test_multilabel_targets_synonyms_and_shared_labels_reach_the_metric(tiny_run: Path, world_root: Path,
+                                                                        tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipworks.evaluation.zeroshot import zero_shot_classifier
+    from clipworks.io.checkpoints import load_model
+    from clipworks.models.encode import encode_texts
+
+    seen = {}
+
+    def metric(spec: BenchmarkSpec, logits: torch.Tensor, truth: torch.Tensor) -> dict:
+        seen.update(logits=logits, truth=truth)
+        return {"score": 0.5}
+
+    def read_tagged(root: Path, split: str) -> LabelledImages:  # a multi-label set: targets (N, C), 1/0/-1
+        dataset = open_labelled(root / split / "colour", None, COLOURS)
+        dataset.targets = np.eye(len(COLOURS), dtype=np.int8)[dataset.labels]
+        dataset.targets[0, -1] = -1
+        return dataset
+
+    monkeypatch.setitem(SPECS, "tagged", BenchmarkSpec("tagged", "multilabel", COLOURS, TEMPLATES, "map_11point"))
+    monkeypatch.setattr(benchmark, "open_benchmark", lambda name, root, split="test": read_tagged(Path(root), split))
+    monkeypatch.setattr(benchmark, "benchmark_metric", metric)
+    (world_root / "tagged").mkdir(exist_ok=True)
+    (world_root / "tagged" / "test").mkdir(exist_ok=True)
+    link = world_root / "tagged" / "test" / "colour"
+    if not link.exists():
+        link.symlink_to(world_root / "colours" / "test" / "colour")
+    cells = benchmark.run_benchmark([str(tiny_run)], ["tagged"], root=world_root, out=tmp_path, precision="fp32",
+                                    progress=False, report=lambda line: None)
+    assert cells[0].status == "done" and seen["truth"].shape == (24, len(COLOURS)) and seen["truth"][0, -1] == -1
+    assert seen["logits"].shape == (24, len(COLOURS))
+
+    # Several names for a class: every name x template embedding averaged into its weight.
+    model = load_model(tiny_run)
+    spec = BenchmarkSpec("syn", "classification", ("red", "blue"), ("a {}.", "the {}."), "accuracy")
+    object.__setattr__(spec, "synonyms", (("red", "crimson"), ("blue",)))
+    weights = benchmark.classifier(model, spec, ["red", "blue"], ["a {}.", "the {}."])
+    red = torch.nn.functional.normalize(encode_texts(model, ["a red.", "the red.", "a crimson.", "the crimson."])
+                                        .mean(dim=0), dim=0)
+    torch.testing.assert_close(weights[:, 0], red)
+    torch.testing.assert_close(weights[:, 1], zero_shot_classifier(model, ["blue"], ["a {}.", "the {}."])[:, 0])
+
+    # Classes sharing a label (ObjectNet): the reader's classes are counted against the labels, not the names.
+    object.__setattr__(spec, "class_labels", (0, 0))
+    benchmark.check_classes(type("D", (), {"classes": ["colour"]})(), spec, ["red", "blue"], tmp_path)
+    with pytest.raises(DataError, match="the reader found 2 classes but the dataset's spec has 1"):
+        benchmark.check_classes(type("D", (), {"classes": ["a", "b"]})(), spec, ["red", "blue"], tmp_path)

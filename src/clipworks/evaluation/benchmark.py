@@ -173,7 +173,8 @@ class _LazyModel:
 
     @property
     def key(self) -> str:
-        """The weights' identity (path, size, mtime), recorded in each cell: a cell of other weights is redone."""
+        """The weights' identity (path, size, mtime), recorded in each cell: a cell of other weights (or another
+        --precision) is redone."""
         if self._key is None:
             self._key = checkpoint_key(self.checkpoint)
         return self._key
@@ -190,7 +191,7 @@ def _run_cell(cell: Cell, path: Path, model: _LazyModel, spec_: BenchmarkSpec, d
                        + (" (use --task retrieval)" if spec_.task == "retrieval" else ""))
         return
     done = _read_cell(path)
-    if done is not None and done.get("weights") == model.key:
+    if done is not None and (done.get("weights"), done.get("precision")) == (model.key, model.precision):
         cell.status, cell.result = "skipped", done
         return
     run = {"zeroshot": _zeroshot, "linear-probe": _linear_probe, "retrieval": _retrieval}[cell.task]
@@ -203,6 +204,7 @@ def _run_cell(cell: Cell, path: Path, model: _LazyModel, spec_: BenchmarkSpec, d
         return
     paper = paper_model(model.checkpoint)
     cell.result = {"model": cell.model, "checkpoint": str(model.checkpoint), "weights": model.key,
+                   "precision": model.precision,
                    "dataset": cell.dataset, "task": cell.task, "metric": spec_.metric, **result,
                    "paper": spec_.paper.get(paper) if paper and cell.task == "zeroshot" else None,
                    "seconds": round(time.perf_counter() - start, 2)}

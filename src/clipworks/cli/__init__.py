@@ -1,12 +1,13 @@
-"""The `clipworks` command line: models, train, zeroshot, convert, world, shards, demo, eval, index, search, serve.
+"""The `clipworks` command line: models, train, zeroshot, convert, interpolate, world, shards, demo, eval, benchmark,
+index, search, serve.
 
 Flags of `clipworks train` are generated from `TrainConfig`'s fields, so the CLI and the Python API cannot drift;
 `--config FILE` and `--recipe paper` (listed by `clipworks recipes`) supply values that explicit flags override.
 A user's mistake (unknown flag or model, missing file, corrupt data) ends with one line on stderr and exit code 2;
 only a bug in clipworks shows a traceback.
 
-One module per group of commands (`model`, `train`, `evaluate`, `search`), each adding its parsers; this one builds
-the whole parser and runs a command.
+One module per group of commands (`model`, `train`, `evaluate`, `benchmark`, `search`), each adding its parsers;
+this one builds the whole parser and runs a command.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def _read_captions(root: Path, split: str) -> _Captioned:
 
 
 def _open(name: str, root: str | Path, split: str = "test"):
-    readers = {"colours": _read_colours, "absent": _read_colours, "captions": _read_captions}
+    readers = {"colours": _read_colours, "absent": _read_colours, "captions": _read_captions,
+               "shifted": lambda root, split: _read_colours(root.parent / "colours", split)}
     if not Path(root).is_dir():
         raise FileNotFoundError(f"{name}: expected the folder {root}")
     return readers[name](Path(root), split)
@@ -74,6 +75,7 @@ SPECS = {
     "colours": BenchmarkSpec("colours", "classification", COLOURS, TEMPLATES, "accuracy", {"ViT-B-32": 91.3}),
     "absent": BenchmarkSpec("absent", "classification", COLOURS, TEMPLATES, "accuracy", {}),
     "captions": BenchmarkSpec("captions", "retrieval", (), (), "recall", {}),
+    "shifted": BenchmarkSpec("shifted", "classification", COLOURS, TEMPLATES, "accuracy", {}, classes_from="colours"),
 }
 
 
@@ -137,7 +139,10 @@ def test_benchmark_writes_cells_and_table_reports_missing_and_resumes(tiny_run: 
 
 
 def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tiny_run: Path, world_root: Path,
-                                                                            tmp_path: Path) -> None:
+                                                                            tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipworks.evaluation.linear_probe import select_c
+
     out = tmp_path / "bench"
     cells = benchmark.run_benchmark([str(tiny_run)], ["colours"], root=world_root, out=out, precision="fp32",
                                     progress=False, report=lambda line: None)
@@ -149,6 +154,15 @@ def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tin
     probe = cells[0].result
     assert cells[0].status == "done" and probe["n_train"] == 48 and probe["n_images"] == 24
     assert 0.0 <= probe["metrics"]["score"] <= 1.0 and probe["c"] > 0
+
+    # A shift of "colours" is probed with the probe fitted on colours' train split: fitted once, the same score.
+    fits = []
+    monkeypatch.setattr(benchmark.lp, "select_c", lambda *a: fits.append(1) or select_c(*a))
+    (world_root / "shifted").mkdir(exist_ok=True)
+    cells = benchmark.run_benchmark([str(tiny_run)], ["colours", "shifted"], root=world_root, out=tmp_path / "two",
+                                    task="linear-probe", precision="fp32", progress=False, report=lambda line: None)
+    assert len(fits) == 1 and cells[1].result["split"] == "colours train -> test"
+    assert cells[1].result["metrics"] == cells[0].result["metrics"] == probe["metrics"]
 
     cells = benchmark.run_benchmark([str(tiny_run)], ["captions"], root=world_root, out=out, task="retrieval",
                                     precision="fp32", progress=False, report=lambda line: None)

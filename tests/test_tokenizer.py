@@ -26,13 +26,12 @@ import pytest
 import torch
 
 from clipworks.models import bpe
+from clipworks.models.cleaning import chunks, clean
 from clipworks.models.tokenizer import (
     _ASCII_WORD_PATTERN,
     _WORD_PATTERN,
     VOCAB_FILE,
     Tokenizer,
-    chunks,
-    clean,
     decode,
     get_tokenizer,
     tokenize,

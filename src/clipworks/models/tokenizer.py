@@ -14,9 +14,9 @@ Deliberate differences from the reference:
 - The caches are bounded (emptied when full), not an unbounded dict, so a large corpus cannot grow memory forever.
 
 Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algorithm, computed with less work.
-- Plain text (printable ASCII without "&", most captions) skips ftfy and HTML unescaping, which provably leave it
-  unchanged: ftfy's encoding fixer returns ASCII text as is, its other fixers touch only non-ASCII characters,
-  control characters and HTML entities, and NFC is the identity on ASCII. Cleaning is then `lower().split()`.
+- Cleaning (`cleaning.py`) runs ftfy only where it could change more than a few characters: plain text
+  (printable ASCII without "&", most captions) is only lowercased and split, and text without HTML entities or
+  mojibake-like characters gets ftfy's character fixers alone, which provably give ftfy's result.
 - Cleaned text is cut at its spaces into chunks, and each chunk's ids are cached. No branch of the split pattern
   matches a space, so the words of a text are the words of its chunks in order, and a cache hit skips the
   split pattern, the byte mapping and BPE at once. A new ASCII chunk is split by an equivalent `re` pattern
@@ -33,7 +33,6 @@ import contextlib
 import functools
 import gc
 import gzip
-import html
 import importlib.resources
 import re
 import string
@@ -41,12 +40,12 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate
 
-import ftfy
 import numpy as np
 import regex
 import torch
 
 from .bpe import Merges
+from .cleaning import clean
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 # OpenAI's count: 49,152 ids less 256 bytes and 2 special tokens; the 256 `</w>` forms come on top (49,408).
@@ -66,7 +65,6 @@ _WORD_PATTERN = regex.compile(
 _ASCII_WORD_PATTERN = re.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\t\n\x0b\x0c\r a-z0-9]+"""
 )
-_WHITESPACE = regex.compile(r"\s+")
 # Chunks and words longer than this are not cached: they are seldom repeated, an entry could be any size, and
 # `tokenize` needs only their first ids.
 _LONG = 256
@@ -82,21 +80,6 @@ def byte_symbols() -> dict[int, str]:
     visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     hidden = [b for b in range(256) if b not in visible]
     return {b: chr(b) for b in visible} | {b: chr(256 + n) for n, b in enumerate(hidden)}
-
-
-def clean(text: str) -> str:
-    """Normalise text as OpenAI's tokenizer does: fix mojibake, unescape HTML, collapse whitespace, lowercase."""
-    # Unescaping twice turns doubly-escaped web text such as "&amp;amp;" into "&".
-    text = html.unescape(html.unescape(ftfy.fix_text(text)))
-    return _WHITESPACE.sub(" ", text).strip().lower()
-
-
-def chunks(text: str) -> list[str]:
-    """The pieces of `clean(text)` between its spaces (an empty piece has no words)."""
-    if text.isascii() and text.isprintable() and "&" not in text:
-        # Plain text: ftfy and html.unescape return it unchanged, and its only whitespace is " ".
-        return text.lower().split()
-    return clean(text).split(" ")
 
 
 @contextlib.contextmanager

@@ -76,9 +76,13 @@ def _screens() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
         if not required:
             raise RuntimeError("a branch of ftfy's badness pattern has no required character class")
         anchors |= min(required, key=lambda s: (any(c < 128 or chr(c).isspace() for c in s), len(s)))
-    every = "".join(map(chr, range(0x110000)))
-    triggers = {ord(c) for pattern in (chardata.C1_CONTROL_RE, chardata.SINGLE_QUOTE_RE, chardata.DOUBLE_QUOTE_RE,
-                                       fixes.SURROGATE_RE) for c in pattern.findall(every)}
+    triggers: set[int] = set()
+    for pattern in (chardata.C1_CONTROL_RE, chardata.SINGLE_QUOTE_RE, chardata.DOUBLE_QUOTE_RE, fixes.SURROGATE_RE):
+        items = list(sre_parser.parse(pattern.pattern, pattern.flags))
+        if len(items) != 1 or (chars := _class_chars(*items[0])) is None:
+            raise RuntimeError(f"ftfy's {pattern.pattern!r} is no longer one character class; update "
+                               "clipworks.models.cleaning")
+        triggers |= chars
     for table in (chardata.LIGATURES, chardata.WIDTH_MAP, chardata.CONTROL_CHARS):
         triggers |= {k for k, v in table.items() if v != chr(k) and v != k}
     triggers |= {ord(c) for c in "\r\u2028\u2029\u0085\x1b"}  # line breaks; the start of a terminal escape
@@ -116,3 +120,8 @@ def chunks(text: str) -> list[str]:
         # Plain text: ftfy and html.unescape return it unchanged, and its only whitespace is " ".
         return text.lower().split()
     return clean(text).split(" ")
+
+
+def prepare_cleaning() -> None:
+    """Build the screening tables now (some 25 ms, once), not during the first text that needs them."""
+    _screens()

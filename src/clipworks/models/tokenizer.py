@@ -38,14 +38,14 @@ import re
 import string
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
 
 import numpy as np
 import regex
 import torch
 
 from .bpe import Merges
-from .cleaning import clean
+from .cleaning import clean, prepare_cleaning
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 # OpenAI's count: 49,152 ids less 256 bytes and 2 special tokens; the 256 `</w>` forms come on top (49,408).
@@ -68,6 +68,8 @@ _ASCII_WORD_PATTERN = re.compile(
 # Chunks and words longer than this are not cached: they are seldom repeated, an entry could be any size, and
 # `tokenize` needs only their first ids.
 _LONG = 256
+# A text of at least this many new chunks, encoded without a limit, has its new words merged all at once first.
+_BATCH_FROM = 256
 
 
 def byte_symbols() -> dict[int, str]:
@@ -140,6 +142,7 @@ class Tokenizer:
         self._word_ids = _Memo(self._bpe, cache_size)
         self._chunk_ids = _Memo(self._encode_chunk, cache_size)
         self._digit_ids = {digit: self._ids[digit + END_OF_WORD] for digit in string.digits}
+        prepare_cleaning()  # its tables are built once, here rather than in the first non-ASCII text's time
 
     @staticmethod
     def _read_vocab() -> bytes:
@@ -199,6 +202,8 @@ class Tokenizer:
                     parts = text.lower().split()
                 else:
                     parts = clean(text).split(" ")
+                if limit is None and len(parts) >= _BATCH_FROM:
+                    self._merge_new_chunks(parts)
                 for chunk in parts:
                     ids = cached(chunk)
                     if ids is None:
@@ -227,6 +232,37 @@ class Tokenizer:
                     flat += ids
                 lengths.append(len(flat) - start)
         return flat, lengths
+
+    def _merge_new_chunks(self, parts: list[str]) -> None:
+        """Fill the caches with the ids of the new chunks among `parts`, their new words merged together by
+        `Merges.apply_many` (numpy rounds over all of them) instead of one call of `_bpe` each.
+
+        Only chunks that `encode_flat` would cache: up to _LONG characters, not ending in a digit. At most half a
+        cache of chunks and of words is added (a cache that would overflow is emptied first, as `_Memo` does).
+        """
+        chunk_ids, word_ids, half = self._chunk_ids, self._word_ids, self._chunk_ids._size // 2
+        new = [c for c in dict.fromkeys(parts) if c not in chunk_ids and 0 < len(c) <= _LONG and not c[-1].isdigit()]
+        if len(new) < _BATCH_FROM:
+            return
+        new = new[:half]
+        split = [(_ASCII_WORD_PATTERN if c.isascii() else _WORD_PATTERN).findall(c) for c in new]
+        words = [w for w in dict.fromkeys(chain.from_iterable(split)) if w not in word_ids and w not in self._special]
+        words = words[:half]
+        if words:
+            encoded = [w.encode("utf-8") for w in words]
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # (W,)
+            symbols = self._byte_id_array[np.frombuffer(b"".join(encoded), dtype=np.uint8)]  # (N,)
+            symbols[np.cumsum(lengths) - 1] += len(self._byte_ids)  # each word's last byte ends the word
+            flat, counts = self._merges.apply_many(symbols, lengths)
+            flat, counts = flat.tolist(), counts.tolist()
+            if len(word_ids) + len(words) > word_ids._size:
+                word_ids.clear()
+            for word, end, count in zip(words, accumulate(counts), counts):
+                word_ids[word] = tuple(flat[end - count:end])
+        if len(chunk_ids) + len(new) > chunk_ids._size:
+            chunk_ids.clear()
+        for chunk, chunk_words in zip(new, split):
+            chunk_ids[chunk] = tuple(chain.from_iterable(map(word_ids.__getitem__, chunk_words)))
 
     def _encode_chunk(self, chunk: str, limit: int = sys.maxsize) -> tuple[int, ...]:
         """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order, or at least the

@@ -18,6 +18,9 @@ about as many rounds as it has symbols. `Merges.apply` makes the same rounds wit
 - `_cuts`: a word can be cut where no merge could ever join its two sides, into pieces that merge as words of
   their own. The heap then works on one piece at a time (far jumps in a long word cost cache misses), and when
   only the first ids are needed (`tokenize` keeps 77), the rest of the word is not merged at all.
+- `apply_many`: many short words (a long word's short pieces, a long text's new words) merge together in numpy
+  rounds, each word's round on its own lowest-ranked pair: a Python step per round instead of per merge. Random
+  CJK or emoji cut into pieces of one to a few characters, which this merges all at once.
 """
 
 from __future__ import annotations

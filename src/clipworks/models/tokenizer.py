@@ -25,6 +25,8 @@ Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algori
   methods pause the cyclic garbage collector while they allocate (only ints, strings and tuples/lists of ints).
 - `tokenize` asks for the ids that fit and no more: the rest of a text is not tokenized, and a long word is
   merged only as far as needed. Chunks and words over 256 characters are not cached.
+- `encode` of a long text with many new chunks merges their new words all at once (`Merges.apply_many`) into the
+  caches before the usual pass, which then finds every chunk cached.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ _ASCII_WORD_PATTERN = re.compile(
 # Chunks and words longer than this are not cached: they are seldom repeated, an entry could be any size, and
 # `tokenize` needs only their first ids.
 _LONG = 256
-# A text of at least this many new chunks, encoded without a limit, has its new words merged all at once first.
+# A text of at least this many new chunks (a chunk of this many new words), encoded in full, has its new words
+# merged all at once first.
 _BATCH_FROM = 256
 
 
@@ -234,35 +237,41 @@ class Tokenizer:
         return flat, lengths
 
     def _merge_new_chunks(self, parts: list[str]) -> None:
-        """Fill the caches with the ids of the new chunks among `parts`, their new words merged together by
-        `Merges.apply_many` (numpy rounds over all of them) instead of one call of `_bpe` each.
-
-        Only chunks that `encode_flat` would cache: up to _LONG characters, not ending in a digit. At most half a
-        cache of chunks and of words is added (a cache that would overflow is emptied first, as `_Memo` does).
+        """Fill the caches with the ids of the new chunks among `parts`, their new words merged together
+        (`_merge_new_words`). Only chunks that `encode_flat` would cache: up to _LONG characters, not ending in a
+        digit; at most half a cache of them (a cache that would overflow is emptied first, as `_Memo` does).
         """
-        chunk_ids, word_ids, half = self._chunk_ids, self._word_ids, self._chunk_ids._size // 2
+        chunk_ids = self._chunk_ids
         new = [c for c in dict.fromkeys(parts) if c not in chunk_ids and 0 < len(c) <= _LONG and not c[-1].isdigit()]
         if len(new) < _BATCH_FROM:
             return
-        new = new[:half]
+        new = new[: chunk_ids._size // 2]
         split = [(_ASCII_WORD_PATTERN if c.isascii() else _WORD_PATTERN).findall(c) for c in new]
-        words = [w for w in dict.fromkeys(chain.from_iterable(split)) if w not in word_ids and w not in self._special]
-        words = words[:half]
-        if words:
-            encoded = [w.encode("utf-8") for w in words]
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # (W,)
-            symbols = self._byte_id_array[np.frombuffer(b"".join(encoded), dtype=np.uint8)]  # (N,)
-            symbols[np.cumsum(lengths) - 1] += len(self._byte_ids)  # each word's last byte ends the word
-            flat, counts = self._merges.apply_many(symbols, lengths)
-            flat, counts = flat.tolist(), counts.tolist()
-            if len(word_ids) + len(words) > word_ids._size:
-                word_ids.clear()
-            for word, end, count in zip(words, accumulate(counts), counts):
-                word_ids[word] = tuple(flat[end - count:end])
+        self._merge_new_words(chain.from_iterable(split))
         if len(chunk_ids) + len(new) > chunk_ids._size:
             chunk_ids.clear()
-        for chunk, chunk_words in zip(new, split):
-            chunk_ids[chunk] = tuple(chain.from_iterable(map(word_ids.__getitem__, chunk_words)))
+        word_ids = self._word_ids.__getitem__
+        for chunk, words in zip(new, split):
+            chunk_ids[chunk] = tuple(chain.from_iterable(map(word_ids, words)))
+
+    def _merge_new_words(self, words: Iterable[str]) -> None:
+        """Put the ids of the new words among `words` (up to _LONG characters; at most half a cache of them) in the
+        word cache, merged all at once by `Merges.apply_many` (numpy rounds) instead of one `_bpe` call each."""
+        word_ids = self._word_ids
+        new = [w for w in dict.fromkeys(words) if w not in word_ids and len(w) <= _LONG and w not in self._special]
+        if len(new) < _BATCH_FROM:
+            return
+        new = new[: word_ids._size // 2]
+        encoded = [w.encode("utf-8") for w in new]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # (W,)
+        symbols = self._byte_id_array[np.frombuffer(b"".join(encoded), dtype=np.uint8)]  # (N,)
+        symbols[np.cumsum(lengths) - 1] += len(self._byte_ids)  # each word's last byte ends the word
+        flat, counts = self._merges.apply_many(symbols, lengths)
+        flat, counts = flat.tolist(), counts.tolist()
+        if len(word_ids) + len(new) > word_ids._size:
+            word_ids.clear()
+        for word, end, count in zip(new, accumulate(counts), counts):
+            word_ids[word] = tuple(flat[end - count:end])
 
     def _encode_chunk(self, chunk: str, limit: int = sys.maxsize) -> tuple[int, ...]:
         """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order, or at least the
@@ -272,7 +281,12 @@ class Tokenizer:
         pattern = _ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN
         # A chunk of at most `limit` characters has at most `limit` words, split at once; a longer one is split
         # word by word, until there are enough ids.
-        words = pattern.findall(chunk) if len(chunk) <= limit else (match[0] for match in pattern.finditer(chunk))
+        if len(chunk) <= limit:
+            words = pattern.findall(chunk)
+            if len(words) >= _BATCH_FROM:
+                self._merge_new_words(words)
+        else:
+            words = (match[0] for match in pattern.finditer(chunk))
         for word in words:
             # A long word is not cached, like a long chunk.
             ids += word_ids[word] if len(word) <= _LONG else self._bpe(word, limit - len(ids))

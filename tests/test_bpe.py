@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from reference import openai_simple_tokenizer
 
@@ -85,7 +86,9 @@ def test_random_tables_and_long_words_match_reference(seed: int) -> None:
     toy = Toy(random_table(rng, "abcd", 40), "abcde")
     n = 3 * _ARRAY_ROUNDS_FROM
     words = ["".join(rng.choices("abcd", k=n)), "".join(rng.choices("abcde", k=n)), "a" * n, "a" * (n + 1),
-             "ab" * (n // 2), "abcabd" * (n // 6), "".join(rng.choice(["aaaa", "b", "cd", "e"]) for _ in range(n // 2))]
+             "ab" * (n // 2), "abcabd" * (n // 6), "".join(rng.choice(["aaaa", "b", "cd", "e"]) for _ in range(n // 2)),
+             # Pieces between cuts of every size: merged together (short), by the heap, with array rounds (long).
+             "e".join("".join(rng.choices("abcd", k=rng.choice([1, 3, 64, 65, 300, n // 2]))) for _ in range(12))]
     for word in words:
         theirs = toy.theirs(word)
         assert toy.ours(word) == theirs, (toy.reference.bpe_ranks, word[:40])
@@ -93,6 +96,25 @@ def test_random_tables_and_long_words_match_reference(seed: int) -> None:
         for limit in (1, 7, 300):
             start = toy.ours(word, limit)
             assert start == theirs[: len(start)] and len(start) >= min(limit, len(theirs)), (word[:40], limit)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_many_words_at_once_equal_each_word_alone(seed: int) -> None:
+    """`apply_many` on random tables and words of 1..40 symbols (runs, repeats, ties) equals `apply` of each word,
+    and so the reference."""
+    rng = random.Random(seed)
+    for _ in range(40):
+        letters = rng.choice(["ab", "abc", "abcd"])
+        toy = Toy(random_table(rng, letters, rng.randint(1, 30)), letters)
+        words = ["".join(rng.choices(letters, k=rng.randint(1, 40))) for _ in range(60)]
+        words += [letters[0] * k for k in range(1, 9)]
+        rng.shuffle(words)
+        symbols = [toy.ids[c] for word in words for c in [*word[:-1], word[-1] + END]]
+        merged, counts = toy.merges.apply_many(np.array(symbols), np.array([len(w) for w in words]))
+        ends = np.cumsum(counts).tolist()
+        merged = merged.tolist()
+        for word, end, count in zip(words, ends, counts.tolist()):
+            assert [toy.strings[i] for i in merged[end - count:end]] == toy.theirs(word), word
 
 
 def test_merge_table_validation() -> None:

@@ -261,8 +261,8 @@ def test_fuzzed_images_never_cause_a_server_error(search_server, search_collecti
 def test_a_long_classification_does_not_stall_other_requests(search_server, search_collection):
     """A classification at the prompt limit (200 labels x 30 templates, the longest label and template allowed)
     keeps the model busy for seconds. Thumbnails and info, sent meanwhile, are answered within a bound far below
-    that (they never wait for the model lock); so is a text search sent early in it (the classification encodes
-    in turns of the lock, and a waiting request goes next, instead of after the whole classification)."""
+    that (they never queue for the model worker); so is a text search sent early in it (the classification encodes
+    in turns, and a waiting request goes next, instead of after the whole classification)."""
     labels = [f"stalling thing {i}" for i in range(199)] + ["l" * 100]
     templates = [f"a picture {j} of a {{}}." for j in range(29)] + ["{}" + "t" * 198]
     assert len(labels) * len(templates) == MAX_PROMPTS
@@ -310,28 +310,29 @@ def test_a_long_classification_does_not_stall_other_requests(search_server, sear
     assert searched["seconds"] < min(2.0, took / 3), f"the search took {searched['seconds']:.1f} s of {took:.1f}"
 
 
-def test_the_model_lock_is_granted_in_arrival_order():
-    """The releasing thread, asking again at once, goes after the threads already waiting (threading.Lock would
-    most often let it straight back in: a classification's turns would then run back to back)."""
-    from clipworks.search.serve import _FifoLock
+def test_model_calls_run_in_arrival_order():
+    """A thread asking again as soon as its call is done goes after the calls already waiting (with threading.Lock
+    it would most often get straight back in: a classification's turns would then run back to back)."""
+    from clipworks.search.serve import _ModelWorker
 
-    lock, order = _FifoLock(), []
-
-    def take(name: str) -> None:
-        with lock:
-            order.append(name)
-
-    lock.__enter__()
-    waiters = [threading.Thread(target=take, args=(name,)) for name in ("first", "second")]
+    worker, order, running, busy = _ModelWorker(), [], threading.Event(), threading.Event()
+    # A call that keeps the worker busy until `busy` is set; the others queue behind it.
+    blocker = threading.Thread(target=worker.run, args=(lambda: running.set() or busy.wait(),))
+    blocker.start()
+    running.wait()
+    waiters = [threading.Thread(target=worker.run, args=(order.append, name)) for name in ("first", "second")]
     for n, waiter in enumerate(waiters, 1):
         waiter.start()
-        while len(lock._waiting) < n:  # queued
+        while worker._calls.qsize() < n:  # queued
             time.sleep(0.001)
-    lock.__exit__(None, None, None)
-    take("the releasing thread")
+    busy.set()
+    blocker.join()
+    worker.run(order.append, "the thread that was served")
     for waiter in waiters:
         waiter.join()
-    assert order == ["first", "second", "the releasing thread"]
+    assert order == ["first", "second", "the thread that was served"]
+    with pytest.raises(ZeroDivisionError):  # a call's exception reaches its caller
+        worker.run(lambda: 1 / 0)
 
 
 def test_a_bug_is_a_json_500():

@@ -26,13 +26,12 @@ import pytest
 import torch
 
 from clipworks.models import bpe
+from clipworks.models.cleaning import chunks, clean
 from clipworks.models.tokenizer import (
     _ASCII_WORD_PATTERN,
     _WORD_PATTERN,
     VOCAB_FILE,
     Tokenizer,
-    chunks,
-    clean,
     decode,
     get_tokenizer,
     tokenize,
@@ -514,3 +513,19 @@ def test_time_per_character_does_not_grow_with_word_length() -> None:
 
     for make in (lambda n: "".join(rng.choices(string.ascii_lowercase, k=n)), lambda n: "ab" * (n // 2)):
         assert seconds_per_character(make(100_000)) / seconds_per_character(make(1000)) < 10
+
+
+@pytest.mark.parametrize("cache_size", [64, 1 << 16])
+def test_texts_of_many_new_words_match_reference(reference: object, cache_size: int) -> None:
+    """A long text of many new chunks, or a long chunk of many new words, has its new words merged all at once
+    (`Merges.apply_many`); ids equal the reference's, with a cache big enough for them and with one they overflow."""
+    rng = random.Random(cache_size)
+    pieces = [*string.ascii_lowercase, "ing", "the", "'s", "'ll", "é", "ü", "日本", "語", "한국어", "😀", "👍🏽", "!",
+              ".", "-", "7", "42", "<|endoftext|>", "<|startoftext|>", "&amp;"]
+    words = ["".join(rng.choices(pieces, k=rng.randint(1, 6))) for _ in range(3000)]
+    # Chunks of one or a few words, and one chunk of thousands of words (no space at all).
+    for separators in ([" "], [" ", "\n", "\t", " \u00a0 "], ["-", ".", ",", ""]):
+        text = "".join(word + rng.choice(separators) for word in words)
+        tokenizer = Tokenizer(cache_size=cache_size)
+        assert tokenizer.encode(text) == reference.encode(text)
+        assert tokenizer.encode(text) == reference.encode(text)  # again, from the caches

@@ -11,8 +11,9 @@ never leaves a half-written checkpoint. A run directory holds `checkpoints/step_
 can resize positional embeddings (`resize`) and change dtype on the way in.
 
 Nothing is built from a file before it is checked: every size in its config against the registry's LIMITS, then every
-tensor's shape (for a native checkpoint from the safetensors header, before any data is read) against a model of that
-config on the meta device. A file that fails either is one CheckpointError naming the file and what is wrong.
+tensor's shape (for a native checkpoint from the safetensors header, before any data is read) against the shapes
+that config gives (`expected_shapes`, arithmetic: no model is built). A file that fails either is one
+CheckpointError naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -111,6 +112,70 @@ def check_shapes(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tu
         raise CheckpointError(f"{what} ({problems[0]}{more}); expected one consistent CLIP state dict")
 
 
+def _transformer_shapes(prefix: str, width: int, layers: int) -> dict[str, tuple[int, ...]]:
+    """Pre-LN residual blocks (`layers.py`): fused q/k/v in-projection, MLP 4x wide."""
+    block = {"ln_1.weight": (width,), "ln_1.bias": (width,), "attn.in_proj_weight": (3 * width, width),
+             "attn.in_proj_bias": (3 * width,), "attn.out_proj.weight": (width, width),
+             "attn.out_proj.bias": (width,), "ln_2.weight": (width,), "ln_2.bias": (width,),
+             "mlp.c_fc.weight": (4 * width, width), "mlp.c_fc.bias": (4 * width,),
+             "mlp.c_proj.weight": (width, 4 * width), "mlp.c_proj.bias": (width,)}
+    return {f"{prefix}resblocks.{i}.{name}": shape for i in range(layers) for name, shape in block.items()}
+
+
+def _batch_norm_shapes(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.{name}": (channels,) for name in ("weight", "bias", "running_mean", "running_var")} | {
+        f"{prefix}.num_batches_tracked": ()}
+
+
+def _resnet_shapes(width: int, layers: tuple[int, ...], image_size: int, embed_dim: int) -> dict[str, tuple[int, ...]]:
+    """ModifiedResNet (`vision.py`, OpenAI's layout): 3-conv stem, Bottleneck stages 4x wide, attention pool."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    stem = [(width // 2, 3), (width // 2, width // 2), (width, width // 2)]
+    for i, (out, inp) in enumerate(stem, 1):
+        shapes |= {f"visual.conv{i}.weight": (out, inp, 3, 3)} | _batch_norm_shapes(f"visual.bn{i}", out)
+    inplanes = width
+    for stage, blocks in enumerate(layers):
+        planes = width * 2**stage
+        for b in range(blocks):
+            p = f"visual.layer{stage + 1}.{b}"
+            convs = [(planes, inplanes, 1), (planes, planes, 3), (planes * 4, planes, 1)]
+            for i, (out, inp, k) in enumerate(convs, 1):
+                shapes |= {f"{p}.conv{i}.weight": (out, inp, k, k)} | _batch_norm_shapes(f"{p}.bn{i}", out)
+            if b == 0:  # the first block of every stage changes width (or stride): a downsample path
+                shapes |= {f"{p}.downsample.0.weight": (planes * 4, inplanes, 1, 1)}
+                shapes |= _batch_norm_shapes(f"{p}.downsample.1", planes * 4)
+            inplanes = planes * 4
+    pool = width * 32
+    shapes["visual.attnpool.positional_embedding"] = ((image_size // 32) ** 2 + 1, pool)
+    for name in ("q_proj", "k_proj", "v_proj"):
+        shapes |= {f"visual.attnpool.{name}.weight": (pool, pool), f"visual.attnpool.{name}.bias": (pool,)}
+    return shapes | {"visual.attnpool.c_proj.weight": (embed_dim, pool), "visual.attnpool.c_proj.bias": (embed_dim,)}
+
+
+def expected_shapes(config: CLIPConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in the state dict of `CLIP(config)`, by arithmetic on the config.
+
+    Equal to the shapes of a model built on the meta device (a test checks every registry model and variants), but
+    instant: a fresh process's first meta-device op imports torch's meta kernels and dynamo (about a second), which
+    a refusal of a bad checkpoint should not wait for.
+    """
+    v, t = config.vision, config.text
+    shapes: dict[str, tuple[int, ...]] = {
+        "positional_embedding": (t.context_length, t.width), "text_projection": (t.width, config.embed_dim),
+        "logit_scale": (), "token_embedding.weight": (t.vocab_size, t.width),
+        "ln_final.weight": (t.width,), "ln_final.bias": (t.width,)}
+    shapes |= _transformer_shapes("transformer.", t.width, t.layers)
+    if v.kind == "resnet":
+        return shapes | _resnet_shapes(v.width, v.layers, v.image_size, config.embed_dim)
+    grid = v.image_size // v.patch_size
+    shapes |= {"visual.class_embedding": (v.width,), "visual.positional_embedding": (grid * grid + 1, v.width),
+               "visual.proj": (v.width, config.embed_dim), "visual.conv1.weight": (v.width, 3, v.patch_size,
+                                                                                     v.patch_size),
+               "visual.ln_pre.weight": (v.width,), "visual.ln_pre.bias": (v.width,),
+               "visual.ln_post.weight": (v.width,), "visual.ln_post.bias": (v.width,)}
+    return shapes | _transformer_shapes("visual.transformer.", v.width, v.layers)
+
+
 def _meta_model(config: CLIPConfig) -> CLIP:
     """A CLIP with every parameter on the meta device: shapes without memory, for checks and `assign` loading."""
     with torch.device("meta"):
@@ -130,7 +195,7 @@ def _read_native(path: Path) -> Checkpoint:
         # data is read or anything is allocated.
         with safe_open(str(weights), "pt") as f:
             found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-        check_shapes(found, _shapes(_meta_model(config).state_dict()), f"{weights}: weights do not match {CONFIG}")
+        check_shapes(found, expected_shapes(config), f"{weights}: weights do not match {CONFIG}")
         state = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({e}); it may be truncated") from e
@@ -251,10 +316,10 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu", dtype: t
 
 
 def _build(ckpt: Checkpoint, path: str | Path, *, device: str | torch.device, dtype: torch.dtype | None) -> CLIP:
-    model = _meta_model(ckpt.config)
     expected = CONFIG if ckpt.format == "clipworks checkpoint" else "the architecture read from the file"
     # Shapes first: the dtype copies and the move to `device` below allocate, and must only see weights that fit.
-    check_shapes(_shapes(ckpt.state), _shapes(model.state_dict()), f"{path}: weights do not match {expected}")
+    check_shapes(_shapes(ckpt.state), expected_shapes(ckpt.config), f"{path}: weights do not match {expected}")
+    model = _meta_model(ckpt.config)
     state = {k: v.to(dtype or torch.float32) if v.is_floating_point() else v for k, v in ckpt.state.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)

@@ -18,6 +18,9 @@ about as many rounds as it has symbols. `Merges.apply` makes the same rounds wit
 - `_cuts`: a word can be cut where no merge could ever join its two sides, into pieces that merge as words of
   their own. The heap then works on one piece at a time (far jumps in a long word cost cache misses), and when
   only the first ids are needed (`tokenize` keeps 77), the rest of the word is not merged at all.
+- `apply_many`: many short words (a long word's short pieces, a long text's new words) merge together in numpy
+  rounds, each word's round on its own lowest-ranked pair: a Python step per round instead of per merge. Random
+  CJK or emoji cut into pieces of one to a few characters, which this merges all at once.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ _SCAN = 1024
 _ROUND = 24
 _FREE_ROUNDS = 2
 _PIECE = 256  # a long word's pair rounds run piece by piece, a piece at least this long where a cut is possible
+_SHORT = 64  # a long word's pieces up to this many symbols are merged together, by `apply_many`
 
 
 class Merges:
@@ -58,6 +62,7 @@ class Merges:
         keys = np.array(list(self._table), dtype=np.int64)
         order = np.argsort(keys)
         self._keys, self._ranks = keys[order], np.array(list(self._table.values()), dtype=np.int64)[order] >> 16
+        self._merged = merged.copy()  # (M,) the merged id of each rank
         # And as a square for the pairs of ids below `_dense`, the ids up to the last that is no merge's result
         # (512 for CLIP; capped at 1024, 8 MB): they make all of a word's pairs before its first round, and
         # indexing beats the sorted search.
@@ -103,13 +108,86 @@ class Merges:
         return self._merge_long(symbols, limit)
 
     def _merge_long(self, symbols: np.ndarray, limit: int | None) -> list[int]:
-        """`apply` for a long word, or the part of one before a cut (then it has no end-of-word symbol)."""
-        merged: list[int] = []
-        for piece, heap in self._pieces(*self._array_rounds(symbols)):
-            merged += self._pair_rounds(piece, heap)
+        """`apply` for a long word, or the part of one before a cut (then it has no end-of-word symbol).
+
+        The word is cut wherever it can be (`_cuts`): its short pieces are merged all together by `apply_many`,
+        each long one (runs such as "aaaa...", long stretches of joinable letters) by itself.
+        """
+        bounds = np.concatenate([[0], self._cuts(symbols), [len(symbols)]])
+        lengths = np.diff(bounds)  # (P,) symbols per piece
+        short = lengths <= _SHORT
+        if short.all():
+            return self.apply_many(symbols, lengths)[0].tolist()
+        merged, (flat, counts) = [], self.apply_many(symbols[np.repeat(short, lengths)], lengths[short])
+        # The short pieces' ids come out of `flat` in order, the i-th ending at ends[i + 1]; the long pieces go
+        # between them.
+        flat, ends, taken = flat.tolist(), [0, *np.cumsum(counts).tolist()], 0
+        for seen, piece in enumerate(np.flatnonzero(~short).tolist()):
+            merged += flat[ends[taken]:ends[piece - seen]]  # the short pieces before this one
+            taken = piece - seen
+            merged += self._merge_piece(symbols[bounds[piece]:bounds[piece + 1]])
             if limit is not None and len(merged) >= limit:
-                break
+                return merged
+        return merged + flat[ends[taken]:]
+
+    def _merge_piece(self, symbols: np.ndarray) -> list[int]:
+        """The merged ids of one piece of a word that has no cut: array rounds first if it is long enough to gain."""
+        if len(symbols) < _ARRAY_ROUNDS_FROM:
+            return self.apply(symbols)
+        merged: list[int] = []
+        for part, heap in self._pieces(*self._array_rounds(symbols)):
+            merged += self._pair_rounds(part, heap)
         return merged
+
+    def apply_many(self, symbols: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`apply` to many words at once: `symbols` (N,) holds the words one after another, `lengths` (W,) their
+        symbol counts, each at least 1. Returns the merged words the same way: (ids (N',), lengths (W,)).
+
+        The reference's rounds run on all words together, each word's round on its own lowest-ranked pair: no pair
+        spans two words, a word's minimum is a segmented minimum, and the overlap rule is `_array_rounds'`. A word
+        leaves when it has no merge left, so a round costs the words still merging. Rounds are as many as the most
+        merges any word makes: meant for short words.
+        """
+        sym = np.asarray(symbols, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        word = np.repeat(np.arange(len(lengths)), lengths)  # (N,) the word each symbol belongs to
+        ranks = np.full(len(sym), _NOT_A_MERGE)  # rank of the pair starting at each symbol, if in the same word
+        inner = np.flatnonzero(word[:-1] == word[1:])
+        ranks[inner] = self._ranks_of(sym[inner], sym[inner + 1])
+        done_words, done_symbols = [], []
+        while len(sym):
+            starts = np.flatnonzero(np.diff(word, prepend=-1))  # (w,) first symbol of each word still here
+            per_symbol = np.cumsum(np.diff(word, prepend=-1) != 0) - 1  # (n,) its word's index in `starts`
+            best = np.minimum.reduceat(ranks, starts)  # (w,) each word's lowest rank
+            finished = (best == _NOT_A_MERGE)[per_symbol]
+            if finished.any():
+                done_words.append(word[finished])
+                done_symbols.append(sym[finished])
+                sym, ranks, word = sym[~finished], ranks[~finished], word[~finished]
+                best = best[best != _NOT_A_MERGE]
+                per_symbol = np.cumsum(np.diff(word, prepend=-1) != 0) - 1
+                if not len(sym):
+                    break
+            at = np.flatnonzero(ranks == best[per_symbol])  # the best pair's occurrences in every word
+            # Consecutive starts only occur in a run of a's for a pair (a, a), inside one word (a word's last
+            # symbol starts no pair): merge the run's 1st, 3rd, ... occurrence, as in `_array_rounds`.
+            k = np.arange(len(at))
+            run_start = np.maximum.accumulate(np.where(np.diff(at, prepend=-2) != 1, k, 0))
+            at = at[(k - run_start) % 2 == 0]
+            merged = self._merged[ranks[at]]
+            sym, ranks, word = np.delete(sym, at + 1), np.delete(ranks, at + 1), np.delete(word, at + 1)
+            merged_at = at - np.arange(len(at))
+            sym[merged_at] = merged
+            # The pairs on both sides of each merged symbol change; those that end a word are no pair.
+            changed = np.concatenate([merged_at[merged_at > 0] - 1, merged_at])
+            ranks[changed] = _NOT_A_MERGE
+            changed = changed[changed < len(sym) - 1]
+            changed = changed[word[changed] == word[changed + 1]]
+            ranks[changed] = self._ranks_of(sym[changed], sym[changed + 1])
+        words = np.concatenate([*done_words, np.zeros(0, dtype=np.int64)])
+        order = np.argsort(words, kind="stable")
+        return np.concatenate([*done_symbols, np.zeros(0, dtype=np.int64)])[order], np.bincount(
+            words, minlength=len(lengths))
 
     def _array_rounds(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reference rounds on arrays, while they are cheaper than `_pair_rounds` would be.

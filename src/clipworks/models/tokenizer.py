@@ -14,9 +14,9 @@ Deliberate differences from the reference:
 - The caches are bounded (emptied when full), not an unbounded dict, so a large corpus cannot grow memory forever.
 
 Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algorithm, computed with less work.
-- Plain text (printable ASCII without "&", most captions) skips ftfy and HTML unescaping, which provably leave it
-  unchanged: ftfy's encoding fixer returns ASCII text as is, its other fixers touch only non-ASCII characters,
-  control characters and HTML entities, and NFC is the identity on ASCII. Cleaning is then `lower().split()`.
+- Cleaning (`cleaning.py`) runs ftfy only where it could change more than a few characters: plain text
+  (printable ASCII without "&", most captions) is only lowercased and split, and text without HTML entities or
+  mojibake-like characters gets ftfy's character fixers alone, which provably give ftfy's result.
 - Cleaned text is cut at its spaces into chunks, and each chunk's ids are cached. No branch of the split pattern
   matches a space, so the words of a text are the words of its chunks in order, and a cache hit skips the
   split pattern, the byte mapping and BPE at once. A new ASCII chunk is split by an equivalent `re` pattern
@@ -25,6 +25,8 @@ Speed (bench/RESULTS.md, "Tokenizer"): the ids are those of the reference algori
   methods pause the cyclic garbage collector while they allocate (only ints, strings and tuples/lists of ints).
 - `tokenize` asks for the ids that fit and no more: the rest of a text is not tokenized, and a long word is
   merged only as far as needed. Chunks and words over 256 characters are not cached.
+- `encode` of a long text with many new chunks merges their new words all at once (`Merges.apply_many`) into the
+  caches before the usual pass, which then finds every chunk cached.
 """
 
 from __future__ import annotations
@@ -33,20 +35,19 @@ import contextlib
 import functools
 import gc
 import gzip
-import html
 import importlib.resources
 import re
 import string
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
 
-import ftfy
 import numpy as np
 import regex
 import torch
 
 from .bpe import Merges
+from .cleaning import clean, prepare_cleaning
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 # OpenAI's count: 49,152 ids less 256 bytes and 2 special tokens; the 256 `</w>` forms come on top (49,408).
@@ -66,10 +67,12 @@ _WORD_PATTERN = regex.compile(
 _ASCII_WORD_PATTERN = re.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\t\n\x0b\x0c\r a-z0-9]+"""
 )
-_WHITESPACE = regex.compile(r"\s+")
 # Chunks and words longer than this are not cached: they are seldom repeated, an entry could be any size, and
 # `tokenize` needs only their first ids.
 _LONG = 256
+# A text of at least this many new chunks (a chunk of this many new words), encoded in full, has its new words
+# merged all at once first.
+_BATCH_FROM = 256
 
 
 def byte_symbols() -> dict[int, str]:
@@ -82,21 +85,6 @@ def byte_symbols() -> dict[int, str]:
     visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     hidden = [b for b in range(256) if b not in visible]
     return {b: chr(b) for b in visible} | {b: chr(256 + n) for n, b in enumerate(hidden)}
-
-
-def clean(text: str) -> str:
-    """Normalise text as OpenAI's tokenizer does: fix mojibake, unescape HTML, collapse whitespace, lowercase."""
-    # Unescaping twice turns doubly-escaped web text such as "&amp;amp;" into "&".
-    text = html.unescape(html.unescape(ftfy.fix_text(text)))
-    return _WHITESPACE.sub(" ", text).strip().lower()
-
-
-def chunks(text: str) -> list[str]:
-    """The pieces of `clean(text)` between its spaces (an empty piece has no words)."""
-    if text.isascii() and text.isprintable() and "&" not in text:
-        # Plain text: ftfy and html.unescape return it unchanged, and its only whitespace is " ".
-        return text.lower().split()
-    return clean(text).split(" ")
 
 
 @contextlib.contextmanager
@@ -157,6 +145,7 @@ class Tokenizer:
         self._word_ids = _Memo(self._bpe, cache_size)
         self._chunk_ids = _Memo(self._encode_chunk, cache_size)
         self._digit_ids = {digit: self._ids[digit + END_OF_WORD] for digit in string.digits}
+        prepare_cleaning()  # its tables are built once, here rather than in the first non-ASCII text's time
 
     @staticmethod
     def _read_vocab() -> bytes:
@@ -216,6 +205,8 @@ class Tokenizer:
                     parts = text.lower().split()
                 else:
                     parts = clean(text).split(" ")
+                if limit is None and len(parts) >= _BATCH_FROM:
+                    self._merge_new_chunks(parts)
                 for chunk in parts:
                     ids = cached(chunk)
                     if ids is None:
@@ -245,6 +236,43 @@ class Tokenizer:
                 lengths.append(len(flat) - start)
         return flat, lengths
 
+    def _merge_new_chunks(self, parts: list[str]) -> None:
+        """Fill the caches with the ids of the new chunks among `parts`, their new words merged together
+        (`_merge_new_words`). Only chunks that `encode_flat` would cache: up to _LONG characters, not ending in a
+        digit; at most half a cache of them (a cache that would overflow is emptied first, as `_Memo` does).
+        """
+        chunk_ids = self._chunk_ids
+        new = [c for c in dict.fromkeys(parts) if c not in chunk_ids and 0 < len(c) <= _LONG and not c[-1].isdigit()]
+        if len(new) < _BATCH_FROM:
+            return
+        new = new[: chunk_ids._size // 2]
+        split = [(_ASCII_WORD_PATTERN if c.isascii() else _WORD_PATTERN).findall(c) for c in new]
+        self._merge_new_words(chain.from_iterable(split))
+        if len(chunk_ids) + len(new) > chunk_ids._size:
+            chunk_ids.clear()
+        word_ids = self._word_ids.__getitem__
+        for chunk, words in zip(new, split):
+            chunk_ids[chunk] = tuple(chain.from_iterable(map(word_ids, words)))
+
+    def _merge_new_words(self, words: Iterable[str]) -> None:
+        """Put the ids of the new words among `words` (up to _LONG characters; at most half a cache of them) in the
+        word cache, merged all at once by `Merges.apply_many` (numpy rounds) instead of one `_bpe` call each."""
+        word_ids = self._word_ids
+        new = [w for w in dict.fromkeys(words) if w not in word_ids and len(w) <= _LONG and w not in self._special]
+        if len(new) < _BATCH_FROM:
+            return
+        new = new[: word_ids._size // 2]
+        encoded = [w.encode("utf-8") for w in new]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # (W,)
+        symbols = self._byte_id_array[np.frombuffer(b"".join(encoded), dtype=np.uint8)]  # (N,)
+        symbols[np.cumsum(lengths) - 1] += len(self._byte_ids)  # each word's last byte ends the word
+        flat, counts = self._merges.apply_many(symbols, lengths)
+        flat, counts = flat.tolist(), counts.tolist()
+        if len(word_ids) + len(new) > word_ids._size:
+            word_ids.clear()
+        for word, end, count in zip(new, accumulate(counts), counts):
+            word_ids[word] = tuple(flat[end - count:end])
+
     def _encode_chunk(self, chunk: str, limit: int = sys.maxsize) -> tuple[int, ...]:
         """Ids of one space-free piece of cleaned (so lowercase) text: its words' ids in order, or at least the
         first `limit` of them."""
@@ -253,7 +281,12 @@ class Tokenizer:
         pattern = _ASCII_WORD_PATTERN if chunk.isascii() else _WORD_PATTERN
         # A chunk of at most `limit` characters has at most `limit` words, split at once; a longer one is split
         # word by word, until there are enough ids.
-        words = pattern.findall(chunk) if len(chunk) <= limit else (match[0] for match in pattern.finditer(chunk))
+        if len(chunk) <= limit:
+            words = pattern.findall(chunk)
+            if len(words) >= _BATCH_FROM:
+                self._merge_new_words(words)
+        else:
+            words = (match[0] for match in pattern.finditer(chunk))
         for word in words:
             # A long word is not cached, like a long chunk.
             ids += word_ids[word] if len(word) <= _LONG else self._bpe(word, limit - len(ids))

@@ -20,22 +20,23 @@ counted while reading) and in pixels (checked from the image header before decod
 check is an error too); text is bounded in characters and a classification in prompts (labels x templates), so no
 request can ask for more model time than the limits allow.
 
-Model and faiss calls are serialised by one lock (on a CPU, concurrent forward passes only compete for the same
-cores), granted in arrival order; a classification encodes its prompts a few labels per turn of the lock, so
-requests that arrive meanwhile are served between its turns. Requests that do not run the model (the page, info,
-thumbnails) never take the lock, nor wait for the worker threads that model requests hold: they run on the event
-loop and read the store on threads of their own.
+Model and faiss calls run one at a time on one worker thread (on a CPU, concurrent forward passes only compete for
+the same cores), in arrival order; a classification encodes its prompts a few labels per turn, so requests that
+arrive meanwhile are served between its turns. Requests that do not run the model (the page, info, thumbnails) never
+queue for the model worker, nor wait for the threads that model requests hold: they run on the event loop and read
+the store on threads of their own.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations (UploadFile, ...) at runtime.
 import asyncio
-import collections
 import functools
 import http
 import importlib.util
 import json
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from importlib import resources
 from typing import Any
@@ -50,7 +51,7 @@ from ..evaluation.prompts import DEFAULT_TEMPLATE
 from ..evaluation.zeroshot import zero_shot_classifier, zero_shot_logits
 from .index import SERVE_EXTRA, Index
 
-# Prompts a classification encodes per turn of the model lock: what a request arriving meanwhile waits behind.
+# Prompts a classification encodes per turn on the model worker: what a request arriving meanwhile waits behind.
 PROMPTS_PER_TURN = 64
 API = ("GET /, GET /api/info, GET /api/search?q=TEXT&k=N, POST /api/search/image?k=N (field file), "
        "POST /api/classify (fields file, labels, templates), GET /api/thumbnail/ID")
@@ -96,33 +97,39 @@ def import_web() -> tuple[Any, Any]:
     return fastapi, uvicorn
 
 
-class _FifoLock:
-    """A lock granted in the order it was asked for. threading.Lock promises no order: a request that encodes in
-    several turns could take it back at once after every turn and keep the requests waiting for it waiting."""
+class _ModelWorker:
+    """One thread that runs every model and faiss call, in the order they were asked for (a FIFO queue), on one
+    intra-op thread.
 
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._held = False
-        self._waiting: collections.deque[threading.Event] = collections.deque()
+    A lock granted in arrival order did the same with a hand-over per turn, each turn running torch on another
+    request thread with an OpenMP team of its own, whose threads spin-wait after their work. Here one thread runs
+    the calls back to back while the threads that asked do their requests' other work. With one intra-op thread no
+    OpenMP thread spins on the other cores, which parse, answer and decode requests: under load that serves more
+    (bench/RESULTS.md, "serve under load"); a lone request on a large model takes longer than it would on every core.
+    """
 
-    def __enter__(self) -> None:
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return
-            turn = threading.Event()
-            self._waiting.append(turn)
-        turn.wait()  # set by the holder's release, which hands the lock over without freeing it
+    def __init__(self, threads: int = 1) -> None:
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._serve, args=(threads,), name="clipworks-model", daemon=True).start()
 
-    def __exit__(self, *exc: object) -> None:
-        with self._mutex:
-            if self._waiting:
-                self._waiting.popleft().set()
-            else:
-                self._held = False
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the worker after every call asked for before it; its result, or its exception raised."""
+        done: Future = Future()
+        self._calls.put((done, fn, args))
+        return done.result()
+
+    def _serve(self, threads: int) -> None:
+        torch.set_num_threads(threads)  # OpenMP's setting is per thread: this one's
+        while True:
+            done, fn, args = self._calls.get()
+            try:
+                done.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 - raised again in the thread that asked
+                done.set_exception(e)
 
 
-def create_app(index: Index, limits: Limits = Limits()) -> Any:
+def create_app(index: Index, limits: Limits = Limits(), *, model_threads: int = 1) -> Any:
+    """The FastAPI app; model calls run on `model_threads` intra-op threads (see `_ModelWorker`)."""
     fastapi, _ = import_web()
     from fastapi import File, Form, HTTPException, Query, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -130,9 +137,9 @@ def create_app(index: Index, limits: Limits = Limits()) -> Any:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = fastapi.FastAPI(title="clipworks", docs_url=None, redoc_url=None, openapi_url=None)
-    lock = _FifoLock()
+    model = _ModelWorker(model_threads)
     # Requests that do not run the model get worker threads of their own: the shared pool's threads may all be
-    # taken by requests waiting for the model lock, and a thumbnail must not queue behind them.
+    # taken by requests waiting for the model worker, and a thumbnail must not queue behind them.
     store_threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clipworks-store")
     page = resources.files("clipworks.search").joinpath("static/search.html").read_text(encoding="utf-8")
 
@@ -163,24 +170,21 @@ def create_app(index: Index, limits: Limits = Limits()) -> Any:
     app.add_middleware(_BodyLimit, max_bytes=limits.max_upload_bytes)
 
     @functools.lru_cache(maxsize=1024)
-    def text_vector(text: str) -> np.ndarray:
-        with lock:
-            return index.encode_text([text])
+    def text_vector(text: str) -> np.ndarray:  # called on the model worker
+        return index.encode_text([text])
 
     @functools.lru_cache(maxsize=64)
     def classifier(labels: tuple[str, ...], templates: tuple[str, ...]) -> torch.Tensor:
-        # A label's weights depend on its own prompts only, so a few labels are encoded per turn of the lock and
-        # their columns joined: a request arriving meanwhile waits for one turn, not for the whole classifier.
+        # A label's weights depend on its own prompts only, so a few labels are encoded per turn on the model
+        # worker and their columns joined: a request arriving meanwhile waits for one turn, not the whole classifier.
         step = max(1, PROMPTS_PER_TURN // len(templates))
-        columns = []
-        for start in range(0, len(labels), step):
-            with lock:
-                columns.append(zero_shot_classifier(index.query_model, labels[start:start + step], templates))
+        columns = [model.run(lambda part: zero_shot_classifier(index.query_model, part, templates),
+                             labels[start:start + step]) for start in range(0, len(labels), step)]
         return torch.cat(columns, dim=1).float()  # (E, C)
 
-    def results(vector: np.ndarray, k: int) -> list[dict[str, Any]]:
-        with lock:
-            hits = index.search_vectors(vector, k)[0]
+    def results(vector: Callable[[], np.ndarray], k: int) -> list[dict[str, Any]]:
+        # One turn embeds the query and searches, so a search queues once.
+        hits = model.run(lambda: index.search_vectors(vector(), k)[0])
         return [{**hit.to_dict(), "thumbnail": f"/api/thumbnail/{hit.id}"} for hit in hits]
 
     def read_upload(file: UploadFile) -> Image.Image:
@@ -208,14 +212,12 @@ def create_app(index: Index, limits: Limits = Limits()) -> Any:
                     ) -> dict[str, Any]:
         if not q.strip():
             raise HTTPException(400, "q is blank; give a text to search for")
-        return {"query": q, "k": k, "results": results(text_vector(q), k)}
+        return {"query": q, "k": k, "results": results(lambda: text_vector(q), k)}
 
     @app.post("/api/search/image")
     def search_image(file: UploadFile = File(...), k: int = k_param) -> dict[str, Any]:
         image = read_upload(file)
-        with lock:
-            vector = index.encode_image(image)
-        return {"query": file.filename, "k": k, "results": results(vector, k)}
+        return {"query": file.filename, "k": k, "results": results(lambda: index.encode_image(image), k)}
 
     @app.post("/api/classify")
     def classify(file: UploadFile = File(...), labels: str = Form(...), templates: str = Form("")
@@ -225,8 +227,7 @@ def create_app(index: Index, limits: Limits = Limits()) -> Any:
         check_prompts(len(names), len(prompts), limits)
         image = read_upload(file)
         weights = classifier(tuple(names), tuple(prompts))
-        with lock:
-            features = index.encode_image(image)
+        features = model.run(index.encode_image, image)
         probs = zero_shot_logits(torch.from_numpy(features), weights).softmax(dim=-1)[0].tolist()
         ranked = sorted(zip(names, probs), key=lambda pair: -pair[1])
         return {"labels": [{"label": name, "prob": p} for name, p in ranked], "templates": prompts}
@@ -389,13 +390,14 @@ def http_protocol(limits: Limits) -> type:
 
 
 def run(index: Index, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-        log_level: str = "warning") -> None:
+        log_level: str = "warning", model_threads: int = 1) -> None:
     """Serve until interrupted. Prints the URL (with the real port when `port` is 0) once the socket is bound."""
     _, uvicorn = import_web()
     # h11 (installed with uvicorn) even where httptools is installed too, which uvicorn would prefer: the same limit
     # on the request head, and JSON answers to requests the parser refuses, whatever else is installed.
-    config = uvicorn.Config(create_app(index, limits), host=host, port=port, log_level=log_level,
-                            http=http_protocol(limits), h11_max_incomplete_event_size=max_head_bytes(limits))
+    app = create_app(index, limits, model_threads=model_threads)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=http_protocol(limits),
+                            h11_max_incomplete_event_size=max_head_bytes(limits))
     sock = config.bind_socket()
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

@@ -1,0 +1,166 @@
+"""Text cleaning as OpenAI's CLIP tokenizer does it (`basic_clean`, `whitespace_clean` in `clip/simple_tokenizer.py`):
+`ftfy.fix_text`, HTML unescaped twice, whitespace collapsed, lowercased — with the same result for less work.
+
+`fix_text` equals `ftfy.fix_text` (default configuration) and does ftfy's work without its per-line machinery
+where that provably gives the same text. ftfy fixes a text line by line, each line in rounds until a round changes
+nothing; a round is: unescape HTML entities, fix the encoding (mojibake), eight character fixers, NFC.
+- HTML entities all start with "&": a text without one has none (with one, the text goes to ftfy).
+- The encoding fix returns a line unchanged unless ftfy's badness pattern matches in it. Every branch of that
+  pattern needs one of a few hundred characters (`anchors`, derived from the pattern itself: Latin-1 and
+  Windows-125x letters and symbols, box drawing, ...), so a text without them is never bad; with one, the pattern
+  searched over the whole text with `^` at every line start decides (a line's match is a match in the whole text;
+  the converse may fail, which only costs time). Only the lines it finds bad get ftfy's encoding fix; once a round
+  has made a new line break (the line-break fixer turns "\r" and U+2028 into "\n"), a bad line sends the text to
+  ftfy, whose lines are those of the text it was given.
+- The eight character fixers (C1 controls, ligatures, width, quotes, line breaks, surrogates, terminal escapes,
+  control characters) and NFC act within a line, so running them on the whole text is running them on each line;
+  each changes a text only where one of its trigger characters is (a character it maps, removes or starts a
+  sequence with), so a fixer whose triggers are absent is skipped, and a text without any trigger that is NFC and
+  not bad is returned as it is.
+The tests fuzz this against `ftfy.fix_text` and check every fixer's triggers against every code point.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+import unicodedata
+from collections.abc import Callable
+from re import _constants as sre_constants
+from re import _parser as sre_parser
+from typing import NamedTuple
+
+import ftfy
+import regex
+from ftfy import badness, chardata, fixes
+
+_WHITESPACE = regex.compile(r"\s+")
+# ftfy cuts a line longer than this into pieces fixed apart (`TextFixerConfig.max_decode_length`); such text goes to
+# ftfy, as its cuts would be line starts the whole-text badness search does not see.
+_MAX_LINE = ftfy.TextFixerConfig().max_decode_length
+
+
+def _class_chars(op: object, av: object) -> set[int] | None:
+    """Code points of one parsed regex item that is a literal or a class of literals and ranges, else None."""
+    if op is sre_constants.LITERAL:
+        return {av}
+    if op is not sre_constants.IN:
+        return None
+    chars: set[int] = set()
+    for kind, value in av:
+        if kind is sre_constants.LITERAL:
+            chars.add(value)
+        elif kind is sre_constants.RANGE:
+            chars.update(range(value[0], value[1] + 1))
+        else:  # a category or a negation: not a finite set we can name
+            return None
+    return chars
+
+
+def _char_class(code_points: set[int]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(code_points)) + "]")
+
+
+class _Screens(NamedTuple):
+    anchors: re.Pattern[str]  # one character of each branch of ftfy's badness pattern
+    lines_badness: re.Pattern[str]  # the badness pattern with `^` at every line start
+    triggers: re.Pattern[str]  # every character any of the eight fixers acts on
+    fixers: tuple[tuple[Callable[[str], str], re.Pattern[str]], ...]  # each fixer, in order, with its triggers
+
+
+def _pattern_chars(pattern: re.Pattern[str]) -> set[int]:
+    items = list(sre_parser.parse(pattern.pattern, pattern.flags))
+    if len(items) != 1 or (chars := _class_chars(*items[0])) is None:
+        raise RuntimeError(f"ftfy's {pattern.pattern!r} is no longer one character class; update "
+                           "clipworks.models.cleaning")
+    return chars
+
+
+def _table_keys(table: dict) -> set[int]:
+    return {k for k, v in table.items() if v != chr(k) and v != k}
+
+
+@functools.cache
+def _screens() -> _Screens:
+    """The screening patterns, built from ftfy's own tables on first use."""
+    (branch,) = sre_parser.parse(badness.BADNESS_RE.pattern, re.VERBOSE)
+    if branch[0] is not sre_constants.BRANCH:
+        raise RuntimeError("ftfy's badness pattern is no longer one alternation; update clipworks.models.cleaning")
+    anchors: set[int] = set()
+    for alternative in branch[1][1]:
+        # Each alternative's required items (top level: not inside an optional repeat) that are finite classes;
+        # one of them must occur in any match. Prefer the one without ASCII or whitespace, then the smallest.
+        required = [chars for op, av in alternative if (chars := _class_chars(op, av)) is not None]
+        if not required:
+            raise RuntimeError("a branch of ftfy's badness pattern has no required character class")
+        anchors |= min(required, key=lambda s: (any(c < 128 or chr(c).isspace() for c in s), len(s)))
+    # What each fixer acts on: a character it maps, removes or (line breaks, terminal escapes, surrogate pairs)
+    # starts a sequence with.
+    fixers = (
+        (fixes.fix_c1_controls, _pattern_chars(chardata.C1_CONTROL_RE)),
+        (fixes.fix_latin_ligatures, _table_keys(chardata.LIGATURES)),
+        (fixes.fix_character_width, _table_keys(chardata.WIDTH_MAP)),
+        (fixes.uncurl_quotes, _pattern_chars(chardata.SINGLE_QUOTE_RE) | _pattern_chars(chardata.DOUBLE_QUOTE_RE)),
+        (fixes.fix_line_breaks, {ord(c) for c in "\r\u2028\u2029\u0085"}),
+        (fixes.fix_surrogates, _pattern_chars(fixes.SURROGATE_RE)),
+        (fixes.remove_terminal_escapes, {0x1B}),
+        (fixes.remove_control_chars, _table_keys(chardata.CONTROL_CHARS)),
+    )
+    return _Screens(_char_class(anchors), re.compile(badness.BADNESS_RE.pattern, re.VERBOSE | re.MULTILINE),
+                    _char_class(set().union(*(chars for _, chars in fixers))),
+                    tuple((fix, _char_class(chars)) for fix, chars in fixers))
+
+
+def fix_text(text: str) -> str:
+    """`ftfy.fix_text(text)`, computed without ftfy's machinery where that provably gives the same text (see the
+    module)."""
+    screens = _screens()
+    fixed, lines = text, text.count("\n")
+    while "&" not in fixed and len(fixed) <= _MAX_LINE:
+        before = fixed
+        if screens.anchors.search(fixed) and screens.lines_badness.search(fixed):
+            if fixed.count("\n") != lines:
+                # A round made a line break ("\r" or U+2028 became "\n"; no fixer removes one), and ftfy's
+                # lines are those of the text it was given: leave this text to ftfy.
+                break
+            fixed = _fix_encoding_by_line(fixed, screens.anchors)
+        elif not screens.triggers.search(fixed) and unicodedata.is_normalized("NFC", fixed):
+            return fixed  # a round would change nothing
+        for fix, triggers in screens.fixers:
+            if triggers.search(fixed):
+                fixed = fix(fixed)
+        fixed = unicodedata.normalize("NFC", fixed)
+        if fixed == before:
+            return fixed
+    return ftfy.fix_text(text)
+
+
+def _fix_encoding_by_line(text: str, anchors: re.Pattern[str]) -> str:
+    """ftfy's encoding fix of each line (with its "\n", as ftfy cuts them) that its badness pattern finds bad: the
+    first step of a round of ftfy's on each line, which leaves the other lines as they are."""
+    lines = text.split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
+    return "".join(ftfy.fix_encoding(line) if anchors.search(line) and badness.is_bad(line) else line
+                   for line in lines)
+
+
+def clean(text: str) -> str:
+    """Normalise text as OpenAI's tokenizer does: fix mojibake, unescape HTML, collapse whitespace, lowercase."""
+    text = fix_text(text)
+    if "&" in text:  # html.unescape changes nothing else; twice turns doubly-escaped "&amp;amp;" into "&"
+        text = html.unescape(html.unescape(text))
+    return _WHITESPACE.sub(" ", text).strip().lower()
+
+
+def chunks(text: str) -> list[str]:
+    """The pieces of `clean(text)` between its spaces (an empty piece has no words)."""
+    if text.isascii() and text.isprintable() and "&" not in text:
+        # Plain text: ftfy and html.unescape return it unchanged, and its only whitespace is " ".
+        return text.lower().split()
+    return clean(text).split(" ")
+
+
+def prepare_cleaning() -> None:
+    """Build the screening tables now (some 25 ms, once), not during the first text that needs them."""
+    _screens()

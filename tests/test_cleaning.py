@@ -1,0 +1,90 @@
+"""`clipworks.models.cleaning`: `fix_text` equals `ftfy.fix_text` on fuzzed text built to reach each of its paths
+(no ftfy, the character fixers alone, ftfy), and `clean` equals the reference's `basic_clean` + `whitespace_clean`."""
+
+from __future__ import annotations
+
+import html
+import random
+
+import ftfy
+import pytest
+import regex
+from ftfy import fixes
+
+from clipworks.models import cleaning
+from clipworks.models.cleaning import _screens, clean, fix_text
+
+# Characters of every kind the paths depend on: plain ASCII, scripts ftfy never touches (CJK, Hangul, emoji, Thai),
+# Latin-1 letters and symbols and other mojibake anchors, triggers of each character fixer (C1 controls, ligatures,
+# fullwidth forms, curly quotes, line breaks, surrogates, terminal escapes, control characters), combining marks
+# (NFC), HTML entities and "<" (ftfy's "auto" unescaping), and sequences that are real mojibake.
+_ALPHABET = (
+    list("abcdefghijklmnopqrstuvwxyz ABCXYZ 0123456789 .,;:!?'\"-_/\\()[]<>@#*%$\t\n ")
+    + list("日本語中文한국어ไทย😀👍🏽🇫🇷♥★☃ЖжΩω")
+    + list("éèüñçßÀÉÎØÜàâãÃÂÐ×°€£¥©®«»¿¡§±µ·\xa0\xad¦¨ª¬¯¸º─│┌ВГРСвΒΓβāŒœ√≈‚")
+    + list("\x80\x85\x91\x9fﬁﬂＡｂ１　“”‘’\r\u2028\u2029\ud83d\ude00\x1b\x00\x07\x7f\u200b\ufeff")
+    + list("\u0301\u0308\u0327e")
+    + ["&amp;", "&lt;", "&eacute;", "&EACUTE;", "&amp;amp;", "&#39;", "&nbsp", "<b>", "\x1b[31m", "\r\n",
+       "Ã©", "Ã¨", "â€™", "â€œ", "â€¨", "Ã©\r", "Ã ", "Ã\xa0", "Â ", "Ã¼ber", "Ð¿Ñ€Ð¸", "ï¼¡", "ÃƒÂ©", "Ã", "e\u0301", "＆amp;"]
+)
+
+
+def _fuzzed(rng: random.Random, n: int, pieces: list[str]) -> list[str]:
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 60))) for _ in range(n)]
+
+
+def test_fix_text_equals_ftfy_on_fuzzed_text() -> None:
+    rng = random.Random(14)
+    # The whole alphabet reaches ftfy often; without "&", its mojibake lines get the encoding fix line by line;
+    # without mojibake anchors either, the fixers alone.
+    anchors = _screens().anchors
+    no_entities = [p for p in _ALPHABET if "&" not in p]
+    quiet = [p for p in no_entities if not anchors.search(p)]
+    texts = _fuzzed(rng, 4000, _ALPHABET) + _fuzzed(rng, 4000, no_entities) + _fuzzed(rng, 4000, quiet)
+    paths = {"unchanged": 0, "fixers": 0, "encoding by line": 0, "ftfy": 0}
+    calls: list[str] = []
+    fix_text_of_ftfy, fix_encoding_of_ftfy = cleaning.ftfy.fix_text, cleaning.ftfy.fix_encoding
+    for text in texts:
+        calls.clear()
+        cleaning.ftfy.fix_text = lambda t: calls.append("ftfy") or fix_text_of_ftfy(t)
+        cleaning.ftfy.fix_encoding = lambda t: calls.append("encoding by line") or fix_encoding_of_ftfy(t)
+        try:
+            ours = fix_text(text)
+        finally:
+            cleaning.ftfy.fix_text, cleaning.ftfy.fix_encoding = fix_text_of_ftfy, fix_encoding_of_ftfy
+        assert ours == ftfy.fix_text(text), repr(text)
+        paths["ftfy" if "ftfy" in calls else calls[0] if calls else "unchanged" if ours == text else "fixers"] += 1
+    assert min(paths.values()) > 300, paths  # the fuzz reaches every path
+
+
+def test_each_fixer_changes_only_text_with_its_triggers() -> None:
+    """Each code point outside a fixer's triggers, alone, is left as it is by that fixer (the fixers that look at
+    sequences — "\\r\\n", surrogate pairs, terminal escapes — all need a character that alone is a trigger)."""
+    every = "".join(map(chr, range(0x110000)))
+    for fix, triggers in _screens().fixers:
+        # One pass over all quiet characters side by side: any sequence a fixer rewrites starts with a trigger,
+        # so the output equals the input exactly when no quiet character is changed.
+        quiet = triggers.sub("", every)
+        assert fix(quiet) == quiet, fix.__name__
+        assert not triggers.search(_screens().triggers.sub("", every))  # the union holds every fixer's triggers
+    assert fixes.fix_line_breaks("\r") != "\r"
+
+
+def test_anchors_are_needed_by_every_badness_match() -> None:
+    """Mojibake pairs are bad and contain an anchor; long texts of everything but anchors are never bad."""
+    anchors = _screens().anchors
+    for bad in ["Ã©", "â€™", "Ã ", "Ð¿Ñ€", "Ã\xa0", "Â»"]:
+        assert ftfy.badness.is_bad(bad) and anchors.search(bad), bad
+    rng = random.Random(0)
+    sample = [c for c in map(chr, range(0x3000)) if not anchors.search(c)]
+    for _ in range(200):
+        text = "".join(rng.choice(sample) for _ in range(500))
+        assert not ftfy.badness.is_bad(text)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clean_equals_the_reference_cleaning(seed: int) -> None:
+    rng = random.Random(seed)
+    for text in _fuzzed(rng, 2000, _ALPHABET):
+        expected = regex.sub(r"\s+", " ", html.unescape(html.unescape(ftfy.fix_text(text)))).strip().lower()
+        assert clean(text) == expected, repr(text)

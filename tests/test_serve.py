@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -381,3 +382,18 @@ def test_200_concurrent_requests_no_5xx(search_server, search_collection):
 def test_server_log_has_no_traceback(search_server):
     # Last in this file: every request above was answered without an unhandled exception in the server.
     assert "Traceback" not in search_server.log.read_text()
+
+
+def test_model_threads_default_leaves_one_core_to_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipworks.search.serve import default_model_threads
+
+    for cores, expected in ((1, 1), (2, 1), (8, 7)):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert default_model_threads() == expected
+
+
+def test_serve_refuses_zero_model_threads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from clipworks import cli
+
+    assert cli.main(["serve", str(tmp_path), "--model-threads", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--model-threads 0: at least 1")

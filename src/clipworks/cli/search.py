@@ -67,6 +67,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
             ("--max-prompts", limits.max_prompts, "most labels x templates per classification (the prompts its "
                                                   "text encoder runs on)")):
         p.add_argument(flag, type=int, default=default, help=f"{what} (default {default:,})")
+    p.add_argument("--model-threads", type=int, default=None, help="intra-op threads of the one thread that runs "
+                   "every model call (default: all cores but one, at least 1; more makes a lone request faster, "
+                   "fewer leaves cores to the requests' own work under load)")
     precision_flag(p, "embeds queries", default=None)
     p.set_defaults(func=_cmd_serve)
 
@@ -112,9 +115,11 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from ..search.serve import Limits, import_web, run
 
     import_web()  # the missing-extra message before any model loading
+    if args.model_threads is not None and args.model_threads < 1:
+        raise ConfigError(f"--model-threads {args.model_threads}: at least 1")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20),
                     **{f.name: getattr(args, f.name) for f in fields(Limits) if f.name != "max_upload_bytes"})
     index = Index.load(args.index, checkpoint=args.checkpoint, precision=args.precision)
     index.model  # noqa: B018 -- load (and check against the index) before accepting requests
-    run(index, host=args.host, port=args.port, limits=limits)
+    run(index, host=args.host, port=args.port, limits=limits, model_threads=args.model_threads)
 

@@ -33,6 +33,7 @@ import functools
 import http
 import importlib.util
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -97,6 +98,13 @@ def import_web() -> tuple[Any, Any]:
     return fastapi, uvicorn
 
 
+def default_model_threads() -> int:
+    """Every core this process may use but one, which is left to parsing, answering and decoding requests (at least
+    one): 1 on a 2-core machine, where that serves the most under load (bench/RESULTS.md, "serve under load")."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
 class _ModelWorker:
     """One thread that runs every model and faiss call, in the order they were asked for (a FIFO queue), on one
     intra-op thread.
@@ -108,7 +116,8 @@ class _ModelWorker:
     (bench/RESULTS.md, "serve under load"); a lone request on a large model takes longer than it would on every core.
     """
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        threads = threads or default_model_threads()
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._serve, args=(threads,), name="clipworks-model", daemon=True).start()
 
@@ -128,8 +137,9 @@ class _ModelWorker:
                 done.set_exception(e)
 
 
-def create_app(index: Index, limits: Limits = Limits(), *, model_threads: int = 1) -> Any:
-    """The FastAPI app; model calls run on `model_threads` intra-op threads (see `_ModelWorker`)."""
+def create_app(index: Index, limits: Limits = Limits(), *, model_threads: int | None = None) -> Any:
+    """The FastAPI app; model calls run on `model_threads` intra-op threads (default: `default_model_threads()`;
+    see `_ModelWorker`)."""
     fastapi, _ = import_web()
     from fastapi import File, Form, HTTPException, Query, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -390,7 +400,7 @@ def http_protocol(limits: Limits) -> type:
 
 
 def run(index: Index, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-        log_level: str = "warning", model_threads: int = 1) -> None:
+        log_level: str = "warning", model_threads: int | None = None) -> None:
     """Serve until interrupted. Prints the URL (with the real port when `port` is 0) once the socket is bound."""
     _, uvicorn = import_web()
     # h11 (installed with uvicorn) even where httptools is installed too, which uvicorn would prefer: the same limit

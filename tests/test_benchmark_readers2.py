@@ -12,10 +12,24 @@ import scipy.io as sio
 from PIL import Image
 
 from clipworks.data.benchmarks import READERS, annotated, imagenet, retrieval, video  # noqa: F401 (registration)
-from clipworks.data.benchmarks.annotated import (read_birdsnap, read_caltech101, read_cars, read_fgvc_aircraft,
-                                                 read_flowers102, read_kitti_distance, read_pets, read_voc2007)
-from clipworks.data.benchmarks.imagenet import (read_imagenet, read_imagenet_a, read_imagenet_r, read_imagenet_sketch,
-                                                read_imagenet_v2, read_objectnet)
+from clipworks.data.benchmarks.annotated import (
+    read_birdsnap,
+    read_caltech101,
+    read_cars,
+    read_fgvc_aircraft,
+    read_flowers102,
+    read_kitti_distance,
+    read_pets,
+    read_voc2007,
+)
+from clipworks.data.benchmarks.imagenet import (
+    read_imagenet,
+    read_imagenet_a,
+    read_imagenet_r,
+    read_imagenet_sketch,
+    read_imagenet_v2,
+    read_objectnet,
+)
 from clipworks.data.benchmarks.retrieval import read_flickr30k, read_mscoco
 from clipworks.data.benchmarks.video import read_kinetics700, read_ucf101
 from clipworks.errors import ConfigError, DataError

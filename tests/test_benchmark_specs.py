@@ -16,7 +16,12 @@ import torch
 from clipworks.errors import ConfigError
 from clipworks.evaluation import prompts
 from clipworks.evaluation.metrics import (
-    average_precision_11point, benchmark_metric, map_11point, mean_top1_top5, pool_by_label, roc_auc,
+    average_precision_11point,
+    benchmark_metric,
+    map_11point,
+    mean_top1_top5,
+    pool_by_label,
+    roc_auc,
 )
 from clipworks.evaluation.specs import COLLECTIONS, SPECS, BenchmarkSpec, spec
 

@@ -24,6 +24,7 @@ class Files:
     hub: dict[str, dict[str, bytes]] = field(default_factory=dict)  # "ORG/REPO" -> file name -> body
     cut_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the next GET is cut
     delay: float = 0.0  # seconds between 64 KB chunks of every body
+    no_length: set[str] = field(default_factory=set)  # paths whose body comes without Content-Length (ends at close)
     gets: Counter = field(default_factory=Counter)  # path -> GET requests
     ranges: list[str] = field(default_factory=list)  # Range headers received
     url: str = ""
@@ -80,7 +81,8 @@ def _handler(state: Files) -> type[BaseHTTPRequestHandler]:
                 self.send_response(200)
             for k, v in headers.items():
                 self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body) - start))
+            if path not in state.no_length:
+                self.send_header("Content-Length", str(len(body) - start))
             self.end_headers()
             stop = len(body)
             if path in state.cut_once:

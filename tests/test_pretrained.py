@@ -149,6 +149,19 @@ def test_full_disk_is_one_error_and_leaves_no_part(cache: Path, tiny_weights: by
     assert not (cache / "w.pt").exists() and not (cache / ".w.pt.part").exists()
 
 
+def test_a_real_full_disk_mid_download(tmp_path: Path) -> None:
+    """On a 1 MB tmpfs, a 3 MB body of unannounced length: ENOSPC mid-write is one error, and no part is left."""
+    from test_files import _small_tmpfs
+
+    data = os.urandom(3 << 20)
+    with _small_tmpfs(tmp_path / "small", "1m") as small, serving() as server:
+        server.files["/big.pt"] = data
+        server.no_length.add("/big.pt")
+        with pytest.raises(DiskFullError, match=f"no space left on the device of {small}"):
+            fetch(server.url + "/big.pt", small / "big.pt", sha256=_sha(data), progress=False)
+        assert [p.name for p in small.iterdir()] == [".big.pt.lock"]
+
+
 def test_mirror_serves_openai_paths(cache: Path, tiny_weights: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """CLIPWORKS_MIRROR: OpenAI's URL path on another server; a mirror with a wrong file fails the SHA-256 check."""
     sha = _sha(tiny_weights)

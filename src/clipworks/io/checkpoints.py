@@ -112,13 +112,13 @@ def check_shapes(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tu
         raise CheckpointError(f"{what} ({problems[0]}{more}); expected one consistent CLIP state dict")
 
 
-def _transformer_shapes(prefix: str, width: int, layers: int) -> dict[str, tuple[int, ...]]:
-    """Pre-LN residual blocks (`layers.py`): fused q/k/v in-projection, MLP 4x wide."""
+def _transformer_shapes(prefix: str, width: int, layers: int, hidden: int) -> dict[str, tuple[int, ...]]:
+    """Pre-LN residual blocks (`layers.py`): fused q/k/v in-projection, an MLP `hidden` wide."""
     block = {"ln_1.weight": (width,), "ln_1.bias": (width,), "attn.in_proj_weight": (3 * width, width),
              "attn.in_proj_bias": (3 * width,), "attn.out_proj.weight": (width, width),
              "attn.out_proj.bias": (width,), "ln_2.weight": (width,), "ln_2.bias": (width,),
-             "mlp.c_fc.weight": (4 * width, width), "mlp.c_fc.bias": (4 * width,),
-             "mlp.c_proj.weight": (width, 4 * width), "mlp.c_proj.bias": (width,)}
+             "mlp.c_fc.weight": (hidden, width), "mlp.c_fc.bias": (hidden,),
+             "mlp.c_proj.weight": (width, hidden), "mlp.c_proj.bias": (width,)}
     return {f"{prefix}resblocks.{i}.{name}": shape for i in range(layers) for name, shape in block.items()}
 
 
@@ -164,7 +164,7 @@ def expected_shapes(config: CLIPConfig) -> dict[str, tuple[int, ...]]:
         "positional_embedding": (t.context_length, t.width), "text_projection": (t.width, config.embed_dim),
         "logit_scale": (), "token_embedding.weight": (t.vocab_size, t.width),
         "ln_final.weight": (t.width,), "ln_final.bias": (t.width,)}
-    shapes |= _transformer_shapes("transformer.", t.width, t.layers)
+    shapes |= _transformer_shapes("transformer.", t.width, t.layers, t.mlp_hidden)
     if v.kind == "resnet":
         return shapes | _resnet_shapes(v.width, v.layers, v.image_size, config.embed_dim)
     grid = v.image_size // v.patch_size
@@ -173,7 +173,7 @@ def expected_shapes(config: CLIPConfig) -> dict[str, tuple[int, ...]]:
                                                                                      v.patch_size),
                "visual.ln_pre.weight": (v.width,), "visual.ln_pre.bias": (v.width,),
                "visual.ln_post.weight": (v.width,), "visual.ln_post.bias": (v.width,)}
-    return shapes | _transformer_shapes("visual.transformer.", v.width, v.layers)
+    return shapes | _transformer_shapes("visual.transformer.", v.width, v.layers, v.mlp_hidden)
 
 
 def _meta_model(config: CLIPConfig) -> CLIP:

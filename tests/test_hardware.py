@@ -180,4 +180,5 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2)
 """
     faults = {mode: float(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
                                          check=True).stdout) for mode in ("default", "keep")}
-    assert faults["keep"] < faults["default"] / 5, faults
+    # Alone, keep faults ~10x less; on a machine busy with other jobs the ratio was seen at 4.7, so the bar is 3x.
+    assert faults["keep"] < faults["default"] / 3, faults

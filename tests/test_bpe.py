@@ -122,3 +122,18 @@ def test_merge_table_validation() -> None:
         Merges([])
     with pytest.raises(ValueError, match=r"ids in \[0, 65536\)"):
         Merges([(1, 2, 70000)])
+
+
+def test_pair_table_equals_a_dict_on_hits_misses_and_crowded_probes() -> None:
+    from clipworks.models.bpe import PairTable
+
+    rng = np.random.default_rng(0)
+    keys = np.unique(rng.integers(0, 1 << 32, 5000))
+    values = rng.integers(0, 1 << 40, len(keys))
+    table = PairTable(keys, values, -7)
+    reference = dict(zip(keys.tolist(), values.tolist()))
+    queries = np.concatenate([keys, rng.integers(0, 1 << 32, 5000), keys[:10]])
+    assert table.get(queries).tolist() == [reference.get(k, -7) for k in queries.tolist()]
+    crowded = np.arange(64, dtype=np.int64) << 26  # keys whose hashes pile up: long probe sequences
+    table = PairTable(crowded, crowded + 1, 0)
+    assert table.get(crowded).tolist() == (crowded + 1).tolist() and table.get(crowded + 3).tolist() == [0] * 64

@@ -43,6 +43,43 @@ _PIECE = 256  # a long word's pair rounds run piece by piece, a piece at least t
 _SHORT = 64  # a long word's pieces up to this many symbols are merged together, by `apply_many`
 
 
+class PairTable:
+    """Int keys (packed pairs, below 2**32) -> int values, looked up many at once: open addressing with linear
+    probing in numpy arrays, at most a quarter full, so a lookup costs a gather or two where a sorted search over
+    the merges' ~49k keys costs ~16 dependent steps."""
+
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2**64/phi
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, missing: int) -> None:
+        bits = max(4, int(np.ceil(np.log2(4 * max(len(keys), 1)))))
+        self._shift, self._mask, self._missing = np.uint64(64 - bits), (1 << bits) - 1, missing
+        self._keys = np.full(1 << bits, -1, dtype=np.int64)  # -1: an empty slot (keys are non-negative)
+        self._values = np.full(1 << bits, missing, dtype=np.int64)
+        slot, pending = self._slot(keys), np.arange(len(keys))
+        while len(pending):  # place each key at its first free slot, ties to the earlier key
+            free = self._keys[slot[pending]] == -1
+            slots, first = np.unique(slot[pending][free], return_index=True)
+            placed = pending[free][first]
+            self._keys[slots], self._values[slots] = keys[placed], values[placed]
+            pending = np.setdiff1d(pending, placed, assume_unique=True)
+            slot[pending] = (slot[pending] + 1) & self._mask
+
+    def _slot(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys.astype(np.uint64) * self._GOLDEN) >> self._shift).astype(np.int64)
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """The value of each key, `missing` for a key not in the table."""
+        out = np.full(len(keys), self._missing, dtype=np.int64)
+        slot, todo = self._slot(keys), np.arange(len(keys))
+        while len(todo):
+            found = self._keys[slot[todo]]
+            hit = found == keys[todo]
+            out[todo[hit]] = self._values[slot[todo[hit]]]
+            todo = todo[~hit & (found != -1)]  # not here, and the probe sequence goes on
+            slot[todo] = (slot[todo] + 1) & self._mask
+        return out
+
+
 class Merges:
     """A ranked table of merges over symbol ids, applied to one word at a time exactly as the reference does."""
 
@@ -79,7 +116,9 @@ class Merges:
             self._first[merged], self._last[merged] = self._first[left], self._last[right]
         # Every (last of a left part, first of a right part): a word can only ever be merged across a boundary
         # between symbols a and b if (last of a, first of b) is here; elsewhere it can be cut (see `_cuts`).
-        self._joinable = np.unique(self._last[left] << 16 | self._first[right])
+        joinable = np.unique(self._last[left] << 16 | self._first[right])
+        self._joinable = PairTable(joinable, np.ones_like(joinable), 0)
+        self._rank_of = PairTable(self._keys, self._ranks, _NOT_A_MERGE)
 
     def apply(self, symbols: Sequence[int] | np.ndarray, *, limit: int | None = None) -> list[int]:
         """The symbol ids of one word after all its merges.
@@ -226,9 +265,7 @@ class Merges:
         """The rank of each pair (left[i], right[i]), _NOT_A_MERGE if it is not a merge."""
         if len(left) and max(left.max(), right.max()) < self._dense:
             return self._square[left, right]
-        pairs = left << 16 | right
-        rows = np.minimum(np.searchsorted(self._keys, pairs), len(self._keys) - 1)
-        return np.where(self._keys[rows] == pairs, self._ranks[rows], _NOT_A_MERGE)
+        return self._rank_of.get(left << 16 | right)
 
     def _cuts(self, symbols: np.ndarray) -> np.ndarray:
         """Positions where a word can be cut into two words of its own: (k,) ascending, in 1..len(symbols) - 1.
@@ -239,8 +276,7 @@ class Merges:
         has it, is the lowest-ranked pair there too), so each side merges as a word of its own.
         """
         pairs = self._last[symbols[:-1]] << 16 | self._first[symbols[1:]]
-        rows = np.minimum(np.searchsorted(self._joinable, pairs), len(self._joinable) - 1)
-        return np.flatnonzero(self._joinable[rows] != pairs) + 1
+        return np.flatnonzero(self._joinable.get(pairs) == 0) + 1
 
     def _pieces(self, symbols: np.ndarray, ranks: np.ndarray) -> Iterator[tuple[list[int], list[int]]]:
         """A long word cut into pieces of about _PIECE symbols or more, as `_pair_rounds` takes them, in order.

@@ -199,19 +199,20 @@ def test_offline_loads_a_cached_file_and_names_the_missing_one(cache: Path, tiny
 
 
 _LOAD_BY_NAME = """
-import sys, clipworks
+import sys, time, clipworks
 from clipworks.io.pretrained import PRETRAINED, Pretrained
 entry = Pretrained("RN-Tiny", "openai", "quick_gelu", url=sys.argv[1], sha256=sys.argv[2])
 PRETRAINED[entry.name] = entry
+start = time.time()
 model, _ = clipworks.load("RN-Tiny")
-print(sum(p.numel() for p in model.parameters()))
+print(sum(p.numel() for p in model.parameters()), start, time.time())
 """
 
 
 def test_two_processes_loading_one_name_download_it_once(cache: Path, tiny_weights: bytes) -> None:
     with serving() as server:
         server.files["/w/RN-Tiny.pt"] = tiny_weights
-        server.delay = 0.05  # a slow body: both processes are inside the download at once
+        server.delay = 0.01  # a ~5 s body: both processes are inside the download at once
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         args = [sys.executable, "-c", _LOAD_BY_NAME, server.url + "/w/RN-Tiny.pt", _sha(tiny_weights)]
         procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -220,7 +221,10 @@ def test_two_processes_loading_one_name_download_it_once(cache: Path, tiny_weigh
         assert [p.returncode for p in procs] == [0, 0], outs
         assert server.gets["/w/RN-Tiny.pt"] == 1
     n = sum(p.numel() for p in clipworks.create_model("RN-Tiny").parameters())
-    assert [int(out) for out, _ in outs] == [n, n]
+    rows = [out.split() for out, _ in outs]
+    assert [int(row[0]) for row in rows] == [n, n]
+    starts, ends = [float(row[1]) for row in rows], [float(row[2]) for row in rows]
+    assert max(starts) < min(ends)  # both were loading at once: one waited for the other's download
 
 
 def test_names_and_closest_names() -> None:

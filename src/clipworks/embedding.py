@@ -18,8 +18,10 @@ Deliberate difference from clip-retrieval: no pyspark; the engine that trains (t
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,12 +68,25 @@ class Shard:
     rows: list[Row] | None = None  # None: read from `tar` when embedded
     tar: str | None = None
 
-    def read(self) -> list[Row]:
+    def read(self) -> tuple[list[Row], list[dict[str, Any]]]:
+        """(rows, damage): a tar that breaks off keeps the samples before the break and lists the break."""
         if self.rows is not None:
-            return self.rows
-        return [Row(f"{self.tar}#{key}", files.get("txt", b"").decode("utf-8", "replace").strip(), i,
-                    next((files[s] for s in IMAGE_SUFFIXES if s in files), b""))
-                for i, (key, files) in enumerate(_grouped(self.tar))]
+            return self.rows, []
+        rows: list[Row] = []
+        try:
+            for key, files in _grouped(self.tar):
+                image = next((files[s] for s in IMAGE_SUFFIXES if s in files), b"")  # none: listed as damaged
+                caption = files.get("txt", b"").decode("utf-8", "replace").strip()
+                rows.append(Row(f"{self.tar}#{key}", caption, len(rows), image))
+        except (tarfile.TarError, EOFError, OSError) as e:
+            return rows, [{"row": len(rows), "image": self.tar,
+                           "reason": f"tar unreadable from here on ({type(e).__name__}: {e})"}]
+        return rows, []
+
+    @property
+    def size(self) -> int | None:
+        """Rows, if known before reading."""
+        return None if self.rows is None else len(self.rows)
 
 
 def plan_shards(source: str | Path, *, shard_size: int, image_key: str = "filepath",
@@ -135,21 +150,23 @@ class ShardResult:
 
 
 def embed_shard(model: CLIP, transform: Callable, shard: Shard, out: Path, *, key: str, text: bool, dtype: str,
-                batch_size: int, workers: int) -> ShardResult:
-    """Embed one shard and write its files, the metadata last (what marks the shard done)."""
+                batch_size: int, workers: int, on_batch: Callable[[int, int], None] | None = None) -> ShardResult:
+    """Embed one shard and write its files, the metadata last (what marks the shard done). `on_batch(rows,
+    damaged)` is called after each batch with its counts (for progress)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = shard.read()
+    rows, damaged = shard.read()
     loader = torch.utils.data.DataLoader(_Decoded(rows, transform), batch_size=batch_size, num_workers=workers,
                                          collate_fn=_keep_list, worker_init_fn=exit_with_parent)
-    damaged: list[dict[str, Any]] = []
 
     def readable() -> Iterator[tuple[torch.Tensor, list[tuple]] | None]:
         for batch in loader:
-            damaged.extend({"row": rows[b[0]].row, "image": rows[b[0]].name, "reason": b[1]}
-                           for b in batch if len(b) == 2)
+            bad = [{"row": rows[b[0]].row, "image": rows[b[0]].name, "reason": b[1]} for b in batch if len(b) == 2]
+            damaged.extend(bad)
             good = [b for b in batch if len(b) == 4]
+            if on_batch is not None:
+                on_batch(len(good), len(bad))
             yield (torch.stack([b[1] for b in good]), good) if good else None
 
     vectors, kept = [torch.zeros(0, model.config.embed_dim)], []
@@ -198,26 +215,61 @@ def _check_existing(out: Path, plan: dict[str, Any]) -> None:
     previous = out / PLAN
     if previous.is_file():
         old = json.loads(previous.read_text())
-        changed = [k for k in ("source", "shards", "shard_size", "text", "dtype", "embed_dim") if old.get(k) != plan[k]]
+        keys = ("source", "checkpoint", "shards", "shard_size", "text", "dtype", "embed_dim")
+        changed = [k for k in keys if old.get(k) != plan[k]]
         if changed:
-            raise ConfigError(f"{out} was written by another embedding job ({', '.join(f'{k} {old.get(k)!r}' for k in changed)}"
-                              f" there, {', '.join(repr(plan[k]) for k in changed)} now); rerun with the same "
-                              "settings to resume it, or use another --out")
+            there = ", ".join(f"{k} {old.get(k)!r}" for k in changed)
+            raise ConfigError(f"{out} holds another embedding job's shards ({there} there, "
+                              f"{', '.join(repr(plan[k]) for k in changed)} now); rerun with its settings to resume "
+                              "it, or use another --out")
 
 
-def _progress(rank: int, done: int, total: int, rows: int, damaged: int, seconds: float) -> None:
-    rate = rows / seconds if seconds > 0 else 0.0
-    eta = (total - done) * seconds / done if done else 0.0
-    print(f"embed rank {rank}: {done}/{total} shards, {rows} images, {rate:.1f} img/s, ETA "
-          f"{time.strftime('%H:%M:%S', time.gmtime(eta))}, {damaged} damaged", file=sys.stderr, flush=True)
+class Progress:
+    """One line per process on stderr every `every` seconds and after each shard: shards, images, images/s, ETA
+    (from rows when the shards' sizes are known, else from shards) and damaged images."""
+
+    def __init__(self, rank: int, shards: list[Shard], *, enabled: bool, every: float = 10.0) -> None:
+        self.rank, self.n_shards, self.enabled, self.every = rank, len(shards), enabled, every
+        sizes = [s.size for s in shards]
+        self.total_rows = None if None in sizes else sum(sizes)
+        self.start = self.last = time.perf_counter()
+        self.shards = self.rows = self.damaged = 0  # of finished shards
+        self.current = [0, 0]  # rows and damaged images of the shard being embedded
+
+    def batch(self, rows: int, damaged: int) -> None:
+        self.current = [self.current[0] + rows, self.current[1] + damaged]
+        if time.perf_counter() - self.last >= self.every:
+            self.print()
+
+    def shard(self, result: ShardResult) -> None:
+        self.shards, self.rows, self.damaged = self.shards + 1, self.rows + result.rows, self.damaged + len(
+            result.damaged)
+        self.current = [0, 0]
+        self.print()
+
+    def print(self) -> None:
+        self.last = time.perf_counter()
+        seconds = self.last - self.start
+        if not self.enabled:
+            return
+        rows, damaged = self.rows + self.current[0], self.damaged + self.current[1]
+        seen = rows + damaged
+        if self.total_rows is not None:
+            eta = (self.total_rows - seen) * seconds / seen if seen else 0.0
+        else:
+            eta = (self.n_shards - self.shards) * seconds / self.shards if self.shards else 0.0
+        print(f"embed rank {self.rank}: {self.shards}/{self.n_shards} shards, {rows} images, "
+              f"{rows / seconds if seconds > 0 else 0.0:.1f} img/s, ETA {datetime.timedelta(seconds=round(eta))}, "
+              f"{damaged} damaged", file=sys.stderr, flush=True)
 
 
 def embed(source: str | Path, *, checkpoint: str | Path, out: str | Path, text: bool = False, dtype: str = "fp16",
           shard_size: int = 10_000, batch_size: int = 64, workers: int = 0, precision: str = "auto",
           device: str = "cpu", image_key: str = "filepath", caption_key: str = "caption",
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True) -> dict[str, Any] | None:
     """Embed `source` (image folder, CSV/TSV of image paths and captions, or tars `data/{00000..00009}.tar`) with
-    `checkpoint` into `out` in clip-retrieval's layout; returns the summary (also written to out/summary.json).
+    `checkpoint` into `out` in clip-retrieval's layout; returns the summary, also written to out/summary.json (on
+    the main process; the others return None).
 
     Under torchrun or SLURM each process takes every W-th shard. Resumable: shards already written are skipped.
     """
@@ -236,7 +288,7 @@ def embed(source: str | Path, *, checkpoint: str | Path, out: str | Path, text: 
         device = f"cuda:{process.local_rank}"  # one device per process
     try:
         model, transform = load_for_inference(checkpoint, device=device, dtype=chosen.name)
-        plan = {"source": str(source), "checkpoint": str(checkpoint), "shards": len(shards),
+        plan = {"source": _absolute(source), "checkpoint": _absolute(checkpoint), "shards": len(shards),
                 "shard_size": shard_size, "text": text, "dtype": dtype, "embed_dim": model.config.embed_dim}
         _check_existing(out, plan)
         for folder in ("img_emb", "metadata") + (("text_emb",) if text else ()):
@@ -244,21 +296,25 @@ def embed(source: str | Path, *, checkpoint: str | Path, out: str | Path, text: 
         if process.is_main:
             write_text_atomic(out / PLAN, json.dumps(plan, indent=2))
         mine = [s for s in shards[process.rank::process.world_size] if not _is_done(out, s.number, text=text)]
-        start, embedded, damaged = time.perf_counter(), 0, 0
-        for done, shard in enumerate(mine, 1):
+        progress_line = Progress(process.rank, mine, enabled=progress)
+        for shard in mine:
             result = embed_shard(model, transform, shard, out, key=key, text=text, dtype=dtype,
-                                 batch_size=batch_size, workers=workers)
-            embedded, damaged = embedded + result.rows, damaged + len(result.damaged)
-            if progress:
-                _progress(process.rank, done, len(mine), embedded, damaged, time.perf_counter() - start)
-        seconds = time.perf_counter() - start
+                                 batch_size=batch_size, workers=workers, on_batch=progress_line.batch)
+            progress_line.shard(result)
+        embedded, seconds = progress_line.rows, time.perf_counter() - progress_line.start
         rates = gather_objects((embedded, seconds), process)  # also waits for every process to finish its shards
+        if not process.is_main:
+            return None
         summary = _summary(out, len(shards), plan, chosen.name, model, rates)
-        if process.is_main:
-            write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2))
+        write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2))
         return summary
     finally:
         shutdown(process)
+
+
+def _absolute(name: str | Path) -> str:
+    """A path resolved (the same job from another working directory); a pretrained name or tar pattern as given."""
+    return str(Path(name).resolve()) if Path(name).exists() else str(name)
 
 
 def _summary(out: Path, n_shards: int, plan: dict[str, Any], precision: str, model: CLIP,

@@ -35,4 +35,5 @@ def _cmd_embed(args: argparse.Namespace) -> None:
                     shard_size=args.shard_size, batch_size=args.batch_size, workers=args.workers,
                     precision=args.precision, device=args.device, image_key=args.image_key,
                     caption_key=args.caption_key, progress=not args.quiet)
-    print(json.dumps({k: v for k, v in summary.items() if k != "damaged"}))
+    if summary is not None:  # the main process: the summary without the list of damaged images (in summary.json)
+        print(json.dumps({k: v for k, v in summary.items() if k != "damaged"}))

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from clipworks import cli, embed
 from clipworks.data.images import open_image
 from clipworks.data.shards import shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
+from clipworks.errors import DataError
 from clipworks.io.checkpoints import load_for_inference
 from clipworks.models.encode import embed_images, encode_texts
 
@@ -84,14 +86,20 @@ def test_tar_shards_one_output_shard_each_fp16_by_default(tiny_run: Path, world_
     paths = sorted((world_images / "images").glob("*.png"))[:12]
     tars = write_shards(((p, f"caption {i}", {}) for i, p in enumerate(paths)), tmp_path / "tars",
                         samples_per_shard=5)
+    with tarfile.open(tars[2]) as tar:  # the last tar breaks off in its second sample's image
+        cut = next(m.offset_data + m.size // 2 for m in tar.getmembers() if m.name == "000000011.png")
+    tars[2].write_bytes(tars[2].read_bytes()[:cut])
     assert cli.main(["embed", shard_pattern(tars), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "out"),
                      "--precision", "fp32", "--quiet"]) == 0
     images, _, meta = read_output(tmp_path / "out")
     assert images.dtype == np.float16 and len(list((tmp_path / "out" / "img_emb").iterdir())) == 3
-    assert [r["key"] for r in meta] == [f"{tars[i // 5]}#{i:09d}" for i in range(12)]
-    assert [r["row"] for r in meta] == [i % 5 for i in range(12)]  # within its tar
-    assert [r["caption"] for r in meta] == [f"caption {i}" for i in range(12)]
-    np.testing.assert_allclose(images.astype(np.float32), direct(tiny_run, paths).numpy(), atol=1e-3, rtol=0)
+    assert [r["key"] for r in meta] == [f"{tars[i // 5]}#{i:09d}" for i in range(11)]
+    assert [r["row"] for r in meta] == [i % 5 for i in range(11)]  # within its tar
+    assert [r["caption"] for r in meta] == [f"caption {i}" for i in range(11)]
+    np.testing.assert_allclose(images.astype(np.float32), direct(tiny_run, paths[:11]).numpy(), atol=1e-3, rtol=0)
+    damaged = json.loads((tmp_path / "out" / "summary.json").read_text())["damaged"]
+    assert [(d["row"], d["image"]) for d in damaged] == [(1, str(tars[2]))]
+    assert damaged[0]["reason"].startswith("tar unreadable from here on")
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
@@ -104,7 +112,7 @@ def test_two_processes_write_what_one_process_writes(tiny_run: Path, world_image
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     args = ["embed", str(world_images / "captions.csv"), "--checkpoint", str(tiny_run), "--text", "--dtype", "fp32",
             "--shard-size", "10", "--precision", "fp32", "--quiet"]
-    run([sys.executable, "-m", "clipworks.cli", *args, "--out", str(tmp_path / "one")])
+    assert cli.main([*args, "--out", str(tmp_path / "one")]) == 0
     run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", *args, "--out",
          str(tmp_path / "two")])
     one, two = read_output(tmp_path / "one", text=True), read_output(tmp_path / "two", text=True)
@@ -131,7 +139,8 @@ def test_kill_9_then_rerun_embeds_every_image_once(tiny_run: Path, world_images:
         job.kill()
         job.wait()
     assert 2 <= len(done) < N // 2, "the kill should land mid-way"
-    summary = json.loads(run([*command, "--quiet"]).stdout)
+    assert cli.main([*command[3:], "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
     _, _, meta = read_output(out)
     assert sorted(r["row"] for r in meta) == list(range(N)) and [r["row"] for r in meta] == list(range(N))
     assert summary["rows"] == N and summary["embedded_this_run"] == N - 2 * len(done)
@@ -153,3 +162,16 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run: Path, world_images: Pat
     assert cli.main(["embed", str(world_images / "images"), *base, "--out", str(tmp_path / "other")]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "holds 512-dimensional embeddings (img_emb_00000.npy)" in line and "gives 128" in line
+    # A rerun into a finished job's --out with other settings would mix two shardings: refused.
+    assert cli.main(["embed", str(world_images / "images"), *base, "--out", str(tmp_path / "o2"),
+                     "--shard-size", "32"]) == 0
+    assert cli.main(["embed", str(world_images / "images"), *base, "--out", str(tmp_path / "o2"),
+                     "--shard-size", "16"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds another embedding job's shards (shards 2, shard_size 32 there, 4, 16 now)" in line
+
+
+def test_a_csv_whose_paths_are_all_wrong_is_refused_up_front(tiny_run: Path, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("filepath,caption\nimages/a.png,a\nimages/b.png,b\n")
+    with pytest.raises(DataError, match=r"none of the first 2 image paths .* exists"):
+        embed(tmp_path / "data.csv", checkpoint=tiny_run, out=tmp_path / "out", progress=False)

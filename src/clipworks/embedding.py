@@ -111,6 +111,10 @@ def plan_shards(source: str | Path, *, shard_size: int, image_key: str = "filepa
         table = read_table(path, columns=(image_key, caption_key), flags="--image-key/--caption-key")
         rows = [Row(str(file), r[caption_key], i, file)
                 for i, r in enumerate(table) for file in [resolve_path(r[image_key], path.parent)]]
+        first = rows[:32]  # missing images are listed as damaged, but none of the first means wrong paths
+        if not any(Path(r.data).is_file() for r in first):
+            raise DataError(f"none of the first {len(first)} image paths in {path} exists (e.g. {first[0].name}); "
+                            "relative paths are resolved against the CSV's folder")
     else:
         raise FileNotFoundError(f"{source} does not exist (expected an image folder, a CSV/TSV of {image_key},"
                                 f"{caption_key}, or tar shards such as data/{{00000..00009}}.tar)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -29,8 +30,8 @@ from clipworks.hardware import cpu, resolve_precision
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
-def run(command: list[str]) -> dict:
-    result = subprocess.run(command, capture_output=True, text=True)
+def run(command: list[str], **env: str) -> dict:
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
     if result.returncode != 0:
         sys.exit(result.stderr[-2000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         images = World(WorldConfig(seed=0)).export("heldout", args.images, Path(tmp) / "world") / "images"
@@ -53,20 +55,24 @@ def main() -> None:
                 common = ["embed", str(images), "--checkpoint", str(checkpoint), "--precision", precision,
                           "--batch-size", str(args.batch_size), "--shard-size", "64", "--quiet"]
                 one = run([sys.executable, "-m", "clipworks.cli", *common, "--out", f"{tmp}/{name}-{precision}-1"])
+                single = run([sys.executable, "-m", "clipworks.cli", *common, "--out", f"{tmp}/{name}-{precision}-t1"],
+                             OMP_NUM_THREADS="1")
                 two = run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", *common,
                            "--out", f"{tmp}/{name}-{precision}-2"])
                 per = ", ".join(f"{r:.1f}" for r in two["images_per_s_per_process"])
-                rows.append(f"| {name} | {one['precision']} | {one['images_per_s']:.1f} | {per} | "
-                            f"{two['images_per_s']:.1f} |")
+                rows.append(f"| {name} | {one['precision']} | {one['images_per_s']:.1f} | "
+                            f"{single['images_per_s']:.1f} | {per} | {two['images_per_s']:.1f} |")
                 print(rows[-1], flush=True)
     date = datetime.date.today().isoformat()
     header = (f"\n## clipworks embed throughput — {date}, {cpu().label}, {platform.machine()}, torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads\n\n"
               f"`bench/embed_throughput.py`: {args.images} world images (64x64 PNG), batch {args.batch_size}, "
               f"shards of 64, random weights; `auto` is {resolve_precision('auto').name} here. One process uses "
-              "every core; under torchrun each of two processes gets one thread (OMP_NUM_THREADS=1).\n\n"
-              "| model | precision | 1 process img/s | 2 processes: img/s each | 2 processes total img/s |\n"
-              "|---|---|---|---|---|\n")
+              "every core (or one thread with OMP_NUM_THREADS=1); under torchrun each of two processes gets one "
+              "thread. "
+              f"Load average (other jobs on the machine) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after."
+              "\n\n| model | precision | 1 process, all cores img/s | 1 process, 1 thread img/s | 2 processes: img/s "
+              "each | 2 processes total img/s |\n|---|---|---|---|---|---|\n")
     with open(RESULTS, "a") as f:
         f.write(header + "\n".join(rows) + "\n")
 

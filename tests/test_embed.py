@@ -22,7 +22,7 @@ from clipworks import cli, embed
 from clipworks.data.images import open_image
 from clipworks.data.shards import shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
-from clipworks.errors import DataError
+from clipworks.errors import ConfigError, DataError
 from clipworks.io.checkpoints import load_for_inference
 from clipworks.models.encode import embed_images, encode_texts
 
@@ -144,6 +144,7 @@ def test_kill_9_then_rerun_embeds_every_image_once(tiny_run: Path, world_images:
     _, _, meta = read_output(out)
     assert sorted(r["row"] for r in meta) == list(range(N)) and [r["row"] for r in meta] == list(range(N))
     assert summary["rows"] == N and summary["embedded_this_run"] == N - 2 * len(done)
+    assert not [f for f in out.rglob(".*")], "temporaries of the shard being written at the kill are removed"
     for name, stamp in done.items():  # finished shards were not written again
         f = out / "metadata" / name
         assert (f.stat().st_ino, f.stat().st_mtime_ns) == stamp
@@ -169,6 +170,13 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_run: Path, world_images: Pat
                      "--shard-size", "16"]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "holds another embedding job's shards (shards 2, shard_size 32 there, 4, 16 now)" in line
+
+
+def test_without_pyarrow_one_line_names_the_extra(tiny_run: Path, world_images: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'clipworks\[embed\]'"):
+        embed(world_images / "images", checkpoint=tiny_run, out=tmp_path / "out", progress=False)
 
 
 def test_a_csv_whose_paths_are_all_wrong_is_refused_up_front(tiny_run: Path, tmp_path: Path) -> None:

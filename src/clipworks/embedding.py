@@ -200,11 +200,23 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     write_atomic(path, write, needed=nbytes(array))
 
 
-def _is_done(out: Path, number: int, *, text: bool) -> bool:
+def _files(out: Path, number: int) -> list[Path]:
+    """Shard `number`'s files, the one that marks it done last."""
     name = f"{number:05d}"
-    return ((out / "metadata" / f"metadata_{name}.parquet").is_file()
-            and (out / "img_emb" / f"img_emb_{name}.npy").is_file()
-            and (not text or (out / "text_emb" / f"text_emb_{name}.npy").is_file()))
+    return [out / "img_emb" / f"img_emb_{name}.npy", out / "text_emb" / f"text_emb_{name}.npy",
+            out / "metadata" / f"metadata_{name}.parquet"]
+
+
+def _is_done(out: Path, number: int, *, text: bool) -> bool:
+    return all(f.is_file() for f in _files(out, number) if text or f.parent.name != "text_emb")
+
+
+def _remove_temporaries(out: Path, number: int) -> None:
+    """What a process killed while writing shard `number` left (write_atomic's `.name.XXXX` siblings). Each process
+    removes only its own shards' temporaries: another process may be writing its own right now."""
+    for file in _files(out, number):
+        for stale in file.parent.glob(f".{file.name}.*"):
+            stale.unlink(missing_ok=True)
 
 
 def _check_existing(out: Path, plan: dict[str, Any]) -> None:
@@ -302,6 +314,7 @@ def embed(source: str | Path, *, checkpoint: str | Path, out: str | Path, text: 
         mine = [s for s in shards[process.rank::process.world_size] if not _is_done(out, s.number, text=text)]
         progress_line = Progress(process.rank, mine, enabled=progress)
         for shard in mine:
+            _remove_temporaries(out, shard.number)
             result = embed_shard(model, transform, shard, out, key=key, text=text, dtype=dtype,
                                  batch_size=batch_size, workers=workers, on_batch=progress_line.batch)
             progress_line.shard(result)

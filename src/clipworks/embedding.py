@@ -164,14 +164,15 @@ def embed_shard(model: CLIP, transform: Callable, shard: Shard, out: Path, *, ke
     loader = torch.utils.data.DataLoader(_Decoded(rows, transform), batch_size=batch_size, num_workers=workers,
                                          collate_fn=_keep_list, worker_init_fn=exit_with_parent)
 
-    def readable() -> Iterator[tuple[torch.Tensor, list[tuple]] | None]:
+    def readable() -> Iterator[tuple[torch.Tensor, list[tuple[int, int, int]]] | None]:
+        """(pixels, (position, width, height) of each) per batch; the pixels are not kept past their batch."""
         for batch in loader:
             bad = [{"row": rows[b[0]].row, "image": rows[b[0]].name, "reason": b[1]} for b in batch if len(b) == 2]
             damaged.extend(bad)
             good = [b for b in batch if len(b) == 4]
             if on_batch is not None:
                 on_batch(len(good), len(bad))
-            yield (torch.stack([b[1] for b in good]), good) if good else None
+            yield (torch.stack([b[1] for b in good]), [(b[0], b[2], b[3]) for b in good]) if good else None
 
     vectors, kept = [torch.zeros(0, model.config.embed_dim)], []
     for embedded, good in embed_images(model, readable()):
@@ -184,8 +185,8 @@ def embed_shard(model: CLIP, transform: Callable, shard: Shard, out: Path, *, ke
         captions = encode_texts(model, [rows[b[0]].caption for b in kept]).numpy().astype(DTYPES[dtype])
         _save_npy(out / "text_emb" / f"text_emb_{name}.npy", captions)
     table = pa.table({key: [rows[b[0]].name for b in kept], "caption": [rows[b[0]].caption for b in kept],
-                      "width": pa.array([b[2] for b in kept], pa.int32()),
-                      "height": pa.array([b[3] for b in kept], pa.int32()),
+                      "width": pa.array([b[1] for b in kept], pa.int32()),
+                      "height": pa.array([b[2] for b in kept], pa.int32()),
                       "row": pa.array([rows[b[0]].row for b in kept], pa.int64())})
     table = table.replace_schema_metadata({"clipworks.damaged": json.dumps(damaged)})
     write_atomic(out / "metadata" / f"metadata_{name}.parquet", lambda tmp: pq.write_table(table, tmp))

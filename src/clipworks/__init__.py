@@ -12,6 +12,6 @@ from .models.inference import optimize_for_inference
 from .models.tokenizer import Tokenizer, decode, tokenize
 from .models.transforms import image_transform
 
-__all__ = ["CLIP", "CLIPConfig", "MODELS", "TextConfig", "Tokenizer", "VisionConfig", "create_model", "decode", "embed",
-           "get_config", "image_transform", "interpolate", "list_models", "list_pretrained", "load",
+__all__ = ["CLIP", "CLIPConfig", "MODELS", "TextConfig", "Tokenizer", "VisionConfig", "create_model", "decode",
+           "embed", "get_config", "image_transform", "interpolate", "list_models", "list_pretrained", "load",
            "optimize_for_inference", "recall_at_k", "save_checkpoint", "tokenize", "zero_shot_classifier"]

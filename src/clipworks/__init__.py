@@ -1,5 +1,6 @@
 """clipworks: CLIP (Radford et al., ICML 2021) — exact OpenAI-compatible models, training, evaluation."""
 
+from .embedding import embed
 from .evaluation.retrieval import recall_at_k
 from .evaluation.zeroshot import zero_shot_classifier
 from .io.checkpoints import load, save_checkpoint
@@ -12,5 +13,5 @@ from .models.tokenizer import Tokenizer, decode, tokenize
 from .models.transforms import image_transform
 
 __all__ = ["CLIP", "CLIPConfig", "MODELS", "TextConfig", "Tokenizer", "VisionConfig", "create_model", "decode",
-           "get_config", "image_transform", "interpolate", "list_models", "list_pretrained", "load",
+           "embed", "get_config", "image_transform", "interpolate", "list_models", "list_pretrained", "load",
            "optimize_for_inference", "recall_at_k", "save_checkpoint", "tokenize", "zero_shot_classifier"]

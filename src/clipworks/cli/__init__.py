@@ -1,5 +1,5 @@
 """The `clipworks` command line: models, train, zeroshot, convert, interpolate, world, shards, demo, eval, benchmark,
-index, search, serve.
+index, search, serve, embed.
 
 Flags of `clipworks train` are generated from `TrainConfig`'s fields, so the CLI and the Python API cannot drift;
 `--config FILE` and `--recipe paper` (listed by `clipworks recipes`) supply values that explicit flags override.
@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import ClipworksError
-from . import benchmark, evaluate, model, search, train
+from . import benchmark, embed, evaluate, model, search, train
 from .parsing import Parser
 
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_parsers(sub)
     benchmark.add_parsers(sub)
     search.add_parsers(sub)
+    embed.add_parsers(sub)
     return parser
 
 

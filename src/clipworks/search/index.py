@@ -43,8 +43,8 @@ from ..io.pretrained import is_name
 from ..models.clip import CLIP
 from ..models.encode import embed_images, encode_texts
 from ..models.inference import optimize_for_inference
-from .sources import Item, list_items, read_image
 from .catalog import Catalog
+from .sources import Item, list_items, read_image
 from .store import Entry, Record, Store
 
 MANIFEST = "index.json"

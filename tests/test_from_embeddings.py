@@ -104,6 +104,9 @@ def model_index(search_collection, model_embeddings) -> Path:
 def test_cli_search_answers_text_queries_from_the_mapped_index(search_collection, model_index, capsys):
     assert json.loads((model_index / "index.json").read_text())["index"]["kind"] == "flat"
     assert not (model_index / "items.sqlite").exists()
+    opened = Index.load(model_index)
+    assert f"{model_index / 'index.faiss'}" in Path("/proc/self/maps").read_text()  # the flat vectors are mapped
+    del opened
     assert cli.main(["search", str(model_index), search_collection.red_query, "-k", "3", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert results[0]["path"] == str(search_collection.red.resolve())

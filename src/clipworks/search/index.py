@@ -210,9 +210,11 @@ class Index:
         self._faiss: Any = None
         if manifest and (self.directory / FAISS_FILE).is_file() and manifest.get("version") == self.store.version:
             faiss = import_faiss()
-            # IO_FLAG_MMAP maps IVF lists; IO_FLAG_MMAP_IFC (faiss >= 1.10) the vectors of flat and HNSW indexes.
-            mmap = faiss.IO_FLAG_MMAP | getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | faiss.IO_FLAG_READ_ONLY
-            flags = mmap if self.from_embeddings else 0
+            # IO_FLAG_MMAP maps IVF lists; IO_FLAG_MMAP_IFC (faiss >= 1.10) the vectors of flat and HNSW indexes
+            # (with it, faiss refuses to map IVF lists: one or the other).
+            flat = self.spec.kind in ("flat", "hnsw")
+            mmap = faiss.IO_FLAG_MMAP | (getattr(faiss, "IO_FLAG_MMAP_IFC", 0) if flat else 0)
+            flags = mmap | faiss.IO_FLAG_READ_ONLY if self.from_embeddings else 0
             self._faiss = faiss.read_index(str(self.directory / FAISS_FILE), flags)
             set_search_parameters(self._faiss, self.spec)
 

@@ -189,3 +189,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, flags, message
 def test_the_images_path_still_needs_a_checkpoint(tmp_path, capsys):
     assert cli.main(["index", "build", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "give SRC and --checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, flat_max, hnsw_max", [("hnsw", 1_000, 10_000), ("ivf", 1_000, 1_000)])
+def test_hnsw_and_ivf_flat_are_built_mapped_and_tuned(tmp_path, monkeypatch, kind, flat_max, hnsw_max):
+    from clipworks.search import budget
+
+    monkeypatch.setattr(budget, "FLAT_MAX_N", flat_max)  # 4,000 vectors stand for the sizes these kinds are for
+    monkeypatch.setattr(budget, "HNSW_MAX_N", hnsw_max)
+    source = write_embeddings(tmp_path / "emb", clustered(4000, DIM, seed=0), shards=2)
+    assert cli.main(["index", "build", "--from-embeddings", str(source), "--max-index-memory", "10MB", "--out",
+                     str(tmp_path / "idx"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "idx" / "index.json").read_text())
+    assert manifest["index"]["kind"] == kind and manifest["recall_at_10"] >= 0.95
+    index = Index.load(tmp_path / "idx")
+    assert f"{tmp_path / 'idx' / 'index.faiss'}" in Path("/proc/self/maps").read_text()
+    database = clustered(4000, DIM, seed=0).astype(np.float16).astype(np.float32)
+    hits = index.search_vectors(database[:5], 1)
+    assert [row[0].id for row in hits] == [0, 1, 2, 3, 4]  # each row finds itself

@@ -14,9 +14,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("index", help="build a search index of an image folder, a CSV or webdataset shards")
     commands = group.add_subparsers(dest="index_command", required=True, parser_class=Parser)
     p = commands.add_parser("build", help="embed new or changed images of SRC into the index at --out (resumable)")
-    p.add_argument("src", help="an image folder, a CSV/TSV of image paths and captions, or shards (data/{00..09}.tar)")
-    p.add_argument("--checkpoint", required=True,
-                   help="the model that embeds the images (any supported format, or a pretrained name)")
+    p.add_argument("src", nargs="?", help="an image folder, a CSV/TSV of image paths and captions, or shards "
+                   "(data/{00..09}.tar); or none, with --from-embeddings")
+    p.add_argument("--checkpoint", help="the model that embeds the images (any supported format, or a pretrained "
+                   "name); with --from-embeddings, optional: the model that made them, recorded for text queries")
+    p.add_argument("--from-embeddings", metavar="DIR", help="index precomputed embeddings instead (clip-retrieval's "
+                   "layout, as `clipworks embed` writes: DIR/img_emb/*.npy, DIR/metadata/*.parquet), of the kind "
+                   "that fits --max-index-memory")
+    p.add_argument("--max-index-memory", metavar="SIZE", help="with --from-embeddings: the largest index to build, "
+                   "e.g. 4GB (powers of 1000) or 4GiB; chooses flat, HNSW, IVF-Flat, IVF-PQ or OPQ+IVF-PQ")
+    p.add_argument("--target-recall", type=float, default=0.95, help="with --from-embeddings: the recall@10 the "
+                   "search setting (nprobe, efSearch) is chosen to reach on held-out rows (default 0.95)")
     p.add_argument("--out", required=True, help="the index directory (created, or updated incrementally)")
     p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, "
                    "hnsw: approximate, for millions of images (recall and speed in the README)")
@@ -77,6 +85,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _cmd_index_build(args: argparse.Namespace) -> None:
     from ..search.index import Index, IndexSpec
 
+    if args.from_embeddings is not None:
+        _build_from_embeddings(args)
+        return
+    if args.src is None or args.checkpoint is None:
+        raise ConfigError("give SRC and --checkpoint (images to embed), or --from-embeddings DIR "
+                          "--max-index-memory SIZE (embeddings already made)")
+    if args.max_index_memory is not None:
+        raise ConfigError("--max-index-memory applies to --from-embeddings only; with SRC choose --kind")
     spec = IndexSpec(kind=args.kind, nlist=args.nlist, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
                      ef_search=args.ef_search)
     index, report = Index.build(args.src, checkpoint=args.checkpoint, out=args.out, spec=spec,
@@ -89,6 +105,20 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
               f"{report.skipped[0][1]})")
     print(f"embedded {report.embedded} new or changed, {report.unchanged} unchanged, {report.removed} removed; "
           f"{args.out}: {index.describe()}")
+
+
+def _build_from_embeddings(args: argparse.Namespace) -> None:
+    from ..search.budget import parse_size
+    from ..search.from_embeddings import build_from_embeddings
+
+    if args.src is not None:
+        raise ConfigError(f"give SRC ({args.src}) or --from-embeddings, not both")
+    if args.max_index_memory is None:
+        raise ConfigError("--from-embeddings needs --max-index-memory SIZE (e.g. 4GB): the index is chosen to fit it")
+    if not 0 < args.target_recall <= 1:
+        raise ConfigError(f"--target-recall {args.target_recall}: between 0 and 1")
+    build_from_embeddings(args.from_embeddings, out=args.out, max_memory=parse_size(args.max_index_memory),
+                          checkpoint=args.checkpoint, target_recall=args.target_recall, progress=not args.quiet)
 
 
 def _cmd_search(args: argparse.Namespace) -> None:

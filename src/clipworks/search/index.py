@@ -43,12 +43,13 @@ from ..io.pretrained import is_name
 from ..models.clip import CLIP
 from ..models.encode import embed_images, encode_texts
 from ..models.inference import optimize_for_inference
+from .catalog import Catalog
 from .sources import Item, list_items, read_image
 from .store import Entry, Record, Store
 
 MANIFEST = "index.json"
 FAISS_FILE = "index.faiss"
-KINDS = ("flat", "ivf", "hnsw")
+KINDS = ("flat", "ivf", "hnsw", "ivfpq", "opq-ivfpq")  # the last two only from embeddings (from_embeddings.py)
 THUMBNAIL_SIZE = 256  # longer side of stored thumbnails, in pixels
 SERVE_EXTRA = "pip install 'clipworks[serve]'"
 
@@ -65,11 +66,13 @@ def import_faiss() -> Any:
 class IndexSpec:
     """Which faiss index holds the vectors."""
 
-    kind: str = "flat"  # flat (exact) | ivf | hnsw (approximate)
+    kind: str = "flat"  # flat (exact) | ivf | hnsw | ivfpq | opq-ivfpq (approximate)
     nlist: int | None = None  # ivf: number of k-means cells; None = 2 * sqrt(N), at least 39 vectors per cell
     nprobe: int = 32  # ivf: cells searched per query
     hnsw_m: int = 32  # hnsw: graph neighbours per vector
     ef_search: int = 128  # hnsw: candidate list length per query
+    pq_m: int | None = None  # ivfpq, opq-ivfpq: code bytes per vector
+    pq_nbits: int | None = None  # ivfpq, opq-ivfpq: bits per code
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -97,16 +100,16 @@ def make_faiss_index(spec: IndexSpec, ids: np.ndarray, vectors: np.ndarray) -> A
         index = faiss.index_factory(dim, "IDMap2,Flat", faiss.METRIC_INNER_PRODUCT)
     if len(vectors):
         index.add_with_ids(vectors, ids)
-    _set_search_parameters(index, spec)
+    set_search_parameters(index, spec)
     return index
 
 
-def _set_search_parameters(index: Any, spec: IndexSpec) -> None:
+def set_search_parameters(index: Any, spec: IndexSpec) -> None:
     faiss = import_faiss()
     if spec.kind == "hnsw":
         faiss.ParameterSpace().set_index_parameter(index, "efSearch", spec.ef_search)
-    elif spec.kind == "ivf" and hasattr(index, "nprobe"):
-        index.nprobe = spec.nprobe
+    elif spec.kind in ("ivf", "ivfpq", "opq-ivfpq") and faiss.try_extract_index_ivf(index) is not None:
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", spec.nprobe)  # also through an OPQ transform
 
 
 def model_fingerprint(model: CLIP) -> str:
@@ -191,8 +194,10 @@ class Index:
     def __init__(self, directory: str | Path, *, checkpoint: str | Path | None = None, spec: IndexSpec | None = None,
                  device: str = "cpu", precision: str | None = None) -> None:
         self.directory = Path(directory)
-        self.store = Store(self.directory)
         manifest = self._read_manifest()
+        # Built from embeddings: metadata in a catalog, vectors only in index.faiss, which is memory-mapped.
+        self.from_embeddings = manifest.get("source") == "embeddings"
+        self.store: Store | Catalog = Catalog(self.directory) if self.from_embeddings else Store(self.directory)
         self.spec = spec or IndexSpec(**manifest.get("spec", {}))
         self.checkpoint = str(checkpoint) if checkpoint is not None else self.store.get_meta("checkpoint")
         self.device = device
@@ -204,8 +209,14 @@ class Index:
         self._preprocess: Any = None
         self._faiss: Any = None
         if manifest and (self.directory / FAISS_FILE).is_file() and manifest.get("version") == self.store.version:
-            self._faiss = import_faiss().read_index(str(self.directory / FAISS_FILE))
-            _set_search_parameters(self._faiss, self.spec)
+            faiss = import_faiss()
+            # IO_FLAG_MMAP maps IVF lists; IO_FLAG_MMAP_IFC (faiss >= 1.10) the vectors of flat and HNSW indexes
+            # (with it, faiss refuses to map IVF lists: one or the other).
+            flat = self.spec.kind in ("flat", "hnsw")
+            mmap = faiss.IO_FLAG_MMAP | (getattr(faiss, "IO_FLAG_MMAP_IFC", 0) if flat else 0)
+            flags = mmap | faiss.IO_FLAG_READ_ONLY if self.from_embeddings else 0
+            self._faiss = faiss.read_index(str(self.directory / FAISS_FILE), flags)
+            set_search_parameters(self._faiss, self.spec)
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -242,6 +253,10 @@ class Index:
             if self.checkpoint is None:
                 raise SearchIndexError(f"{self.directory} records no checkpoint; pass the one it was built with")
             model, self._preprocess = load(self.checkpoint, device=self.device)
+            stored_dim = self.store.get_meta("embed_dim")
+            if stored_dim is not None and int(stored_dim) != model.config.embed_dim:
+                raise SearchIndexError(f"{self.checkpoint} embeds into {model.config.embed_dim} dimensions but the "
+                                       f"vectors of {self.directory} have {stored_dim}; use the model that made them")
             fingerprint, stored = model_fingerprint(model), self.store.get_meta("fingerprint")
             if stored is not None and stored != fingerprint:
                 raise SearchIndexError(f"{self.checkpoint} is not the model {self.directory} was built with "

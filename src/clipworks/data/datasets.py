@@ -79,6 +79,10 @@ class _ImageFiles(Dataset):
                             f"e.g. {examples}. Check that the paths are right: relative paths are resolved "
                             "against the data file's folder, or against `root` when the dataset is given one.")
 
+    def _problem(self, path: Path) -> str | None:
+        """Why the file at `path` cannot be used (None if it can): what `scan` checks each file with."""
+        return check_image(path)
+
     def scan(self) -> list[Path]:
         """Decode every image; drop the bad ones from the dataset and return their paths.
 
@@ -86,7 +90,7 @@ class _ImageFiles(Dataset):
         """
         keep, bad = [], []
         for i, path in enumerate(self.paths):
-            reason = check_image(path)
+            reason = self._problem(path)
             self._record(path, reason)
             if reason is None:
                 keep.append(i)

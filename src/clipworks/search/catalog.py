@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import SearchIndexError
 from .embeddings import EmbeddingShards
-from .store import Entry
+from .store import Entry, SqliteFile
 
 CATALOG = "metadata.sqlite"
 
@@ -42,7 +42,7 @@ def write_catalog(path: Path, shards: EmbeddingShards, meta: dict[str, str]) -> 
         db.close()
 
 
-class Catalog:
+class Catalog(SqliteFile):
     """The catalog of one index directory, with `Store`'s read interface. Thread-safe as `Store` is."""
 
     def __init__(self, directory: str | Path) -> None:
@@ -52,23 +52,6 @@ class Catalog:
                                    "--from-embeddings DIR --max-index-memory SIZE --out OUT`")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    @property
-    def version(self) -> int:
-        return int(self.get_meta("version") or 0)
 
     def __len__(self) -> int:
         return int(self.get_meta("count") or 0)

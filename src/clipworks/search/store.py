@@ -73,23 +73,17 @@ class Entry:
     height: int
 
 
-class Store:
-    """The SQLite file of one index directory. Thread-safe: one connection, used under a lock (the server's worker
-    threads share it)."""
+class SqliteFile:
+    """One SQLite connection used under a lock (the server's worker threads share it), with a `meta` key/value
+    table: what `Store` and the catalog of an index built from embeddings (catalog.py) have in common."""
 
-    def __init__(self, directory: str | Path) -> None:
-        self.path = Path(directory) / STORE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        with self._lock, self._db:
-            self._db.executescript(_SCHEMA)
+    _lock: threading.Lock
+    _db: sqlite3.Connection
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    # ---------------------------------------------------------------- meta
     def get_meta(self, key: str) -> str | None:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -103,6 +97,19 @@ class Store:
     def version(self) -> int:
         """Bumped by every change to the items: the faiss file records the version it was built from."""
         return int(self.get_meta("version") or 0)
+
+
+class Store(SqliteFile):
+    """The SQLite file of one index directory. Thread-safe: one connection, used under a lock (the server's worker
+    threads share it)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / STORE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        with self._lock, self._db:
+            self._db.executescript(_SCHEMA)
 
     # ---------------------------------------------------------------- reads
     def states(self) -> dict[str, tuple[int, int]]:

@@ -87,19 +87,9 @@ class VideoClips(LabelledImages):
             self._stop_if_mostly_bad(self.bad, self.n_checked)
         return image
 
-    def scan(self) -> list[Path]:
-        """As LabelledImages.scan, with a video checked by decoding its middle frame."""
-        keep, bad = [], []
-        for i, path in enumerate(self.paths):
-            reason = _video_problem(path) if path.suffix.lower() in VIDEO_EXTENSIONS else check_image(path)
-            self._record(path, reason)
-            if reason is None:
-                keep.append(i)
-            else:
-                bad.append((path, reason))
-        self._stop_if_mostly_bad(bad, len(self.paths))
-        self._keep(keep)
-        return [p for p, _ in bad]
+    def _problem(self, path: Path) -> str | None:
+        """A video is checked by decoding its middle frame; a frame image as any image."""
+        return _video_problem(path) if path.suffix.lower() in VIDEO_EXTENSIONS else check_image(path)
 
 
 def _video_problem(path: Path) -> str | None:

@@ -34,11 +34,10 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..datasets import IMAGE_EXTENSIONS, LabelledImages, MultiLabelImages
-from . import reader
+from . import SPLITS, labelled, reader
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("test", "train")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 KITTI_VEHICLES = frozenset({"Car", "Van", "Truck"})
@@ -79,12 +78,6 @@ def image_files(folder: Path) -> list[Path]:
 def check_split(dataset: str, split: str, splits: tuple[str, ...] = SPLITS) -> None:
     if split not in splits:
         raise ConfigError(f"{dataset} has the splits {', '.join(splits)}; got {split!r}")
-
-
-def labelled(paths: list[Path], labels: list[int], classes: list[str], source: Path) -> LabelledImages:
-    if not paths:
-        raise DataError(f"{source} lists no images")
-    return LabelledImages(paths, labels, classes, transform=None, source=str(source))
 
 
 def loadmat(path: Path, dataset: str, *keys: str) -> list[Any]:

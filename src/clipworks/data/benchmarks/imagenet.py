@@ -26,8 +26,8 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..datasets import LabelledImages
-from . import reader
-from .annotated import check_split, first_existing, image_files, inside, labelled, loadmat, need, read_lines
+from . import labelled, reader
+from .annotated import check_split, first_existing, image_files, inside, loadmat, need, read_lines
 
 WNID = re.compile(r"n\d{8}")
 

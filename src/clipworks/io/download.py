@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tqdm import tqdm
@@ -68,14 +69,20 @@ def _stamp(dest: Path) -> str:
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
-def _hash_file(path: Path, *, progress: bool, what: str) -> str:
+def _remember(dest: Path, sha256: str) -> None:
+    """Note that `dest`, as it is now (size, mtime), holds the file with this SHA-256."""
+    _note(dest).write_text(f"{sha256} {_stamp(dest)}\n")
+
+
+def _hash_file(path: Path, *, progress: bool, what: str) -> Any:
+    """The SHA-256 of the file so far (a hashlib object: a resumed download goes on updating it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
                                      desc=f"verifying {what}", disable=not progress, leave=False) as bar:
         while block := f.read(CHUNK):
             digest.update(block)
             bar.update(len(block))
-    return digest.hexdigest()
+    return digest
 
 
 def verified(dest: Path, sha256: str | None, *, progress: bool = True) -> bool:
@@ -88,9 +95,9 @@ def verified(dest: Path, sha256: str | None, *, progress: bool = True) -> bool:
     note = _note(dest)
     if note.is_file() and note.read_text().split() == [sha256, *_stamp(dest).split()]:
         return True
-    actual = _hash_file(dest, progress=progress, what=dest.name)
+    actual = _hash_file(dest, progress=progress, what=dest.name).hexdigest()
     if actual == sha256:
-        note.write_text(f"{sha256} {_stamp(dest)}\n")
+        _remember(dest, sha256)
         return True
     print(f"{dest}: SHA-256 {actual} is not the expected {sha256}; deleted it", file=sys.stderr)
     dest.unlink()
@@ -150,13 +157,9 @@ def _download(url: str, dest: Path, sha256: str | None, *, progress: bool, timeo
     except (urllib.error.URLError, OSError) as e:  # no network, refused, DNS, timeout
         reason = getattr(e, "reason", e)
         raise DownloadError(f"could not download {url}: {reason}; {by_hand(url, dest)}") from None
-    digest = hashlib.sha256()
     if response is not None and response.status != 206:  # a fresh download, or a server that ignores Range
         start = 0
-    if start:
-        with open(part, "rb") as f:
-            while block := f.read(CHUNK):
-                digest.update(block)
+    digest = _hash_file(part, progress=progress, what=part.name) if start else hashlib.sha256()
     if response is not None:
         _stream(response, part, start, digest, url, dest, progress=progress)
     actual = digest.hexdigest()
@@ -167,7 +170,7 @@ def _download(url: str, dest: Path, sha256: str | None, *, progress: bool, timeo
                             f"{by_hand(url, dest)}")
     os.replace(part, dest)
     if sha256 is not None:
-        _note(dest).write_text(f"{sha256} {_stamp(dest)}\n")
+        _remember(dest, sha256)
 
 
 def _stream(response, part: Path, start: int, digest, url: str, dest: Path, *, progress: bool) -> None:

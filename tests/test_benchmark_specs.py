@@ -140,6 +140,30 @@ def test_objectnet_maps_125_imagenet_classes_onto_its_113() -> None:
         assert benchmark_metric(s, columns, torch.tensor([alarm]))["score"] == 1.0
 
 
+OPENAI_MODELS = ("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336")
+
+
+def test_paper_figures_are_table11s_nine_models_and_table16s_one_row() -> None:
+    from clipworks.evaluation.benchmark import paper_model
+
+    assert all(paper_model(name) == name for name in OPENAI_MODELS)  # the keys the table looks figures up by
+    for name in TABLE9_CLASSES:
+        s = spec(name)
+        assert tuple(s.paper) == OPENAI_MODELS and all(0 < v <= 100 for v in s.paper.values()), name
+        assert "Table 11" in s.paper_source and "Table11.png" in s.paper_source, name
+    # Cells as the table prints them: its first and last rows, and RN50's CIFAR10 and MNIST (as openai/CLIP#164
+    # quotes them).
+    assert [spec(n).paper["RN50"] for n in ("food101", "cifar10", "mnist", "imagenet")] == [81.1, 75.6, 66.6, 59.6]
+    assert [spec(n).paper["ViT-L-14-336"] for n in ("food101", "kitti_distance", "imagenet")] == [93.8, 21.9, 76.2]
+    # Table 16's one zero-shot row: its ImageNet figure is ViT-L/14@336px's in Table 11, the model it is filed under.
+    shifts = {n: spec(n).paper for n in ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r", "objectnet")}
+    assert shifts == {"imagenet_v2": {"ViT-L-14-336": 70.1}, "imagenet_sketch": {"ViT-L-14-336": 60.2},
+                      "imagenet_a": {"ViT-L-14-336": 77.2}, "imagenet_r": {"ViT-L-14-336": 88.9},
+                      "objectnet": {"ViT-L-14-336": 72.3}}
+    assert all("Table 16" in spec(n).paper_source and "(76.2)" in spec(n).paper_source for n in shifts)
+    assert spec("mscoco").paper == {} and spec("mscoco").paper_source == ""
+
+
 def test_every_data_file_is_used_and_shipped_as_package_data() -> None:
     files = {p.name for p in DATA.iterdir() if p.name.endswith(".json")}
     assert files == {f"{name}.json" for name, s in SPECS.items() if s.task != "retrieval"}

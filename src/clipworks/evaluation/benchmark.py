@@ -371,7 +371,8 @@ def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = (), models
     order = {name: i for i, name in enumerate([*datasets, *(name for name in SPECS if name not in datasets)])}
     rank = {name: i for i, name in enumerate(models)}
     md = ["# Benchmark", "", "Scores in percent: each dataset's metric as the paper reports it (Table 9). A `(paper)` "
-          "row gives the paper's published zero-shot figure for that OpenAI model; `-` means not evaluated.", ""]
+          "row gives the paper's published zero-shot figure for that OpenAI model (Table 11; for the ImageNet shifts "
+          "Table 16, ViT-L/14@336px only); `-` means not evaluated.", ""]
     rows_csv: list[dict[str, Any]] = []
     header = ["task", "model", "source"]
     for task in TASKS:

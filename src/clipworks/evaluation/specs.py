@@ -23,8 +23,9 @@ ImageNet-A and -R cover 200 of ImageNet's classes: `class_subset[i]` is the Imag
 sorted WordNet ids), and `classnames` are those ImageNet names, so a 200-way classifier built from `classnames`
 equals ImageNet's 1000-way one restricted to the subset. ObjectNet's 113 ImageNet-overlapping classes cover 125
 ImageNet classes (ImageNet Testbed's mapping): `class_subset` lists those 125, `class_labels[j]` the ObjectNet label
-(index into `label_names`, its sorted folder names) that column j stands for. `paper` holds published zero-shot
-figures in percent.
+(index into `label_names`, its sorted folder names) that column j stands for. `paper` holds the paper's published
+zero-shot figures in percent per OpenAI model, and `paper_source` says where they were read: Table 11 for the 27
+datasets (all nine models), Table 16 for the ImageNet shifts (its one zero-shot row, ViT-L/14@336px).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class BenchmarkSpec:
     templates: tuple[str, ...]           # "{}" where the name goes (empty for retrieval)
     metric: Metric                       # the headline number of Table 9 for this dataset
     paper: dict[str, float] = field(default_factory=dict)  # published zero-shot % per OpenAI model ("ViT-B-32")
+    paper_source: str = ""               # where `paper`'s figures were read (table, column, copy of the table)
     classes_from: str | None = None      # "imagenet" for the distribution shifts: names/templates are ImageNet's
     class_subset: tuple[int, ...] = ()   # indices into the parent's classes (ImageNet-A/R: 200, ObjectNet: 125)
     class_labels: tuple[int, ...] = ()   # reader label of each class when several share one (ObjectNet: 125 -> 113)
@@ -112,6 +114,7 @@ def _load(name: str) -> BenchmarkSpec:
         templates=templates,
         metric=_METRICS.get(name, "accuracy"),
         paper={model: float(value) for model, value in doc.get("paper", {}).items()},
+        paper_source=doc.get("paper_source", ""),
         classes_from=doc.get("classes_from"),
         class_subset=subset,
         class_labels=tuple(doc.get("class_labels", ())),

@@ -360,3 +360,14 @@ def test_multilabel_targets_synonyms_and_shared_labels_reach_the_metric(tiny_run
     benchmark.check_classes(type("D", (), {"classes": ["colour"]})(), spec, ["red", "blue"], tmp_path)
     with pytest.raises(DataError, match="the reader found 2 classes but the dataset's spec has 1"):
         benchmark.check_classes(type("D", (), {"classes": ["a", "b"]})(), spec, ["red", "blue"], tmp_path)
+
+    # A dataset's own names (its metadata's spelling) must come in the spec's order; other names are not compared.
+    birds = BenchmarkSpec("birds", "classification", ("Allens Hummingbird", "Black capped Chickadee"), ("{}",),
+                          "accuracy")
+    folders = type("D", (), {"classes": ["Allens_Hummingbird", "Black_capped_Chickadee"]})()
+    benchmark.check_classes(folders, birds, birds.classnames, tmp_path)
+    benchmark.check_classes(type("D", (), {"classes": ["001", "002"]})(), birds, birds.classnames, tmp_path)
+    folders.classes.reverse()
+    with pytest.raises(DataError, match=r"class 0 is 'Black_capped_Chickadee' but the spec's class 0 is 'Allens "
+                                        r"Hummingbird'.*benchmark_data/birds.json in the dataset's order"):
+        benchmark.check_classes(folders, birds, birds.classnames, tmp_path)

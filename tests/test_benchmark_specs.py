@@ -102,6 +102,21 @@ def test_names_and_templates_are_prompts_md_in_the_readers_label_order() -> None
     assert spec("kinetics700").classnames == tuple(sorted(spec("kinetics700").classnames))
 
 
+def test_cars_fgvc_and_birdsnap_orders() -> None:
+    # Cars: tensorflow/datasets' cars196 _NAMES, indexed by the annotations' 1-based class (devkit order), has
+    # these names in this order; e.g. its class 6 is the Integra, out of alphabetical order.
+    cars = spec("cars").classnames
+    assert cars[0] == "AM General Hummer SUV 2000" and cars[5] == "Acura Integra Type R 2001"
+    assert cars[195] == "smart fortwo Convertible 2012"
+    # FGVC: prompts.md's order, which is code-point order ("BAE 146-200" before "BAE-125", "CRJ-900" before "Cessna").
+    fgvc = spec("fgvc_aircraft").classnames
+    assert fgvc == tuple(sorted(fgvc)) and fgvc[37:40] == ("BAE 146-200", "BAE 146-300", "BAE-125")
+    # Birdsnap: the reader sorts the species folders (names with underscores); that order is these names' order.
+    birds = spec("birdsnap").classnames
+    assert birds == tuple(sorted(birds)) == tuple(b.replace("_", " ") for b in sorted(n.replace(" ", "_")
+                                                                                      for n in birds))
+
+
 def test_fer2013_keeps_every_name_of_a_class() -> None:
     s = spec("fer2013")
     assert s.synonyms[5] == ("surprised", "shocked", "spooked")

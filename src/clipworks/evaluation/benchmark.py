@@ -257,14 +257,27 @@ def _truth(dataset: Any, kept: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(targets if targets is not None else dataset.labels)[kept])
 
 
+def _bare(name: str) -> str:
+    """A class name as lower-case letters and digits only: a reader's "Allens_Hummingbird" is "Allens Hummingbird"."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
 def check_classes(dataset: Any, spec_: BenchmarkSpec, names: Sequence[str], data: Path) -> None:
     """A reader's classes and a spec's labels must pair up one to one (a mismatch would score against wrong labels).
-    Where several classes share a label (ObjectNet's 125 ImageNet classes for its 113), the labels are counted."""
+    Where several classes share a label (ObjectNet's 125 ImageNet classes for its 113), the labels are counted.
+    Where the dataset's own class names are the spec's names in another order (read from the dataset's metadata:
+    Cars' cars_meta.mat, FGVC's variants.txt, Birdsnap's folders), the spec's order is wrong for these files."""
     classes = getattr(dataset, "classes", None)
     class_labels = getattr(spec_, "class_labels", ())
     n_labels = max(class_labels) + 1 if class_labels else len(names)
     if classes and len(classes) != n_labels:
         raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec has {n_labels}")
+    theirs, ours = [_bare(str(c)) for c in classes or ()], [_bare(n) for n in names]
+    if theirs != ours and sorted(theirs) == sorted(ours) and len(set(ours)) == len(ours):
+        i = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+        raise DataError(f"{data}: the dataset's class {i} is {classes[i]!r} but the spec's class {i} is {names[i]!r}; "
+                        f"its names are the spec's in another order, which would score against wrong labels: put "
+                        f"the classnames of benchmark_data/{spec_.name}.json in the dataset's order")
 
 
 def label_pool(spec_: BenchmarkSpec) -> Callable[[torch.Tensor], torch.Tensor] | None:

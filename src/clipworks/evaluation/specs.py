@@ -12,12 +12,14 @@ The label order is the contract with the readers (`clipworks.data.benchmarks`): 
     CIFAR: batches.meta order · folder datasets (DTD, EuroSAT, RESISC45, Country211 ISO codes, Caltech101 with
     BACKGROUND_Google, ImageNet WordNet ids, ImageNet-Sketch/-A/-R, rendered SST2): sorted folder names ·
     Food-101 meta/classes.txt · SUN397 ClassName.txt · Stanford Cars cars_meta.mat · FGVC variants.txt ·
-    Flowers-102 label 1..102 · Pets breed ids 1..37 (names sorted ignoring case) · Birdsnap species.txt ids ·
+    Flowers-102 label 1..102 · Pets breed ids 1..37 (names sorted ignoring case) · Birdsnap sorted folders ·
     UCF101 classInd.txt · Kinetics sorted names · GTSRB class ids 0..42 · KITTI distance VTAB's 4 bins ·
     CLEVR counts 3..10 · hateful memes [not hateful, hateful] · PCam [no tumor, tumor] · STL-10 class_names.txt ·
     MNIST 0..9 · FER2013 emotion ids 0..6 · VOC 2007 devkit order · ImageNetV2 folders 0..999 as numbers.
 Where that order differs from prompts.md's listing (Pets, VOC 2007, EuroSAT, UCF101, CLEVR, SUN397's jail pair) the
-same names are reordered, and the JSON's `note` says so.
+same names are reordered, and the JSON's `note` says so. A reader that returns the dataset's own names (Cars from
+cars_meta.mat, FGVC from variants.txt, Birdsnap's folders, ...) is refused by the benchmark when they are the spec's
+names in another order (`benchmark.check_classes`).
 
 ImageNet-A and -R cover 200 of ImageNet's classes: `class_subset[i]` is the ImageNet index of their label i (their
 sorted WordNet ids), and `classnames` are those ImageNet names, so a 200-way classifier built from `classnames`

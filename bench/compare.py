@@ -22,7 +22,7 @@ from pathlib import Path
 
 import open_clip
 import torch
-from timing import append_results, cpu_line, median_time, paired
+from timing import append_results, cpu_line, median_time, paired, paired_blocks
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTokenizerFast
 
@@ -116,8 +116,8 @@ def onnx_rows(repeats: int) -> list[str]:
             reference = ours.encode_image(x)
             for label, model in fast.items():
                 dtype = resolve_precision("auto").dtype if label == "auto" else torch.float32
-                t_ort, t_ours = paired(lambda: session.run(None, feed), lambda: model.encode_image(x.to(dtype)),
-                                       repeats)
+                t_ort, t_ours = paired_blocks(lambda: session.run(None, feed),
+                                              lambda: model.encode_image(x.to(dtype)), repeats)
                 cos = torch.nn.functional.cosine_similarity(model.encode_image(x.to(dtype)).float(), reference).min()
                 rows.append(f"| image {name} | {batch} | ONNX Runtime fp32 vs ours optimized {label} | "
                             f"{batch / t_ort:.1f} | {batch / t_ours:.1f} | **{t_ort / t_ours:.2f}×** | | {cos:.5f} |")

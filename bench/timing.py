@@ -35,7 +35,8 @@ def cpu_line() -> str:
     emulated = " ".join(f"{k}={os.environ[k]}" for k in _EMULATION_VARIABLES if k in os.environ)
     return (f"CPU class {info.label} (capability {info.capability}, native bf16 {info.native_bf16}); 512^2 matmul "
             f"fp32 {matmul_rate(torch.float32):.0f} GFLOP/s, bf16 {matmul_rate(torch.bfloat16):.1f} GFLOP/s; "
-            f"{torch.get_num_threads()} threads" + (f"; emulated with {emulated}" if emulated else ""))
+            f"{torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            + (f"; emulated with {emulated}" if emulated else ""))
 
 
 def append_results(title: str, versions: str, intro: str, table: list[str]) -> None:
@@ -67,6 +68,21 @@ def paired(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tu
             t = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def paired_blocks(a: Callable[[], object], b: Callable[[], object], repeats: int, block: int = 4) -> tuple[float, float]:
+    """Median times of a and b, measured in alternating blocks of `block` calls, the first call of each block
+    discarded. For two engines with thread pools of their own (ONNX Runtime and torch): each pool spins for a while
+    after its call, and in `paired` that spin would run on the cores the other engine's next call needs."""
+    ta, tb = [], []
+    for _ in range(max(1, repeats // (block - 1))):
+        for fn, out in ((a, ta), (b, tb)):
+            fn()
+            for _ in range(block - 1):
+                t = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t)
     return statistics.median(ta), statistics.median(tb)
 
 

@@ -98,11 +98,12 @@ def text_curve(work: Path, kinds: list[str], queries: np.ndarray, truth: np.ndar
         index_dir = work / f"idx_{kind}"
         if not (index_dir / "index.json").is_file():
             continue
-        spec = json.loads((index_dir / "index.json").read_text())["spec"]
+        manifest = json.loads((index_dir / "index.json").read_text())
+        spec, nlist = manifest["spec"], manifest["index"]["nlist"]
         index = Index.load(index_dir).faiss_index
         name, chosen = (("nprobe", spec["nprobe"]) if kind in ("ivf", "ivfpq", "opq-ivfpq") else
                         ("efSearch", spec["ef_search"]) if kind == "hnsw" else (None, None))
-        for setting in sorted({*SETTINGS, chosen}) if name else [None]:
+        for setting in sorted({v for v in SETTINGS if not nlist or v <= nlist} | {chosen}) if name else [None]:
             if name:
                 faiss.ParameterSpace().set_index_parameter(index, name, setting)
             recall, qps = text_recall(index, queries, truth)

@@ -1,11 +1,11 @@
-"""`clipworks embed` throughput per process on this CPU (issue 17): RN-Tiny and ViT-B-32 with random weights, one
-process (all cores) and two processes under torchrun (one core each), at the precision `auto` picks and at fp32.
-Appends a table to bench/RESULTS.md.
+"""`clipworks embed` throughput per process on this CPU (issue 17): RN-Tiny, ViT-B-32 or RN50 with random weights,
+one process (all cores, then one thread) and two processes under torchrun (one core each), at the precision `auto`
+picks and at fp32 (or the precisions given). Appends a table to bench/RESULTS.md.
 
 Images are the world's 64x64 PNGs (cheap to decode; resized to the model's input size by the transform), so the
 figures are the model's embedding speed plus a small decode cost, not a photo-decoding benchmark.
 
-    python bench/embed_throughput.py [--images 512] [--models RN-Tiny ViT-B-32]
+    python bench/embed_throughput.py [--images 512] [--models RN-Tiny ViT-B-32 RN50] [--precisions auto fp32]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--models", nargs="+", default=["RN-Tiny", "ViT-B-32"])
+    parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"])
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -51,7 +52,7 @@ def main() -> None:
         for name in args.models:
             torch.manual_seed(0)
             checkpoint = save_checkpoint(Path(tmp) / name, create_model(name))
-            for precision in ("auto", "fp32"):
+            for precision in args.precisions:
                 common = ["embed", str(images), "--checkpoint", str(checkpoint), "--precision", precision,
                           "--batch-size", str(args.batch_size), "--shard-size", "64", "--quiet"]
                 one = run([sys.executable, "-m", "clipworks.cli", *common, "--out", f"{tmp}/{name}-{precision}-1"])

@@ -1,7 +1,9 @@
 """`clipworks index build --from-embeddings`: clip-retrieval-layout directories the tests write (.npy shards and
-parquet metadata), a PQ index built under a budget that reaches recall@10 >= 0.9 on held-out queries, `search` and
-`serve` answering from the memory-mapped index file, and bad input as one line with exit code 2."""
+parquet metadata) and the real output of `clipworks embed`, a PQ index built under a budget that reaches recall@10
+>= 0.9 on held-out queries, `search` and `serve` answering from the memory-mapped index file, and bad input as one
+line with exit code 2."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -111,6 +113,37 @@ def test_cli_search_answers_text_queries_from_the_mapped_index(search_collection
     results = json.loads(capsys.readouterr().out)["results"]
     assert results[0]["path"] == str(search_collection.red.resolve())
     assert results[0]["caption"].startswith("image ") and len(results) == 3
+
+
+def test_the_output_of_clipworks_embed_is_indexed_and_found_by_text(search_collection, tmp_path, capsys):
+    # The collection's CSV, with a missing image before the red one: embed leaves it out, so from there on a
+    # global id (position in the shards) is no longer the input row, and the catalog must follow the parquet rows.
+    with open(search_collection.captions, newline="") as f:
+        rows = [(str(search_collection.captions.parent / r["filepath"]), r["caption"]) for r in csv.DictReader(f)]
+    red = next(i for i, (path, _) in enumerate(rows) if path == str(search_collection.red))
+    rows.insert(red, (str(tmp_path / "gone.png"), "a missing image"))
+    table = tmp_path / "data.csv"
+    with open(table, "w", newline="") as f:
+        csv.writer(f).writerows([("filepath", "caption"), *rows])
+    checkpoint = str(search_collection.checkpoint)
+    assert cli.main(["embed", str(table), "--checkpoint", checkpoint, "--out", str(tmp_path / "emb"),
+                     "--shard-size", "16", "--precision", "fp32", "--quiet"]) == 0  # fp16 vectors, 3 shards
+    capsys.readouterr()
+    assert cli.main(["index", "build", "--from-embeddings", str(tmp_path / "emb"), "--max-index-memory", "1MB",
+                     "--checkpoint", checkpoint, "--out", str(tmp_path / "idx"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "idx" / "index.json").read_text())
+    assert (manifest["count"], manifest["embed_dim"], manifest["index"]["kind"]) == (42, 128, "flat")
+
+    assert cli.main(["search", str(tmp_path / "idx"), search_collection.red_query, "-k", "5", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)["results"]
+    caption_of = {path: caption for path, caption in rows}
+    assert found[0]["path"] == str(search_collection.red)
+    assert found[0]["id"] == red  # the 43-row input's row red + 1, shifted by the missing image
+    assert all(hit["caption"] == caption_of[hit["path"]] for hit in found)  # ids map to their own rows
+    index = Index.load(tmp_path / "idx")
+    assert index.search(search_collection.blue_query, 1)[0].path == str(search_collection.blue)
+    vectors = np.concatenate([np.load(f) for f in sorted((tmp_path / "emb" / "img_emb").glob("*.npy"))])
+    assert [row[0].id for row in index.search_vectors(vectors.astype(np.float32), 1)] == list(range(42))
 
 
 def test_serve_answers_from_the_mapped_index(search_collection, model_index):

@@ -360,6 +360,15 @@ def test_multilabel_targets_synonyms_and_shared_labels_reach_the_metric(tiny_run
     benchmark.check_classes(type("D", (), {"classes": ["colour"]})(), spec, ["red", "blue"], tmp_path)
     with pytest.raises(DataError, match="the reader found 2 classes but the dataset's spec has 1"):
         benchmark.check_classes(type("D", (), {"classes": ["a", "b"]})(), spec, ["red", "blue"], tmp_path)
+    # ... and the reader's classes are its folders, which must come in the order of the spec's label_names.
+    object.__setattr__(spec, "class_labels", (0, 1))
+    object.__setattr__(spec, "label_names", ("bench", "full_sized_towel"))
+    benchmark.check_classes(type("D", (), {"classes": ["bench", "full_sized_towel"]})(), spec, ["red", "blue"],
+                            tmp_path)
+    with pytest.raises(DataError, match=r"class 0 is 'full_sized_towel' but the spec's class 0 is 'bench'.*put the "
+                                        r"label_names of benchmark_data/syn.json in the dataset's order"):
+        benchmark.check_classes(type("D", (), {"classes": ["full_sized_towel", "bench"]})(), spec, ["red", "blue"],
+                                tmp_path)
 
     # A dataset's own names (its metadata's spelling) must come in the spec's order; other names are not compared.
     birds = BenchmarkSpec("birds", "classification", ("Allens Hummingbird", "Black capped Chickadee"), ("{}",),

@@ -265,22 +265,27 @@ def test_imagenet_v2_sketch_a_r(tmp_path):
         read_imagenet_a(tmp_path, "train")
 
 
-def test_objectnet_keeps_the_classes_that_map_to_imagenet(tmp_path):
+def test_objectnet_keeps_the_classes_that_map_to_imagenet_in_folder_order(tmp_path):
     base = tmp_path / "objectnet-1.0"
-    text(base / "mappings" / "folder_to_objectnet_label.json",
-         json.dumps({"alarm_clock": "Alarm clock", "air_freshener": "Air freshener", "banana": "Banana"}))
+    # The folder full_sized_towel holds "Bath towel": labels follow the sorted folders (the spec's label_names),
+    # not the sorted label names, which would put it before "Bench".
+    text(base / "mappings" / "folder_to_objectnet_label.json", json.dumps(
+        {"alarm_clock": "Alarm clock", "air_freshener": "Air freshener", "full_sized_towel": "Bath towel",
+         "bench": "Bench"}))
     text(base / "mappings" / "objectnet_to_imagenet_1k.json",
-         json.dumps({"Banana": "banana", "Alarm clock": "analog clock; digital clock"}))
-    for rel in ("alarm_clock/1.png", "air_freshener/2.png", "banana/3.png", "banana/4.png"):
+         json.dumps({"Bench": "park bench", "Bath towel": "bath towel", "Alarm clock": "analog clock; digital clock"}))
+    for rel in ("alarm_clock/1.png", "air_freshener/2.png", "full_sized_towel/3.png", "bench/4.png", "bench/5.png"):
         image(base / "images" / rel)
     dataset = read_objectnet(tmp_path, "test")
-    assert dataset.classes == ["Alarm clock", "Banana"]
-    assert names(dataset) == ["1.png", "3.png", "4.png"] and dataset.labels == [0, 1, 1]
+    assert dataset.classes == ["alarm_clock", "bench", "full_sized_towel"]
+    assert names(dataset) == ["1.png", "4.png", "5.png", "3.png"] and dataset.labels == [0, 1, 1, 2]
     assert dataset.imagenet_indices is None  # without the ImageNet-side mapping files
     # imagenet_to_label_2012_v2: ImageNet 2012 labels by line; pytorch_to_imagenet_2012_id.json: index -> line
-    text(base / "mappings" / "imagenet_to_label_2012_v2", "tench, Tinca tinca\nbanana\ndigital clock\nanalog clock\n")
-    text(base / "mappings" / "pytorch_to_imagenet_2012_id.json", json.dumps({"0": 0, "954": 1, "530": 2, "409": 3}))
-    assert read_objectnet(tmp_path, "test").imagenet_indices == [[409, 530], [954]]
+    text(base / "mappings" / "imagenet_to_label_2012_v2",
+         "tench, Tinca tinca\npark bench\ndigital clock\nanalog clock\nbath towel\n")
+    text(base / "mappings" / "pytorch_to_imagenet_2012_id.json",
+         json.dumps({"0": 0, "703": 1, "530": 2, "409": 3, "434": 4}))
+    assert read_objectnet(tmp_path, "test").imagenet_indices == [[409, 530], [703], [434]]
 
 
 def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):

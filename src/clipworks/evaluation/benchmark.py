@@ -266,18 +266,21 @@ def check_classes(dataset: Any, spec_: BenchmarkSpec, names: Sequence[str], data
     """A reader's classes and a spec's labels must pair up one to one (a mismatch would score against wrong labels).
     Where several classes share a label (ObjectNet's 125 ImageNet classes for its 113), the labels are counted.
     Where the dataset's own class names are the spec's names in another order (read from the dataset's metadata:
-    Cars' cars_meta.mat, FGVC's variants.txt, Birdsnap's folders), the spec's order is wrong for these files."""
+    Cars' cars_meta.mat, FGVC's variants.txt, Birdsnap's folders), the spec's order is wrong for these files; a spec
+    with `label_names` (ObjectNet's folders) is compared by those."""
     classes = getattr(dataset, "classes", None)
     class_labels = getattr(spec_, "class_labels", ())
     n_labels = max(class_labels) + 1 if class_labels else len(names)
     if classes and len(classes) != n_labels:
         raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec has {n_labels}")
-    theirs, ours = [_bare(str(c)) for c in classes or ()], [_bare(n) for n in names]
+    expected = list(getattr(spec_, "label_names", ()) or names)
+    theirs, ours = [_bare(str(c)) for c in classes or ()], [_bare(n) for n in expected]
     if theirs != ours and sorted(theirs) == sorted(ours) and len(set(ours)) == len(ours):
         i = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
-        raise DataError(f"{data}: the dataset's class {i} is {classes[i]!r} but the spec's class {i} is {names[i]!r}; "
-                        f"its names are the spec's in another order, which would score against wrong labels: put "
-                        f"the classnames of benchmark_data/{spec_.name}.json in the dataset's order")
+        field_ = "label_names" if getattr(spec_, "label_names", ()) else "classnames"
+        raise DataError(f"{data}: the dataset's class {i} is {classes[i]!r} but the spec's class {i} is "
+                        f"{expected[i]!r}; its names are the spec's in another order, which would score against "
+                        f"wrong labels: put the {field_} of benchmark_data/{spec_.name}.json in the dataset's order")
 
 
 def label_pool(spec_: BenchmarkSpec) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -175,6 +175,27 @@ def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tin
     assert "Not evaluated" not in md
 
 
+def test_datasets_sharing_classes_encode_their_prompts_once(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipworks.evaluation.zeroshot import zero_shot_classifier
+    from clipworks.io.checkpoints import load_model
+
+    encoded = []
+    encode = benchmark.encode_texts
+    monkeypatch.setattr(benchmark, "encode_texts", lambda model, texts: encoded.append(len(texts)) or encode(model,
+                                                                                                        texts))
+    (world_root / "shifted").mkdir(exist_ok=True)
+    cells = benchmark.run_benchmark([str(tiny_run)], ["colours", "shifted"], root=world_root, out=tmp_path,
+                                    precision="fp32", progress=False, report=lambda line: None)
+    assert encoded == [len(COLOURS) * len(TEMPLATES)]  # "shifted" has colours' names and templates: no second time
+    assert cells[1].result["metrics"] == cells[0].result["metrics"]
+    model = load_model(tiny_run)  # the columns are zero_shot_classifier's, whether encoded together or apart
+    memo: dict = {}
+    benchmark.classifier(model, SPECS["colours"], COLOURS[:3], TEMPLATES, memo=memo)
+    torch.testing.assert_close(benchmark.classifier(model, SPECS["colours"], COLOURS, TEMPLATES, memo=memo),
+                               zero_shot_classifier(model, COLOURS, TEMPLATES))
+
+
 def test_a_labelled_set_of_ones_own_joins_the_table(tiny_run: Path, world_root: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     from clipworks.evaluation.commands import run_zeroshot

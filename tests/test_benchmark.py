@@ -175,6 +175,27 @@ def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tin
     assert "Not evaluated" not in md
 
 
+def test_datasets_sharing_classes_encode_their_prompts_once(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from clipworks.evaluation.zeroshot import zero_shot_classifier
+    from clipworks.io.checkpoints import load_model
+
+    encoded = []
+    encode = benchmark.encode_texts
+    monkeypatch.setattr(benchmark, "encode_texts", lambda model, texts: encoded.append(len(texts)) or encode(model,
+                                                                                                        texts))
+    (world_root / "shifted").mkdir(exist_ok=True)
+    cells = benchmark.run_benchmark([str(tiny_run)], ["colours", "shifted"], root=world_root, out=tmp_path,
+                                    precision="fp32", progress=False, report=lambda line: None)
+    assert encoded == [len(COLOURS) * len(TEMPLATES)]  # "shifted" has colours' names and templates: no second time
+    assert cells[1].result["metrics"] == cells[0].result["metrics"]
+    model = load_model(tiny_run)  # the columns are zero_shot_classifier's, whether encoded together or apart
+    memo: dict = {}
+    benchmark.classifier(model, SPECS["colours"], COLOURS[:3], TEMPLATES, memo=memo)
+    torch.testing.assert_close(benchmark.classifier(model, SPECS["colours"], COLOURS, TEMPLATES, memo=memo),
+                               zero_shot_classifier(model, COLOURS, TEMPLATES))
+
+
 def test_a_labelled_set_of_ones_own_joins_the_table(tiny_run: Path, world_root: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     from clipworks.evaluation.commands import run_zeroshot
@@ -360,6 +381,15 @@ def test_multilabel_targets_synonyms_and_shared_labels_reach_the_metric(tiny_run
     benchmark.check_classes(type("D", (), {"classes": ["colour"]})(), spec, ["red", "blue"], tmp_path)
     with pytest.raises(DataError, match="the reader found 2 classes but the dataset's spec has 1"):
         benchmark.check_classes(type("D", (), {"classes": ["a", "b"]})(), spec, ["red", "blue"], tmp_path)
+    # ... and the reader's classes are its folders, which must come in the order of the spec's label_names.
+    object.__setattr__(spec, "class_labels", (0, 1))
+    object.__setattr__(spec, "label_names", ("bench", "full_sized_towel"))
+    benchmark.check_classes(type("D", (), {"classes": ["bench", "full_sized_towel"]})(), spec, ["red", "blue"],
+                            tmp_path)
+    with pytest.raises(DataError, match=r"class 0 is 'full_sized_towel' but the spec's class 0 is 'bench'.*put the "
+                                        r"label_names of benchmark_data/syn.json in the dataset's order"):
+        benchmark.check_classes(type("D", (), {"classes": ["full_sized_towel", "bench"]})(), spec, ["red", "blue"],
+                                tmp_path)
 
     # A dataset's own names (its metadata's spelling) must come in the spec's order; other names are not compared.
     birds = BenchmarkSpec("birds", "classification", ("Allens Hummingbird", "Black capped Chickadee"), ("{}",),

@@ -1,18 +1,18 @@
 """The benchmark readers of data/benchmarks/arrays.py and folders.py, each on a tiny set written here in the
-dataset's exact on-disk format: exact classes, labels and paths, array pixels round-tripped exactly, one-line errors
-naming the missing file, CIFAR pickles read without running code, and the feature cache key of array sets."""
+dataset's exact on-disk format (with the format writers of benchmark_formats.py): exact classes, labels and paths,
+array pixels round-tripped exactly, one-line errors naming the missing file, CIFAR pickles read without running code,
+and the feature cache key of array sets."""
 
 import gzip
-import io
 import json
 import os
 import pickle
-import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_formats import cifar_rows, fer2013_csv, idx_bytes, py2_pickle, stl10_bytes, write_h5, write_image
 from PIL import Image
 
 from clipworks.data.benchmarks import READERS, open_benchmark
@@ -28,50 +28,11 @@ def pixels(n: int, *shape: int) -> np.ndarray:
     return RNG.integers(0, 256, size=(n, *shape), dtype=np.uint8)
 
 
-def write_image(path: Path, value: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = {".jpg": "JPEG", ".png": "PNG", ".ppm": "PPM"}[path.suffix]
-    Image.new("RGB", (4, 4), (value, 0, 0)).save(path, format=fmt)
-    return path
-
-
 def read_all(dataset: ArrayImages) -> np.ndarray:
     return np.stack([np.asarray(dataset._load(i)) for i in range(len(dataset))])
 
 
 # --- CIFAR: Python 2 pickles ------------------------------------------------------------------------------------
-
-
-class Py2Pickler(pickle._Pickler):
-    """Writes str and bytes as Python 2 byte strings (BINSTRING), as the CIFAR release's pickles hold them, and
-    numpy's reconstruct function under its numpy 1 module name (fixed up after dumping)."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_py2_str(self, obj: str | bytes) -> None:
-        data = obj if isinstance(obj, bytes) else obj.encode("latin1")
-        if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[str] = save_py2_str
-    dispatch[bytes] = save_py2_str
-
-
-def py2_pickle(path: Path, obj: object) -> None:
-    buffer = io.BytesIO()
-    Py2Pickler(buffer, protocol=2).dump(obj)
-    data = buffer.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
-    assert b"_core" not in data and b"_codecs" not in data  # as Python 2 and numpy 1 wrote them
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def cifar_planes(images: np.ndarray) -> np.ndarray:
-    """(N, 32, 32, 3) -> CIFAR's rows of 3072: the red plane, then green, then blue."""
-    return images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
 
 
 def test_cifar10_py2_pickles(tmp_path: Path) -> None:
@@ -80,10 +41,10 @@ def test_cifar10_py2_pickles(tmp_path: Path) -> None:
     py2_pickle(folder / "batches.meta", {"label_names": names, "num_cases_per_batch": 10000})
     test = pixels(3, 32, 32, 3)
     py2_pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": [3, 0, 9],
-                                       "data": cifar_planes(test), "filenames": ["a.png", "b.png", "c.png"]})
+                                       "data": cifar_rows(test), "filenames": ["a.png", "b.png", "c.png"]})
     train = pixels(10, 32, 32, 3)
     for i in range(5):
-        py2_pickle(folder / f"data_batch_{i + 1}", {"labels": [i, i + 1], "data": cifar_planes(train[2 * i:2 * i + 2])})
+        py2_pickle(folder / f"data_batch_{i + 1}", {"labels": [i, i + 1], "data": cifar_rows(train[2 * i:2 * i + 2])})
 
     for root in (tmp_path, folder):  # torchvision's root, or the batches folder itself
         dataset = open_benchmark("cifar10", root)
@@ -104,7 +65,7 @@ def test_cifar100_numpy2_pickles(tmp_path: Path) -> None:
     (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": fine, "coarse_label_names": ["x"]}, protocol=4))
     images = pixels(4, 32, 32, 3)
     (folder / "test").write_bytes(pickle.dumps({"fine_labels": [2, 1, 0, 2], "coarse_labels": [0] * 4,
-                                                "data": cifar_planes(images)}, protocol=4))
+                                                "data": cifar_rows(images)}, protocol=4))
     dataset = open_benchmark("cifar100", tmp_path)
     assert dataset.classes == fine and dataset.labels == [2, 1, 0, 2]
     np.testing.assert_array_equal(read_all(dataset), images)
@@ -142,16 +103,12 @@ def test_malicious_pickle_is_refused(tmp_path: Path) -> None:
 # --- MNIST, STL-10, FER2013, PCam --------------------------------------------------------------------------------
 
 
-def idx(array: np.ndarray) -> bytes:
-    return bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape) + array.tobytes()
-
-
 def test_mnist_plain_and_gz(tmp_path: Path) -> None:
     images, labels = pixels(5, 28, 28), np.array([7, 2, 1, 0, 4], np.uint8)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    (raw / "t10k-images-idx3-ubyte").write_bytes(idx(images))
-    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(labels))
+    (raw / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
     dataset = open_benchmark("mnist", tmp_path)
     assert dataset.classes == [str(d) for d in range(10)] and dataset.labels == [7, 2, 1, 0, 4]
     assert dataset.paths[4] == Path(f"{(raw / 't10k-images-idx3-ubyte').resolve()}#4")
@@ -160,13 +117,13 @@ def test_mnist_plain_and_gz(tmp_path: Path) -> None:
 
     bare = tmp_path / "bare"
     bare.mkdir()
-    (bare / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx(images[:2])))
-    (bare / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(labels[:2])))
+    (bare / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images[:2])))
+    (bare / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels[:2])))
     dataset = open_benchmark("mnist", bare, "train")
     assert dataset.labels == [7, 2]
     np.testing.assert_array_equal(read_all(dataset), images[:2])
 
-    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(labels)[:-1])
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels)[:-1])
     with pytest.raises(DataError, match="truncated"):
         open_benchmark("mnist", tmp_path)
 
@@ -177,7 +134,7 @@ def test_stl10_column_major_binary(tmp_path: Path) -> None:
     names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
     (folder / "class_names.txt").write_text("\n".join(names) + "\n")
     images = pixels(3, 96, 96, 3)
-    (folder / "test_X.bin").write_bytes(images.transpose(0, 3, 2, 1).tobytes())  # each image (3, 96, 96), column-major
+    (folder / "test_X.bin").write_bytes(stl10_bytes(images))
     (folder / "test_y.bin").write_bytes(bytes([1, 10, 4]))
     dataset = open_benchmark("stl10", tmp_path)
     assert dataset.classes == names and dataset.labels == [0, 9, 3]
@@ -190,9 +147,8 @@ def test_stl10_column_major_binary(tmp_path: Path) -> None:
 
 def test_fer2013_kaggle_csv_and_torchvision_files(tmp_path: Path) -> None:
     faces = pixels(4, 48, 48)
-    usage = ["Training", "PublicTest", "PrivateTest", "PrivateTest"]
-    rows = [f"{e},{' '.join(map(str, f.ravel()))},{u}" for e, f, u in zip([0, 3, 6, 2], faces, usage)]
-    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    emotions, usage = [0, 3, 6, 2], ["Training", "PublicTest", "PrivateTest", "PrivateTest"]
+    (tmp_path / "fer2013.csv").write_text(fer2013_csv(faces, emotions, usage))
     test = open_benchmark("fer2013", tmp_path)
     assert test.classes == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     assert test.labels == [6, 2]
@@ -203,13 +159,13 @@ def test_fer2013_kaggle_csv_and_torchvision_files(tmp_path: Path) -> None:
 
     icml = tmp_path / "icml"
     icml.mkdir()
-    (icml / "icml_face_data.csv").write_text("emotion, Usage, pixels\n" + "\n".join(
-        f"{e},{u},{' '.join(map(str, f.ravel()))}" for e, f, u in zip([0, 3, 6, 2], faces, usage)) + "\n")
+    (icml / "icml_face_data.csv").write_text(fer2013_csv(faces, emotions, usage, columns=("emotion", " Usage",
+                                                                                         " pixels")))
     assert open_benchmark("fer2013", icml).labels == [6, 2]
 
     tv = tmp_path / "tv" / "fer2013"
     tv.mkdir(parents=True)
-    (tv / "train.csv").write_text("emotion,pixels\n" + "\n".join(r.rsplit(",", 1)[0] for r in rows) + "\n")
+    (tv / "train.csv").write_text(fer2013_csv(faces, emotions))
     assert open_benchmark("fer2013", tv.parent, "train").labels == [0, 3, 6, 2]
     (tv / "test.csv").write_text("pixels\n" + " ".join(["0"] * 2304) + "\n")
     with pytest.raises(DataError, match="no labels: use fer2013.csv"):
@@ -220,16 +176,15 @@ def test_fer2013_kaggle_csv_and_torchvision_files(tmp_path: Path) -> None:
 
 
 def test_pcam_h5(tmp_path: Path) -> None:
-    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("h5py")
     parts = {"test": pixels(3, 96, 96, 3), "train": pixels(2, 96, 96, 3), "valid": pixels(2, 96, 96, 3)}
     labels = {"test": [1, 0, 1], "train": [0, 0], "valid": [1, 0]}
     folder = tmp_path / "pcam"
     folder.mkdir()
     for part, images in parts.items():
-        with h5py.File(folder / f"camelyonpatch_level_2_split_{part}_x.h5", "w") as f:
-            f["x"] = images
-        with h5py.File(folder / f"camelyonpatch_level_2_split_{part}_y.h5", "w") as f:
-            f["y"] = np.array(labels[part], np.uint8).reshape(-1, 1, 1, 1)
+        write_h5(folder / f"camelyonpatch_level_2_split_{part}_x.h5", "x", images)
+        write_h5(folder / f"camelyonpatch_level_2_split_{part}_y.h5", "y",
+                 np.array(labels[part], np.uint8).reshape(-1, 1, 1, 1))
     test = open_benchmark("pcam", tmp_path)
     assert test.labels == [1, 0, 1] and test.classes == ["no metastatic tissue", "metastatic tissue"]
     np.testing.assert_array_equal(read_all(test), parts["test"])
@@ -255,12 +210,12 @@ def test_array_cache_key_follows_the_source_file(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     images, labels = pixels(3, 28, 28), np.array([1, 2, 3], np.uint8)
-    (raw / "t10k-images-idx3-ubyte").write_bytes(idx(images))
-    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(labels))
+    (raw / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
     key = files_key(open_benchmark("mnist", tmp_path).paths)
     assert files_key(open_benchmark("mnist", tmp_path).paths) == key
     images[0, 0, 0] ^= 1
-    (raw / "t10k-images-idx3-ubyte").write_bytes(idx(images))  # same size: the mtime tells
+    (raw / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images))  # same size: the mtime tells
     os.utime(raw / "t10k-images-idx3-ubyte", ns=(1, 1))
     changed = files_key(open_benchmark("mnist", tmp_path).paths)
     assert changed != key
@@ -453,7 +408,7 @@ def test_open_benchmark_rejects_unknown_names_splits_and_roots(tmp_path: Path) -
 
 
 def test_multilabel_and_captioned_datasets_keep_their_rows_together(tmp_path: Path) -> None:
-    paths = [write_image(tmp_path / f"{i}.png", 10 * i) for i in range(3)]
+    paths = [write_image(tmp_path / f"{i}.png", Image.new("RGB", (4, 4), (10 * i, 0, 0))) for i in range(3)]
     targets = np.array([[0, 1, -1], [-1, 0, 1], [0, 0, 0]])
     multi = MultiLabelImages(paths, targets, ["cat", "dog", "car"], transform=None, source="voc")
     assert multi.labels == [1, 2, 0] and multi.targets.dtype == np.int8
@@ -479,8 +434,8 @@ def test_array_images_load_through_the_model_transform_and_a_loader(tmp_path: Pa
 
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "t10k-images-idx3-ubyte").write_bytes(idx(pixels(3, 28, 28)))
-    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx(np.array([5, 6, 7], np.uint8)))
+    (raw / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(pixels(3, 28, 28)))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([5, 6, 7], np.uint8)))
     dataset = open_benchmark("mnist", tmp_path)
     dataset.transform = image_transform(16)  # grey images come out as 3 channels, as the model expects
     images, labels = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate_skip_bad)))

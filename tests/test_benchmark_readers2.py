@@ -1,5 +1,6 @@
 """Benchmark readers of annotation-file, ImageNet-family, video and retrieval datasets, each on a tiny set written
-here in the dataset's own format (.mat through scipy, VOC XML, Karpathy JSON, split lists), with exact labels."""
+here in the dataset's own format (.mat through scipy, VOC XML, Karpathy JSON, split lists; the format writers of
+benchmark_formats.py), with exact labels."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io as sio
+from benchmark_formats import (
+    karpathy_json,
+    kitti_line,
+    mat_structs,
+    sentences,
+    voc_xml,
+    write_image,
+    write_mat,
+    write_text,
+    write_video,
+)
 from PIL import Image
 
 from clipworks.data.benchmarks import READERS, annotated, imagenet, retrieval, video  # noqa: F401 (registration)
@@ -35,18 +46,6 @@ from clipworks.data.benchmarks.video import read_kinetics700, read_ucf101
 from clipworks.errors import ConfigError, DataError
 
 
-def image(path: Path, size: tuple[int, int] = (4, 4)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (200, 30, 30)).save(path)
-    return path
-
-
-def text(path: Path, content: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content)
-    return path
-
-
 def names(dataset) -> list[str]:
     return [p.name for p in dataset.paths]
 
@@ -61,11 +60,10 @@ def test_cars_devkit_mat_files(tmp_path):
     base = tmp_path / "stanford_cars"  # torchvision's layout: root holds stanford_cars/
     (base / "devkit").mkdir(parents=True)
     classes = np.array(["AM General Hummer SUV 2000", "Acura RL Sedan 2012", "Audi R8"], dtype=object)
-    sio.savemat(base / "devkit" / "cars_meta.mat", {"class_names": classes})
-    annotations = np.array([("00002.jpg", 3), ("00001.jpg", 1)], dtype=[("fname", object), ("class", object)])
-    sio.savemat(base / "cars_test_annos_withlabels.mat", {"annotations": annotations})
-    sio.savemat(base / "devkit" / "cars_train_annos.mat",
-                {"annotations": np.array([("00009.jpg", 2)], dtype=[("fname", object), ("class", object)])})
+    write_mat(base / "devkit" / "cars_meta.mat", class_names=classes)
+    write_mat(base / "cars_test_annos_withlabels.mat",
+              annotations=mat_structs(("fname", "class"), [("00002.jpg", 3), ("00001.jpg", 1)]))
+    write_mat(base / "devkit" / "cars_train_annos.mat", annotations=mat_structs(("fname", "class"), [("00009.jpg", 2)]))
     (base / "cars_test").mkdir()
     (base / "cars_train").mkdir()
     test = read_cars(tmp_path, "test")
@@ -78,22 +76,22 @@ def test_cars_devkit_mat_files(tmp_path):
 
 def test_fgvc_aircraft_variant_lists(tmp_path):
     data = tmp_path / "fgvc-aircraft-2013b" / "data"
-    text(data / "variants.txt", "707-320\nBoeing 717\nA300B4\n")
-    text(data / "images_variant_test.txt", "1025794 A300B4\n0062765 Boeing 717\n")
-    text(data / "images_variant_trainval.txt", "1340192 707-320\n")
+    write_text(data / "variants.txt", "707-320\nBoeing 717\nA300B4\n")
+    write_text(data / "images_variant_test.txt", "1025794 A300B4\n0062765 Boeing 717\n")
+    write_text(data / "images_variant_trainval.txt", "1340192 707-320\n")
     test = read_fgvc_aircraft(tmp_path, "test")
     assert test.classes == ["707-320", "Boeing 717", "A300B4"]
     assert names(test) == ["1025794.jpg", "0062765.jpg"] and test.labels == [2, 1]
     assert read_fgvc_aircraft(tmp_path, "train").labels == [0]
-    text(data / "images_variant_test.txt", "1025794 Concorde\n")
+    write_text(data / "images_variant_test.txt", "1025794 Concorde\n")
     with pytest.raises(DataError, match="Concorde"):
         read_fgvc_aircraft(tmp_path, "test")
 
 
 def test_pets_class_ids_and_breed_names(tmp_path):
     ann = tmp_path / "oxford-iiit-pet" / "annotations"
-    text(ann / "test.txt", "Abyssinian_201 1 1 1\nbasset_hound_12 3 2 2\n")
-    text(ann / "trainval.txt", "american_bulldog_100 2 2 1\nAbyssinian_100 1 1 1\n")
+    write_text(ann / "test.txt", "Abyssinian_201 1 1 1\nbasset_hound_12 3 2 2\n")
+    write_text(ann / "trainval.txt", "american_bulldog_100 2 2 1\nAbyssinian_100 1 1 1\n")
     test = read_pets(tmp_path, "test")
     assert test.classes == ["Abyssinian", "american_bulldog", "basset_hound"]
     assert names(test) == ["Abyssinian_201.jpg", "basset_hound_12.jpg"] and test.labels == [0, 2]
@@ -104,7 +102,7 @@ def test_caltech101_keeps_background_and_splits_per_class(tmp_path):
     cats = tmp_path / "caltech101" / "101_ObjectCategories"
     for name in ("accordion", "Faces_easy", "BACKGROUND_Google", "Faces"):
         for i in range(4):
-            image(cats / name / f"image_{i:04d}.jpg")
+            write_image(cats / name / f"image_{i:04d}.jpg")
     train = read_caltech101(tmp_path, "train", n_train=3)
     test = read_caltech101(tmp_path, "test", n_train=3)
     assert train.classes == ["BACKGROUND_Google", "Faces", "Faces_easy", "accordion"]  # CLIP's order: background first
@@ -118,31 +116,31 @@ def test_caltech101_keeps_background_and_splits_per_class(tmp_path):
 def test_flowers102_mat_labels_and_setid(tmp_path):
     base = tmp_path / "flowers-102"
     base.mkdir()
-    sio.savemat(base / "imagelabels.mat", {"labels": np.array([[1, 3, 1, 2, 3]], dtype=np.uint8)})
-    sio.savemat(base / "setid.mat", {"trnid": np.array([[1]]), "valid": np.array([[4]]),
-                                     "tstid": np.array([[2, 3, 5]])})
+    write_mat(base / "imagelabels.mat", labels=np.array([[1, 3, 1, 2, 3]], dtype=np.uint8))
+    write_mat(base / "setid.mat", trnid=np.array([[1]]), valid=np.array([[4]]), tstid=np.array([[2, 3, 5]]))
     (base / "jpg").mkdir()
     test = read_flowers102(tmp_path, "test")
     assert names(test) == ["image_00002.jpg", "image_00003.jpg", "image_00005.jpg"]
     assert test.labels == [2, 0, 2] and test.classes == ["1", "2", "3"]
     train = read_flowers102(base, "train")  # trnid + valid
     assert names(train) == ["image_00001.jpg", "image_00004.jpg"] and train.labels == [0, 1]
-    sio.savemat(base / "setid.mat", {"trnid": np.array([[1]])})
+    write_mat(base / "setid.mat", trnid=np.array([[1]]))
     with pytest.raises(DataError, match="'valid'"):
         read_flowers102(tmp_path, "test")
 
 
 def test_birdsnap_species_and_test_list_leaves_out_missing_images(tmp_path, caplog):
     base = tmp_path / "birdsnap"
-    text(base / "species.txt", "id\tcommon\tscientific\tdir\n1\tAcorn Woodpecker\tMelanerpes\tAcorn_Woodpecker\n"
-                               "2\tAcadian Flycatcher\tEmpidonax\tAcadian_Flycatcher\n")
-    text(base / "images.txt", "url\tmd5\tpath\tspecies_id\n"
-                              "u\tm\tAcadian_Flycatcher/1.jpg\t2\nu\tm\tAcorn_Woodpecker/2.jpg\t1\n"
-                              "u\tm\tAcorn_Woodpecker/3.jpg\t1\nu\tm\tAcorn_Woodpecker/4.jpg\t1\n")
-    text(base / "test_images.txt", "path\nAcorn_Woodpecker/2.jpg\nAcadian_Flycatcher/1.jpg\nAcorn_Woodpecker/4.jpg\n")
+    write_text(base / "species.txt", "id\tcommon\tscientific\tdir\n1\tAcorn Woodpecker\tMelanerpes\tAcorn_Woodpecker\n"
+                                     "2\tAcadian Flycatcher\tEmpidonax\tAcadian_Flycatcher\n")
+    write_text(base / "images.txt", "url\tmd5\tpath\tspecies_id\n"
+                                    "u\tm\tAcadian_Flycatcher/1.jpg\t2\nu\tm\tAcorn_Woodpecker/2.jpg\t1\n"
+                                    "u\tm\tAcorn_Woodpecker/3.jpg\t1\nu\tm\tAcorn_Woodpecker/4.jpg\t1\n")
+    write_text(base / "test_images.txt",
+               "path\nAcorn_Woodpecker/2.jpg\nAcadian_Flycatcher/1.jpg\nAcorn_Woodpecker/4.jpg\n")
     images = base / "download" / "images"
     for rel in ("Acadian_Flycatcher/1.jpg", "Acorn_Woodpecker/2.jpg", "Acorn_Woodpecker/3.jpg"):
-        image(images / rel)
+        write_image(images / rel)
     test = read_birdsnap(tmp_path, "test")
     assert test.classes == ["Acadian_Flycatcher", "Acorn_Woodpecker"]  # sorted folder names, not species ids
     assert test.paths == [images / "Acadian_Flycatcher/1.jpg", images / "Acorn_Woodpecker/2.jpg"]
@@ -150,19 +148,14 @@ def test_birdsnap_species_and_test_list_leaves_out_missing_images(tmp_path, capl
     assert read_birdsnap(tmp_path, "train").labels == [1]
 
 
-VOC_XML = """<annotation><filename>{id}.jpg</filename>{objects}</annotation>"""
-VOC_OBJECT = "<object><name>{name}</name><pose>Left</pose><difficult>{difficult}</difficult></object>"
-
-
 def test_voc2007_multilabel_targets_with_difficult(tmp_path):
     base = tmp_path / "VOCdevkit" / "VOC2007"
     objects = {"000001": [("dog", 0), ("person", 1)], "000004": [("car", 1), ("car", 0), ("aeroplane", 1)],
                "000002": [("tvmonitor", 0)]}
     for id_, objs in objects.items():
-        body = "".join(VOC_OBJECT.format(name=n, difficult=d) for n, d in objs)
-        text(base / "Annotations" / f"{id_}.xml", VOC_XML.format(id=id_, objects=body))
-    text(base / "ImageSets" / "Main" / "test.txt", "000001\n000004\n")
-    text(base / "ImageSets" / "Main" / "trainval.txt", "000002\n")
+        write_text(base / "Annotations" / f"{id_}.xml", voc_xml(id_, objs))
+    write_text(base / "ImageSets" / "Main" / "test.txt", "000001\n000004\n")
+    write_text(base / "ImageSets" / "Main" / "trainval.txt", "000002\n")
     test = read_voc2007(tmp_path, "test")
     assert len(test.classes) == 20 and test.classes[:3] == ["aeroplane", "bicycle", "bird"]
     expected = np.zeros((2, 20), dtype=np.int8)
@@ -174,30 +167,25 @@ def test_voc2007_multilabel_targets_with_difficult(tmp_path):
     assert test.labels == [test.classes.index("dog"), test.classes.index("car")]
     assert names(test) == ["000001.jpg", "000004.jpg"]
     np.testing.assert_array_equal(read_voc2007(base, "train").targets[0], np.eye(20, dtype=np.int8)[19])
-    text(base / "Annotations" / "000002.xml", VOC_XML.format(id="000002", objects=VOC_OBJECT.format(
-        name="unicorn", difficult=0)))
+    write_text(base / "Annotations" / "000002.xml", voc_xml("000002", [("unicorn", 0)]))
     with pytest.raises(DataError, match="unicorn"):
         read_voc2007(base, "train")
-
-
-def kitti_line(kind: str, z: float) -> str:
-    return f"{kind} 0.00 0 -1.57 600.0 150.0 630.0 190.0 1.5 1.6 3.9 1.0 1.7 {z} 0.01"
 
 
 def test_kitti_distance_vtab_bins_and_tfds_drive_split(tmp_path):
     base = tmp_path
     drives = [f"2011_09_26_drive_{d:04d}_sync" for d in (1, 2, 5, 9, 11)]
     lines = [f"2011_09_26 {drives[i % 5]} {i:010d}" for i in range(10)]
-    text(base / "devkit_object" / "mapping" / "train_mapping.txt", "\n".join(lines) + "\n")
+    write_text(base / "devkit_object" / "mapping" / "train_mapping.txt", "\n".join(lines) + "\n")
     order = [3, 1, 10, 7, 2, 9, 4, 6, 5, 8]  # image i is line order[i] (1-based), as train_rand.txt says
-    text(base / "devkit_object" / "mapping" / "train_rand.txt", ",".join(map(str, order)) + "\n")
+    write_text(base / "devkit_object" / "mapping" / "train_rand.txt", ",".join(map(str, order)) + "\n")
     labels = {0: [kitti_line("Car", 5.0), "DontCare -1 -1 -10 1 1 2 2 -1 -1 -1 -1000 -1000 -1000 -10"],
               1: [kitti_line("Van", 15.0), kitti_line("Pedestrian", 3.0)], 2: [kitti_line("Truck", 30.0)],
               3: [kitti_line("Pedestrian", 4.0)], 4: [kitti_line("Car", 8.0), kitti_line("Car", 40.0)],
               5: [kitti_line("Car", 20.0)], 6: [kitti_line("Car", 20.5)], 7: [], 8: [kitti_line("Cyclist", 9.0)],
               9: [kitti_line("Tram", 2.0), kitti_line("Van", 999.5)]}
     for i, objs in labels.items():
-        text(base / "training" / "label_2" / f"{i:06d}.txt", "".join(o + "\n" for o in objs))
+        write_text(base / "training" / "label_2" / f"{i:06d}.txt", "".join(o + "\n" for o in objs))
     # TFDS's own formulation, on the global RandomState: the test drives, then (unused here) the validation drives
     drive_of = [lines[k - 1].split(" ")[1] for k in order]
     state = np.random.get_state()
@@ -219,20 +207,19 @@ def test_imagenet_class_folders_and_flat_devkit(tmp_path):
     wnids = [f"n{i:08d}" for i in range(1000)]
     for w in wnids:
         (tmp_path / "folders" / "val" / w).mkdir(parents=True)
-    image(tmp_path / "folders" / "val" / wnids[0] / "a.JPEG")
-    image(tmp_path / "folders" / "val" / wnids[999] / "b.JPEG")
+    write_image(tmp_path / "folders" / "val" / wnids[0] / "a.JPEG")
+    write_image(tmp_path / "folders" / "val" / wnids[999] / "b.JPEG")
     folders = read_imagenet(tmp_path / "folders", "test")
     assert folders.classes == wnids and folders.labels == [0, 999]
 
     flat = tmp_path / "flat"
     for n in (1, 2, 3):
-        image(flat / "val" / f"ILSVRC2012_val_{n:08d}.JPEG")
+        write_image(flat / "val" / f"ILSVRC2012_val_{n:08d}.JPEG")
     # ILSVRC2012_IDs are not in wnid order here, and one synset is not a leaf: labels follow the sorted leaf wnids
-    synsets = np.array([(1, "n02000000", 0), (2, "n01000000", 0), (3, "n03000000", 0), (1001, "n09999999", 3)],
-                       dtype=[("ILSVRC2012_ID", object), ("WNID", object), ("num_children", object)])
-    (flat / "ILSVRC2012_devkit_t12" / "data").mkdir(parents=True)
-    sio.savemat(flat / "ILSVRC2012_devkit_t12" / "data" / "meta.mat", {"synsets": synsets})
-    text(flat / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt", "3\n1\n2\n")
+    synsets = mat_structs(("ILSVRC2012_ID", "WNID", "num_children"),
+                          [(1, "n02000000", 0), (2, "n01000000", 0), (3, "n03000000", 0), (1001, "n09999999", 3)])
+    write_mat(flat / "ILSVRC2012_devkit_t12" / "data" / "meta.mat", synsets=synsets)
+    write_text(flat / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt", "3\n1\n2\n")
     dataset = read_imagenet(flat, "test")
     assert dataset.classes == ["n01000000", "n02000000", "n03000000"]
     assert names(dataset) == [f"ILSVRC2012_val_{n:08d}.JPEG" for n in (1, 2, 3)] and dataset.labels == [2, 1, 0]
@@ -244,16 +231,16 @@ def test_imagenet_class_folders_and_flat_devkit(tmp_path):
 def test_imagenet_v2_sketch_a_r(tmp_path):
     for folder in ("0", "5", "999"):
         (tmp_path / "v2" / "imagenetv2-matched-frequency-format-val" / folder).mkdir(parents=True)
-    image(tmp_path / "v2" / "imagenetv2-matched-frequency-format-val" / "5" / "x.jpeg")
-    image(tmp_path / "v2" / "imagenetv2-matched-frequency-format-val" / "999" / "y.jpeg")
+    write_image(tmp_path / "v2" / "imagenetv2-matched-frequency-format-val" / "5" / "x.jpeg")
+    write_image(tmp_path / "v2" / "imagenetv2-matched-frequency-format-val" / "999" / "y.jpeg")
     v2 = read_imagenet_v2(tmp_path / "v2", "test")
     assert v2.labels == [5, 999] and len(v2.classes) == 1000
 
     subset = sorted(f"n{7 * i + 3:08d}" for i in range(200))
     for w in subset:
         (tmp_path / "imagenet-a" / w).mkdir(parents=True)
-    image(tmp_path / "imagenet-a" / subset[1] / "1.jpg")
-    image(tmp_path / "imagenet-a" / subset[199] / "2.jpg")
+    write_image(tmp_path / "imagenet-a" / subset[1] / "1.jpg")
+    write_image(tmp_path / "imagenet-a" / subset[199] / "2.jpg")
     a = read_imagenet_a(tmp_path, "test")
     assert a.classes == subset and a.wnids == subset and a.labels == [1, 199]
     (tmp_path / "imagenet-r" / subset[0]).mkdir(parents=True)
@@ -265,34 +252,41 @@ def test_imagenet_v2_sketch_a_r(tmp_path):
         read_imagenet_a(tmp_path, "train")
 
 
-def test_objectnet_keeps_the_classes_that_map_to_imagenet(tmp_path):
+def test_objectnet_keeps_the_classes_that_map_to_imagenet_in_folder_order(tmp_path):
     base = tmp_path / "objectnet-1.0"
-    text(base / "mappings" / "folder_to_objectnet_label.json",
-         json.dumps({"alarm_clock": "Alarm clock", "air_freshener": "Air freshener", "banana": "Banana"}))
-    text(base / "mappings" / "objectnet_to_imagenet_1k.json",
-         json.dumps({"Banana": "banana", "Alarm clock": "analog clock; digital clock"}))
-    for rel in ("alarm_clock/1.png", "air_freshener/2.png", "banana/3.png", "banana/4.png"):
-        image(base / "images" / rel)
+    # The folder full_sized_towel holds "Bath towel": labels follow the sorted folders (the spec's label_names),
+    # not the sorted label names, which would put it before "Bench".
+    write_text(base / "mappings" / "folder_to_objectnet_label.json", json.dumps(
+        {"alarm_clock": "Alarm clock", "air_freshener": "Air freshener", "full_sized_towel": "Bath towel",
+         "bench": "Bench"}))
+    write_text(base / "mappings" / "objectnet_to_imagenet_1k.json",
+               json.dumps({"Bench": "park bench", "Bath towel": "bath towel",
+                           "Alarm clock": "analog clock; digital clock"}))
+    for rel in ("alarm_clock/1.png", "air_freshener/2.png", "full_sized_towel/3.png", "bench/4.png", "bench/5.png"):
+        write_image(base / "images" / rel)
     dataset = read_objectnet(tmp_path, "test")
-    assert dataset.classes == ["Alarm clock", "Banana"]
-    assert names(dataset) == ["1.png", "3.png", "4.png"] and dataset.labels == [0, 1, 1]
+    assert dataset.classes == ["alarm_clock", "bench", "full_sized_towel"]
+    assert names(dataset) == ["1.png", "4.png", "5.png", "3.png"] and dataset.labels == [0, 1, 1, 2]
     assert dataset.imagenet_indices is None  # without the ImageNet-side mapping files
     # imagenet_to_label_2012_v2: ImageNet 2012 labels by line; pytorch_to_imagenet_2012_id.json: index -> line
-    text(base / "mappings" / "imagenet_to_label_2012_v2", "tench, Tinca tinca\nbanana\ndigital clock\nanalog clock\n")
-    text(base / "mappings" / "pytorch_to_imagenet_2012_id.json", json.dumps({"0": 0, "954": 1, "530": 2, "409": 3}))
-    assert read_objectnet(tmp_path, "test").imagenet_indices == [[409, 530], [954]]
+    write_text(base / "mappings" / "imagenet_to_label_2012_v2",
+               "tench, Tinca tinca\npark bench\ndigital clock\nanalog clock\nbath towel\n")
+    write_text(base / "mappings" / "pytorch_to_imagenet_2012_id.json",
+               json.dumps({"0": 0, "703": 1, "530": 2, "409": 3, "434": 4}))
+    assert read_objectnet(tmp_path, "test").imagenet_indices == [[409, 530], [703], [434]]
 
 
 def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):
     lists = tmp_path / "ucfTrainTestlist"
-    text(lists / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
-    text(lists / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\nApplyeyeMakeup/v_ApplyEyeMakeup_g01_c02.avi\n"
-                                   "Archery/v_Archery_g02_c01.avi\n")
-    text(lists / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
+    write_text(lists / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
+    write_text(lists / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\nApplyeyeMakeup/v_ApplyEyeMakeup_g01_c02.avi\n"
+                                         "Archery/v_Archery_g02_c01.avi\n")
+    write_text(lists / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
     clip = tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01"
     for i, width in zip((1, 2, 10, 11), (5, 6, 7, 8)):  # frames of different widths: the middle one is known by
-        image(clip / f"frame_{i}.jpg", (width, 4))  # its size; frame_10 comes after frame_2
-    image(tmp_path / "UCF-101" / "ApplyeyeMakeup" / "v_ApplyEyeMakeup_g01_c02" / "f1.png", (9, 4))  # case differs
+        write_image(clip / f"frame_{i}.jpg", Image.new("RGB", (width, 4)))  # its size; frame_10 comes after frame_2
+    write_image(tmp_path / "UCF-101" / "ApplyeyeMakeup" / "v_ApplyEyeMakeup_g01_c02" / "f1.png",
+                Image.new("RGB", (9, 4)))  # the folder's case differs from the list's
     test = read_ucf101(tmp_path, "test")
     assert test.classes == ["ApplyEyeMakeup", "Archery"] and test.labels == [1, 0]
     assert test.paths[0] == clip / "frame_10.jpg"  # frame 4 // 2 of 1, 2, 10, 11
@@ -304,9 +298,9 @@ def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):
 
 
 def test_video_files_need_pyav(tmp_path, monkeypatch):
-    text(tmp_path / "ucfTrainTestlist" / "classInd.txt", "1 Archery\n")
-    text(tmp_path / "ucfTrainTestlist" / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
-    text(tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi", "not decoded here")
+    write_text(tmp_path / "ucfTrainTestlist" / "classInd.txt", "1 Archery\n")
+    write_text(tmp_path / "ucfTrainTestlist" / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
+    write_text(tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi", "not decoded here")
     monkeypatch.setattr(video.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match=r"pip install 'clipworks\[benchmarks\]'"):
         read_ucf101(tmp_path, "test")
@@ -314,12 +308,12 @@ def test_video_files_need_pyav(tmp_path, monkeypatch):
 
 def test_kinetics700_val_csv_and_clip_names(tmp_path):
     base = tmp_path / "k700-2020"
-    text(base / "annotations" / "val.csv", "label,youtube_id,time_start,time_end,split\n"
-                                           "zumba,abc123,12,22,val\nabseiling,XyZ_-9,0,10,val\n"
-                                           "abseiling,gone00,5,15,val\n")
+    write_text(base / "annotations" / "val.csv", "label,youtube_id,time_start,time_end,split\n"
+                                                 "zumba,abc123,12,22,val\nabseiling,XyZ_-9,0,10,val\n"
+                                                 "abseiling,gone00,5,15,val\n")
     for i in range(3):
-        image(base / "val" / "zumba" / "abc123_000012_000022" / f"{i:05d}.jpg", (3 + i, 3))
-    image(base / "val" / "abseiling" / "XyZ_-9_000000_000010" / "00000.jpg")
+        write_image(base / "val" / "zumba" / "abc123_000012_000022" / f"{i:05d}.jpg", Image.new("RGB", (3 + i, 3)))
+    write_image(base / "val" / "abseiling" / "XyZ_-9_000000_000010" / "00000.jpg")
     test = read_kinetics700(tmp_path, "test")
     assert test.classes == ["abseiling", "zumba"] and test.labels == [1, 0]
     assert test.paths[0].name == "00001.jpg" and test.paths[0].parent.name == "abc123_000012_000022"
@@ -327,38 +321,30 @@ def test_kinetics700_val_csv_and_clip_names(tmp_path):
         read_kinetics700(tmp_path, "train")
 
 
-def karpathy(images: list[dict]) -> str:
-    return json.dumps({"dataset": "x", "images": images})
-
-
-def sentences(*raw: str) -> list[dict]:
-    return [{"raw": r, "tokens": r.lower().split()} for r in raw]
-
-
 def test_flickr30k_and_mscoco_karpathy_test_split(tmp_path):
     five = [f"caption {i}." for i in range(5)]
-    text(tmp_path / "f" / "dataset_flickr30k.json", karpathy([
+    write_text(tmp_path / "f" / "dataset_flickr30k.json", karpathy_json([
         {"filename": "1000092795.jpg", "split": "train", "sentences": sentences(*five)},
         {"filename": "1007129816.jpg", "split": "test", "sentences": sentences(*five)},
         {"filename": "1009434119.jpg", "split": "test", "sentences": sentences("A dog . ", *five[1:])}]))
-    image(tmp_path / "f" / "flickr30k-images" / "1007129816.jpg")
+    write_image(tmp_path / "f" / "flickr30k-images" / "1007129816.jpg")
     flickr = read_flickr30k(tmp_path / "f", "test")
     assert names(flickr) == ["1007129816.jpg", "1009434119.jpg"]
     assert flickr.paths[0].parent.name == "flickr30k-images"
     assert flickr.captions == [five, ["A dog ."] + five[1:]]
 
-    text(tmp_path / "c" / "dataset_coco.json", karpathy([
+    write_text(tmp_path / "c" / "dataset_coco.json", karpathy_json([
         {"filepath": "val2014", "filename": "COCO_val2014_000000391895.jpg", "split": "test",
          "sentences": sentences(*five, "a sixth.")},
         {"filepath": "val2014", "filename": "COCO_val2014_000000522418.jpg", "split": "restval",
          "sentences": sentences(*five)}]))
-    image(tmp_path / "c" / "val2014" / "COCO_val2014_000000391895.jpg")
-    image(tmp_path / "c" / "val2014" / "COCO_val2014_000000522418.jpg")
+    write_image(tmp_path / "c" / "val2014" / "COCO_val2014_000000391895.jpg")
+    write_image(tmp_path / "c" / "val2014" / "COCO_val2014_000000522418.jpg")
     coco = read_mscoco(tmp_path / "c", "test")
     assert coco.paths == [tmp_path / "c" / "val2014" / "COCO_val2014_000000391895.jpg"]
     assert coco.captions == [five]  # the first five
     assert names(read_mscoco(tmp_path / "c", "train")) == ["COCO_val2014_000000522418.jpg"]
-    text(tmp_path / "c" / "dataset_coco.json", json.dumps({"images": [{"filename": "x.jpg"}]}))
+    write_text(tmp_path / "c" / "dataset_coco.json", json.dumps({"images": [{"filename": "x.jpg"}]}))
     with pytest.raises(DataError, match="Karpathy"):
         read_mscoco(tmp_path / "c", "test")
 
@@ -377,27 +363,14 @@ def test_missing_dataset_is_one_line_naming_the_file(tmp_path, name, expected):
     assert expected in str(e.value) and "\n" not in str(e.value)
 
 
-def write_video(path: Path, levels: list[int]) -> None:
-    """An MPEG-4 video at 10 fps whose frame i is uniformly grey at levels[i]."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for level in levels:
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), level, dtype=np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-
-
 @pytest.mark.parametrize("n_frames", [9, 10])
 def test_video_file_middle_frame(tmp_path, n_frames):
     pytest.importorskip("av")
     levels = [20 * i + 20 for i in range(n_frames)]
-    text(tmp_path / "ucfTrainTestlist" / "classInd.txt", "1 Archery\n")
-    text(tmp_path / "ucfTrainTestlist" / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
-    write_video(tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi", levels)
+    write_text(tmp_path / "ucfTrainTestlist" / "classInd.txt", "1 Archery\n")
+    write_text(tmp_path / "ucfTrainTestlist" / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
+    write_video(tmp_path / "UCF-101" / "Archery" / "v_Archery_g01_c01.avi",  # frame i uniformly grey at levels[i]
+                [np.full((32, 32, 3), level, dtype=np.uint8) for level in levels])
     dataset = read_ucf101(tmp_path, "test")
     dataset.transform = lambda im: np.asarray(im.convert("L")).mean()
     level, label = dataset[0]

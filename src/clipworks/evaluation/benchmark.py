@@ -45,7 +45,7 @@ from .prompts import DEFAULT_TEMPLATE
 from .results import markdown_table
 from .retrieval import recall_at_k_chunked
 from .specs import COLLECTIONS, SPECS, BenchmarkSpec, spec
-from .zeroshot import zero_shot_classifier, zero_shot_logits
+from .zeroshot import zero_shot_logits
 
 TASKS = ("zeroshot", "linear-probe", "retrieval")
 _TASK_TITLES = {"zeroshot": "Zero-shot", "linear-probe": "Linear probe", "retrieval": "Retrieval"}
@@ -166,6 +166,7 @@ class _LazyModel:
         self._loaded: tuple[Any, Callable] | None = None
         self._key: str | None = None
         self.probes: dict[str, dict[str, Any]] = {}  # linear probes fitted in this run, by training dataset
+        self.class_weights: dict[tuple, torch.Tensor] = {}  # zero-shot columns encoded in this run (`classifier`)
 
     def get(self) -> tuple[Any, Callable]:
         if self._loaded is None:
@@ -266,18 +267,21 @@ def check_classes(dataset: Any, spec_: BenchmarkSpec, names: Sequence[str], data
     """A reader's classes and a spec's labels must pair up one to one (a mismatch would score against wrong labels).
     Where several classes share a label (ObjectNet's 125 ImageNet classes for its 113), the labels are counted.
     Where the dataset's own class names are the spec's names in another order (read from the dataset's metadata:
-    Cars' cars_meta.mat, FGVC's variants.txt, Birdsnap's folders), the spec's order is wrong for these files."""
+    Cars' cars_meta.mat, FGVC's variants.txt, Birdsnap's folders), the spec's order is wrong for these files; a spec
+    with `label_names` (ObjectNet's folders) is compared by those."""
     classes = getattr(dataset, "classes", None)
     class_labels = getattr(spec_, "class_labels", ())
     n_labels = max(class_labels) + 1 if class_labels else len(names)
     if classes and len(classes) != n_labels:
         raise DataError(f"{data}: the reader found {len(classes)} classes but the dataset's spec has {n_labels}")
-    theirs, ours = [_bare(str(c)) for c in classes or ()], [_bare(n) for n in names]
+    expected = list(getattr(spec_, "label_names", ()) or names)
+    theirs, ours = [_bare(str(c)) for c in classes or ()], [_bare(n) for n in expected]
     if theirs != ours and sorted(theirs) == sorted(ours) and len(set(ours)) == len(ours):
         i = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
-        raise DataError(f"{data}: the dataset's class {i} is {classes[i]!r} but the spec's class {i} is {names[i]!r}; "
-                        f"its names are the spec's in another order, which would score against wrong labels: put "
-                        f"the classnames of benchmark_data/{spec_.name}.json in the dataset's order")
+        field_ = "label_names" if getattr(spec_, "label_names", ()) else "classnames"
+        raise DataError(f"{data}: the dataset's class {i} is {classes[i]!r} but the spec's class {i} is "
+                        f"{expected[i]!r}; its names are the spec's in another order, which would score against "
+                        f"wrong labels: put the {field_} of benchmark_data/{spec_.name}.json in the dataset's order")
 
 
 def label_pool(spec_: BenchmarkSpec) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -290,18 +294,26 @@ def label_pool(spec_: BenchmarkSpec) -> Callable[[torch.Tensor], torch.Tensor] |
     return lambda logits: pool_by_label(logits, class_labels)
 
 
-def classifier(model: Any, spec_: BenchmarkSpec, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
-    """(E, C) zero-shot weights; a class with several names (spec.synonyms, FER2013) averages every name x template
-    embedding into its weight."""
+def classifier(model: Any, spec_: BenchmarkSpec, names: Sequence[str], templates: Sequence[str], *,
+               memo: dict[tuple[tuple[str, ...], tuple[str, ...]], torch.Tensor] | None = None) -> torch.Tensor:
+    """(E, C) zero-shot weights, as `zero_shot_classifier`'s: a class's column is the normalised mean of its name x
+    template embeddings (a class with several names, spec.synonyms (FER2013), averages them all). `memo` keeps each
+    column by (names, templates) for the next dataset of the same model: ImageNet's 80,000 prompts are encoded once
+    for ImageNet and its five shifts, whose classes are ImageNet's."""
+    memo = {} if memo is None else memo
     synonyms = getattr(spec_, "synonyms", ())
-    if not synonyms:
-        return zero_shot_classifier(model, names, templates)
-    columns = []
-    for i, name in enumerate(names):
-        texts = [t.format(n) for n in (synonyms[i] if i < len(synonyms) and synonyms[i] else (name,))
-                 for t in templates]
-        columns.append(torch.nn.functional.normalize(encode_texts(model, texts).mean(dim=0), dim=0))
-    return torch.stack(columns, dim=1)
+    keys = [(tuple(synonyms[i]) if i < len(synonyms) and synonyms[i] else (name,), tuple(templates))
+            for i, name in enumerate(names)]
+    todo = [key for key in dict.fromkeys(keys) if key not in memo]
+    if todo:
+        texts = [t.format(n) for class_names, _ in todo for n in class_names for t in templates]
+        embeddings = encode_texts(model, texts)  # (sum of names x templates, E), L2-normalised rows
+        start = 0
+        for key in todo:
+            end = start + len(key[0]) * len(templates)
+            memo[key] = torch.nn.functional.normalize(embeddings[start:end].mean(dim=0), dim=0)
+            start = end
+    return torch.stack([memo[key] for key in keys], dim=1)
 
 
 def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
@@ -310,7 +322,7 @@ def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) ->
     names = names or list(dataset.classes)  # a NAME=PATH set's own names
     check_classes(dataset, spec_, names, data)
     x, kept = _features(model, dataset, **kw)
-    weights = classifier(model.get()[0], spec_, names, templates)
+    weights = classifier(model.get()[0], spec_, names, templates, memo=model.class_weights)
     metrics = benchmark_metric(spec_, zero_shot_logits(torch.from_numpy(x), weights), _truth(dataset, kept))
     return {"split": "test", "n_images": len(kept), "n_skipped": len(dataset) - len(kept), "n_classes": len(names),
             "n_templates": len(templates), "metrics": metrics, "columns": {spec_.name: metrics["score"]}}

@@ -10,8 +10,11 @@ Label order:
 - imagenet_a, imagenet_r: their 200 wnid folders, sorted: labels 0..199, `classes` and `wnids` the sorted wnids.
   The benchmark spec's `class_subset` gives those 200 classes' ImageNet indices, so zero-shot classifies among the
   200 names.
-- objectnet: the 113 ObjectNet classes that map to ImageNet-1k (the keys of `mappings/objectnet_to_imagenet_1k.json`)
-  in sorted order; `classes` are ObjectNet's label names. Images of the other 200 ObjectNet classes are left out.
+- objectnet: the 113 ObjectNet classes that map to ImageNet-1k (those whose label is a key of
+  `mappings/objectnet_to_imagenet_1k.json`), in the sorted order of their folder names (`folder_to_objectnet_label.json`
+  maps folder to label; alarm_clock, backpack, ...); `classes` are those folder names, as the benchmark spec's
+  `label_names`. Sorting the labels instead would not do: "Bath towel" is the folder full_sized_towel. Images of the
+  other 200 ObjectNet classes are left out.
   The images are read as they are (their 1-pixel border is not cropped). With the mappings folder's
   `pytorch_to_imagenet_2012_id.json` and `imagenet_to_label_2012_v2`, the dataset's `imagenet_indices[c]` are the
   ImageNet class indices ObjectNet class c maps to, for scoring a 1,000-way classifier by the best of them (as Taori
@@ -149,17 +152,17 @@ def read_objectnet(root: Path, split: str) -> LabelledImages:
     base = inside(root, "objectnet-1.0")
     folder_label = _json(base / "mappings" / "folder_to_objectnet_label.json", "objectnet")
     to_imagenet = _json(base / "mappings" / "objectnet_to_imagenet_1k.json", "objectnet")
-    classes = sorted(to_imagenet)
-    index = {name: i for i, name in enumerate(classes)}
+    folders = sorted(folder for folder, name in folder_label.items() if name in to_imagenet)
     images = need(base / "images", "objectnet")
     paths, labels = [], []
-    for folder, name in sorted(folder_label.items()):
-        if name in index and (images / folder).is_dir():
+    for label, folder in enumerate(folders):
+        if (images / folder).is_dir():
             files = image_files(images / folder)
             paths += files
-            labels += [index[name]] * len(files)
-    dataset = labelled(paths, labels, classes, images)
-    dataset.imagenet_indices = objectnet_imagenet_indices(base / "mappings", [to_imagenet[c] for c in classes])
+            labels += [label] * len(files)
+    dataset = labelled(paths, labels, folders, images)
+    dataset.imagenet_indices = objectnet_imagenet_indices(base / "mappings",
+                                                          [to_imagenet[folder_label[f]] for f in folders])
     return dataset
 
 

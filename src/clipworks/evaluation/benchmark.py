@@ -389,11 +389,12 @@ def _retrieval(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -
 def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = (), models: Sequence[str] = (),
                  datasets: Sequence[str] = ()) -> tuple[Path, Path]:
     """`<out>/table.md` and `<out>/table.csv` from every cell under `<out>/cells`, in percent: per task, a row per
-    model and a column per dataset, and a "(paper)" row under each of OpenAI's models. `models` and `datasets` (the
-    last run's) come first in their order; other datasets follow in the specs' order, other models by name."""
+    model and a column per dataset, and a "(paper)" row under each of OpenAI's models. Columns are in the paper's order
+    (Table 11's 27, then the ImageNet shifts, then retrieval) whatever order runs added them in, a user's own sets
+    after them in `datasets` order; rows put `models` (the last run's) first in their order, other models by name."""
     out = Path(out)
     cells = [c for c in (_read_cell(p) for p in sorted((out / "cells").glob("*/*/*.json"))) if c]
-    order = {name: i for i, name in enumerate([*datasets, *(name for name in SPECS if name not in datasets)])}
+    order = {name: i for i, name in enumerate([*SPECS, *(name for name in datasets if name not in SPECS)])}
     rank = {name: i for i, name in enumerate(models)}
     md = ["# Benchmark", "", "Scores in percent: each dataset's metric as the paper reports it (Table 9). A `(paper)` "
           "row gives the paper's published zero-shot figure for that OpenAI model (Table 11; for the ImageNet shifts "

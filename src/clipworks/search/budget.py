@@ -27,6 +27,7 @@ from ..errors import ConfigError
 FLAT_MAX_N = 100_000  # exact search of <= 100k vectors takes milliseconds per query: no need to approximate
 HNSW_MAX_N = 500_000  # the graph's build time grows fast with N on a few cores; IVF beyond
 HNSW_M = 32  # graph neighbours per vector
+HNSW_EF_CONSTRUCTION = 40  # candidates per insertion while the graph is built (faiss's default)
 PQ_NBITS = 8  # bits per sub-quantizer code: one byte, 256 centroids per sub-space
 OPQ_MIN_DIMS = 8  # dims per code byte from which a learnt rotation (OPQ) is worth its training time
 ID_BYTES = 8  # an int64 id per vector in IVF lists
@@ -62,6 +63,7 @@ class IndexPlan:
     pq_m: int | None = None  # PQ code bytes per vector
     pq_nbits: int | None = None
     hnsw_m: int | None = None
+    hnsw_ef_construction: int | None = None
 
 
 def default_nlist(n: int) -> int:
@@ -80,7 +82,8 @@ def plan_flat(n: int, dim: int) -> IndexPlan:
 
 def plan_hnsw(n: int, dim: int) -> IndexPlan:
     # floats, 2M int32 neighbours on level 0, ~4 bytes of upper levels, a level and an offset per vector
-    return IndexPlan("hnsw", f"HNSW{HNSW_M}", n * (dim * 4 + 2 * HNSW_M * 4 + 4 + 4 + 8), hnsw_m=HNSW_M)
+    return IndexPlan("hnsw", f"HNSW{HNSW_M}", n * (dim * 4 + 2 * HNSW_M * 4 + 4 + 4 + 8), hnsw_m=HNSW_M,
+                     hnsw_ef_construction=HNSW_EF_CONSTRUCTION)
 
 
 def plan_ivf(n: int, dim: int) -> IndexPlan:

@@ -68,6 +68,8 @@ def build_from_embeddings(source: str | Path, *, out: str | Path, max_memory: in
 
     started = time.perf_counter()
     index = faiss.index_factory(shards.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    if plan.hnsw_ef_construction:  # the factory string cannot say it
+        faiss.downcast_index(index).hnsw.efConstruction = plan.hnsw_ef_construction
     if plan.pq_m:
         # Polysemous training (Hamming-ordered codes, for a filter these indexes do not use) costs minutes.
         faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False

@@ -93,8 +93,8 @@ def build_kinds(source: Path, n: int, dim: int, kinds: list[str], work: Path, ch
         limits = [n if kind == "flat" else 0, n if kind == "hnsw" else 0]  # FLAT_MAX_N, HNSW_MAX_N in the child
         peak = work / f"peak_{name}.kB"
         command = [sys.executable, "-c", CHILD, str(peak), *map(str, limits), str(ef_construction), "index", "build",
-                   "--from-embeddings", str(source), "--max-index-memory", str(plan.bytes), "--out", str(out), "--quiet",
-                   *(["--checkpoint", checkpoint] if checkpoint else [])]
+                   "--from-embeddings", str(source), "--max-index-memory", str(plan.bytes), "--out", str(out),
+                   "--quiet", *(["--checkpoint", checkpoint] if checkpoint else [])]
         began = time.perf_counter()
         assert subprocess.run(command).returncode == 0, f"{kind}: build failed"
         m = json.loads((out / "index.json").read_text())
@@ -104,6 +104,7 @@ def build_kinds(source: Path, n: int, dim: int, kinds: list[str], work: Path, ch
                      "curve": m["recall_by_setting"], "estimated": m["index"]["bytes"],
                      "file": m["index"]["file_bytes"], "build_s": time.perf_counter() - began, "train_s": m["train_s"],
                      "recall": m["recall_at_10"], "queries_per_s": m["queries_per_s"],
+                     "text_recall": m.get("text_recall_at_10"), "decided_by": m.get("decided_by"),
                      "setting": m["spec"]["nprobe"] if m["index"]["nlist"] else m["spec"]["ef_search"]
                      if kind == "hnsw" else None, "peak": int(peak.read_text()) * 1024})
         print(rows[-1], flush=True)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import httpx
 import numpy as np
 import pyarrow as pa
@@ -264,6 +265,9 @@ def test_hnsw_and_ivf_flat_are_built_mapped_and_tuned(tmp_path, monkeypatch, kin
     database = clustered(4000, DIM, seed=0).astype(np.float16).astype(np.float32)
     hits = index.search_vectors(database[:5], 1)
     assert [row[0].id for row in hits] == [0, 1, 2, 3, 4]  # each row finds itself
+    if kind == "hnsw":  # the graph was built with the plan's efConstruction, not faiss's default (40)
+        assert faiss.downcast_index(index.faiss_index).hnsw.efConstruction == 80
+        assert manifest["index"]["hnsw_ef_construction"] == 80
 
 
 def captions_of(images: np.ndarray, seed: int) -> np.ndarray:

@@ -9,10 +9,12 @@ takes it. The rule offers flat only up to FLAT_MAX_N vectors and HNSW up to HNSW
 flat fits (flat is smaller than HNSW and IVF-Flat). To measure every kind at one N, the child process sets those two
 limits for its own kind: flat offered only in the flat row, HNSW offered (up to N) only in the HNSW row. The column
 "rule" says whether the unchanged rule takes that kind at that budget. recall@10 and queries/s are those the build
-measured on its 1,000 held-out rows at the setting it chose (index.json).
+measured on its 1,000 held-out rows at the setting it chose (index.json), with its recall@10 per setting tried.
+`--ef-construction 40,80` builds the HNSW row once per value (the child sets budget.HNSW_EF_CONSTRUCTION).
 
     python bench/budget_index.py --n 1000000                      # appends a table to bench/RESULTS.md
     python bench/budget_index.py --n 100000 --kinds flat,hnsw
+    python bench/budget_index.py --n 500000 --kinds hnsw --ef-construction 40,80,128
 """
 
 import argparse
@@ -28,23 +30,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from timing import append_results
 
-from clipworks.search.budget import (FLAT_MAX_N, HNSW_MAX_N, IndexPlan, choose_index, plan_flat, plan_hnsw,
-                                     plan_ivf, plan_ivfpq, pq_sizes)
+from clipworks.search.budget import (FLAT_MAX_N, HNSW_EF_CONSTRUCTION, HNSW_MAX_N, IndexPlan, choose_index,
+                                     plan_flat, plan_hnsw, plan_ivf, plan_ivfpq, pq_sizes)
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq", "opq-ivfpq")
-# The child: the rule's two size limits from argv, the CLI, then its peak RSS in kB into the file argv[1] names.
+# The child: the rule's two size limits and HNSW's efConstruction from argv, the CLI, then its peak RSS in kB into
+# the file argv[1] names.
 CHILD = """
 import re, sys
 from pathlib import Path
 from clipworks.search import budget
 from clipworks.cli import main
-budget.FLAT_MAX_N, budget.HNSW_MAX_N = int(sys.argv[2]), int(sys.argv[3])
-code = main(sys.argv[4:])
+budget.FLAT_MAX_N, budget.HNSW_MAX_N, budget.HNSW_EF_CONSTRUCTION = map(int, sys.argv[2:5])
+code = main(sys.argv[5:])
 Path(sys.argv[1]).write_text(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1])
 sys.exit(code)
 """
-HEADER = ["| kind | rule | faiss | estimated | file | build s | train s | recall@10 | nprobe / efSearch | "
-          "queries/s | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+HEADER = ["| kind | rule | faiss | efConstruction | estimated | file | build s | train s | recall@10 | "
+          "nprobe / efSearch | queries/s | peak RSS | recall@10 per setting tried |", "|---" * 13 + "|"]
 
 
 def write_collection(root: Path, n: int, dim: int, shard_rows: int = 250_000) -> None:
@@ -79,26 +82,29 @@ def largest_plans(n: int, dim: int) -> dict[str, IndexPlan]:
     return plans
 
 
-def build_kinds(source: Path, n: int, dim: int, kinds: list[str], work: Path,
-                checkpoint: str | None = None) -> list[dict]:
-    """Build each kind from `source` into work/idx_KIND in its own process; what each build measured, with its
-    wall time and its process's peak RSS."""
+def build_kinds(source: Path, n: int, dim: int, kinds: list[str], work: Path, checkpoint: str | None = None,
+                ef_construction: int = HNSW_EF_CONSTRUCTION) -> list[dict]:
+    """Build each kind from `source` into work/idx_KIND in its own process (HNSW with this efConstruction); what each
+    build measured, with its wall time and its process's peak RSS."""
     plans, rows = largest_plans(n, dim), []
     for kind in kinds:
-        plan, out = plans[kind], work / f"idx_{kind}"
+        name = kind if kind != "hnsw" or ef_construction == HNSW_EF_CONSTRUCTION else f"hnsw_ef{ef_construction}"
+        plan, out = plans[kind], work / f"idx_{name}"
         limits = [n if kind == "flat" else 0, n if kind == "hnsw" else 0]  # FLAT_MAX_N, HNSW_MAX_N in the child
-        peak = work / f"peak_{kind}.kB"
-        command = [sys.executable, "-c", CHILD, str(peak), *map(str, limits), "index", "build", "--from-embeddings",
-                   str(source), "--max-index-memory", str(plan.bytes), "--out", str(out), "--quiet",
-                   *(["--checkpoint", checkpoint] if checkpoint else [])]
+        peak = work / f"peak_{name}.kB"
+        command = [sys.executable, "-c", CHILD, str(peak), *map(str, limits), str(ef_construction), "index", "build",
+                   "--from-embeddings", str(source), "--max-index-memory", str(plan.bytes), "--out", str(out),
+                   "--quiet", *(["--checkpoint", checkpoint] if checkpoint else [])]
         began = time.perf_counter()
         assert subprocess.run(command).returncode == 0, f"{kind}: build failed"
         m = json.loads((out / "index.json").read_text())
         assert m["index"]["kind"] == kind, (kind, m["index"])
         rows.append({"kind": kind, "rule": choose_index(n, dim, plan.bytes).kind == kind, "out": out,
-                     "factory": m["index"]["factory"], "estimated": m["index"]["bytes"],
+                     "factory": m["index"]["factory"], "ef_construction": m["index"].get("hnsw_ef_construction"),
+                     "curve": m["recall_by_setting"], "estimated": m["index"]["bytes"],
                      "file": m["index"]["file_bytes"], "build_s": time.perf_counter() - began, "train_s": m["train_s"],
                      "recall": m["recall_at_10"], "queries_per_s": m["queries_per_s"],
+                     "text_recall": m.get("text_recall_at_10"), "decided_by": m.get("decided_by"),
                      "setting": m["spec"]["nprobe"] if m["index"]["nlist"] else m["spec"]["ef_search"]
                      if kind == "hnsw" else None, "peak": int(peak.read_text()) * 1024})
         print(rows[-1], flush=True)
@@ -120,9 +126,11 @@ def baseline_rss() -> int:
 
 
 def table_row(r: dict) -> str:
-    return (f"| {r['kind']} | {'yes' if r['rule'] else 'no'} | {r['factory']} | {r['estimated'] / 1e6:,.1f} MB | "
-            f"{r['file'] / 1e6:,.1f} MB | {r['build_s']:.0f} | {r['train_s']:.0f} | {r['recall']:.3f} | "
-            f"{r['setting'] or '-'} | {r['queries_per_s']:,.0f} | {r['peak'] / 1e9:.2f} GB |")
+    curve = ", ".join(f"{setting}: {recall:.3f}" for setting, recall in r["curve"].items() if setting != "None")
+    return (f"| {r['kind']} | {'yes' if r['rule'] else 'no'} | {r['factory']} | {r['ef_construction'] or '-'} | "
+            f"{r['estimated'] / 1e6:,.1f} MB | {r['file'] / 1e6:,.1f} MB | {r['build_s']:.0f} | {r['train_s']:.0f} | "
+            f"{r['recall']:.3f} | {r['setting'] or '-'} | {r['queries_per_s']:,.0f} | {r['peak'] / 1e9:.2f} GB | "
+            f"{curve or '-'} |")
 
 
 def main() -> None:
@@ -131,13 +139,18 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--work", default="/tmp/budget_index")
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--ef-construction", default=str(HNSW_EF_CONSTRUCTION),
+                        help="HNSW's efConstruction values, comma-separated: one HNSW row each")
     args = parser.parse_args()
     work = Path(args.work) / f"{args.n}_{args.dim}"
     source = work / "emb"
     if not source.exists():
         write_collection(source, args.n, args.dim)
     load = os.getloadavg()[0]
-    rows = build_kinds(source, args.n, args.dim, args.kinds.split(","), work)
+    rows = []
+    for kind in args.kinds.split(","):
+        for ef in map(int, args.ef_construction.split(",")) if kind == "hnsw" else [HNSW_EF_CONSTRUCTION]:
+            rows += build_kinds(source, args.n, args.dim, [kind], work, ef_construction=ef)
     import faiss
 
     append_results(
@@ -145,7 +158,8 @@ def main() -> None:
         f"{args.n:,} x {args.dim} float16 synthetic clustered vectors (2,000 centres, 16 directions of spread each, "
         f"plus noise). Each row: one kind built in its own process at a budget equal to its estimated size. "
         f"{RULE_NOTE} A process that only imports what a build imports peaks at {baseline_rss() / 1e9:.2f} GB. "
-        f"recall@10 and queries/s (1,000 held-out rows in one batch) at the setting the build chose (target 0.95). "
+        f"recall@10 and queries/s (1,000 held-out rows in one batch) at the setting the build chose (target 0.95); "
+        f"build s is the build process's wall time. "
         f"Load average {load:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs on the 2 cores).",
         HEADER + [table_row(r) for r in rows])
 

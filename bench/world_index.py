@@ -3,13 +3,16 @@ model trained here (`clipworks train`, RN-Tiny on the built-in world's generated
 the world's validation images exported as PNGs and embedded by `clipworks embed` under torchrun (2 processes), each
 kind built from that directory by bench/budget_index.py (one process per kind, its budget = the kind's size).
 
-Two query sets, each against exact search over the same vectors: the build's own 1,000 held-out image rows (image
-to image, what index.json reports) and the caption embeddings of 1,000 other rows (text to image, what
-`clipworks search "a red circle"` asks). The build tunes nprobe / efSearch on image rows; a second table gives
-the text queries' recall@10 and queries/s per setting. Appends both tables to bench/RESULTS.md.
+Three query sets, each against exact search over the same vectors: the build's own 1,000 held-out image rows
+(image to image) and their captions' embeddings (text to image, what `clipworks search "a red circle"` asks), on
+which the build tunes nprobe / efSearch (index.json); and the caption embeddings of 1,000 other rows, searched on
+the index as `search` opens it. A second table gives those other captions' recall@10 and queries/s per setting.
+Appends both tables to bench/RESULTS.md.
 
     python bench/world_index.py [--n 100000] [--steps 300]
     python bench/world_index.py --queries-only        # the second table again, on the indexes left in --work
+    python bench/world_index.py --embeddings /tmp/world_index/emb --work /tmp/world_rebuild
+                                                      # both tables, every kind built again from a run's embeddings
 """
 
 from __future__ import annotations
@@ -57,13 +60,11 @@ def embed(images: Path, run: Path, out: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def text_queries(work: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """(queries, exact top-10 ids, share of ties at the cut): TEXT_QUERIES caption embeddings of the collection,
-    searched exactly over its image embeddings."""
-    vectors = np.concatenate([np.load(f) for f in sorted((work / "emb" / "img_emb").glob("*.npy"))]).astype(
-        np.float32)
-    texts = np.concatenate([np.load(f) for f in sorted((work / "emb" / "text_emb").glob("*.npy"))]).astype(
-        np.float32)
+def text_queries(emb: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """(queries, exact top-10 ids, share of ties at the cut): TEXT_QUERIES caption embeddings of the collection in
+    `emb`, searched exactly over its image embeddings."""
+    vectors = np.concatenate([np.load(f) for f in sorted((emb / "img_emb").glob("*.npy"))]).astype(np.float32)
+    texts = np.concatenate([np.load(f) for f in sorted((emb / "text_emb").glob("*.npy"))]).astype(np.float32)
     picked = np.random.default_rng(1).choice(len(texts), TEXT_QUERIES, replace=False)
     queries = np.ascontiguousarray(texts[picked])
     scores, truth = faiss.knn(queries, vectors, 11, metric=faiss.METRIC_INNER_PRODUCT)
@@ -86,8 +87,8 @@ def text_curve_note(ties: float, load: float) -> str:
     return (f"recall@10 of {TEXT_QUERIES:,} caption embeddings of the collection against exact search (ties at the "
             f"cut: {ties:.1%} of them), and queries/s in one batch (median of 3 after a warm-up), per search "
             "setting, on each index opened memory-mapped as `search` opens it. The build chose its setting for "
-            f"recall@10 0.95 on held-out image rows. Load average {load:.1f} before, {os.getloadavg()[0]:.1f} after "
-            "(other jobs on the 2 cores).")
+            "recall@10 0.95 on its held-out image rows and, with text_emb/, on their captions. Load average "
+            f"{load:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs on the 2 cores).")
 
 
 def text_curve(work: Path, kinds: list[str], queries: np.ndarray, truth: np.ndarray) -> list[str]:
@@ -113,6 +114,29 @@ def text_curve(work: Path, kinds: list[str], queries: np.ndarray, truth: np.ndar
     return lines
 
 
+INDEX_HEADER = ["| kind | rule | faiss | file | build s | nprobe / efSearch | set by | recall@10 image rows | "
+                "recall@10 captions | recall@10 other captions | image queries/s | other captions queries/s | "
+                "peak RSS |", "|---" * 13 + "|"]
+QUERY_NOTE = ("Image rows and captions: the build's own 1,000 held-out rows and their captions' embeddings (its "
+              "index.json: one batch, one timing, at the setting it chose for recall@10 0.95 on both; \"set by\" "
+              f"names the set that needed it); other captions: {TEXT_QUERIES:,} caption embeddings of the "
+              "collection in one batch, on the index opened as `search` opens it (memory-mapped), median of 3 "
+              "after a warm-up; all against exact inner-product search")
+
+
+def index_rows(rows: list[dict], queries: np.ndarray, truth: np.ndarray) -> list[str]:
+    """One line per kind built: what its build measured, and the other captions searched on the written index."""
+    lines = list(INDEX_HEADER)
+    for r in rows:
+        recall, qps = text_recall(Index.load(r["out"]).faiss_index, queries, truth)
+        lines.append(f"| {r['kind']} | {'yes' if r['rule'] else 'no'} | {r['factory']} | {r['file'] / 1e6:,.1f} MB | "
+                     f"{r['build_s']:.0f} | {r['setting'] or '-'} | {r['decided_by'] if r['setting'] else '-'} | "
+                     f"{r['recall']:.3f} | {r['text_recall']:.3f} | {recall:.3f} | {r['queries_per_s']:,.0f} | "
+                     f"{qps:,.0f} | {r['peak'] / 1e9:.2f} GB |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="world images to embed and index")
@@ -121,14 +145,32 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--queries-only", action="store_true", help="only the text-query table, on the indexes a "
                         "previous run left in --work")
+    parser.add_argument("--embeddings", metavar="DIR", help="build every kind again from the embeddings (with "
+                        "text_emb/) a previous run wrote, DIR = its WORK/emb, into --work; no training or embedding")
     args = parser.parse_args()
     work, kinds = Path(args.work), args.kinds.split(",")
     load = os.getloadavg()[0]
     if args.queries_only:
-        queries, truth, ties = text_queries(work)
+        queries, truth, ties = text_queries(work / "emb")
         append_results("Text queries on the indexes of real embeddings (bench/world_index.py --queries-only)",
                        f"faiss-cpu {faiss.__version__}", text_curve_note(ties, load) + f" Indexes of {work} (the "
                        "last full run).", text_curve(work, kinds, queries, truth))
+        return
+    if args.embeddings:
+        emb = Path(args.embeddings)
+        summary = json.loads((emb / "summary.json").read_text())
+        queries, truth, ties = text_queries(emb)
+        rows = build_kinds(emb, summary["rows"], summary["embed_dim"], kinds, work)
+        append_results(
+            "Indexes of real embeddings, rebuilt (bench/world_index.py --embeddings)", f"faiss-cpu {faiss.__version__}",
+            f"Every kind built again by `index build --from-embeddings` from {emb} ({summary['rows']:,} world images "
+            f"and their captions embedded by a previous full run, {summary['embed_dim']} dimensions, fp16), each in "
+            f"its own process at a budget equal to its estimated size. {RULE_NOTE} {QUERY_NOTE} (for {ties:.1%} of "
+            f"the other captions the 11th exact score equals the 10th within 1e-6). Load average {load:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after (other jobs on the 2 cores).", index_rows(rows, queries, truth))
+        append_results("Text queries on the rebuilt indexes of real embeddings (bench/world_index.py --embeddings)",
+                       f"faiss-cpu {faiss.__version__}", text_curve_note(ties, load),
+                       text_curve(work, kinds, queries, truth))
         return
     began = time.perf_counter()
     metrics = train(work / "run", args.steps)
@@ -137,18 +179,9 @@ def main() -> None:
     images = World(WorldConfig(seed=0)).export("val", args.n, work / "world")
     export_s = time.perf_counter() - began
     summary = embed(images, work / "run", work / "emb")
-    queries, truth, ties = text_queries(work)
+    queries, truth, ties = text_queries(work / "emb")
     n, dim = summary["rows"], summary["embed_dim"]
     rows = build_kinds(work / "emb", n, dim, kinds, work, checkpoint=str(work / "run"))
-    lines = ["| kind | rule | faiss | file | build s | recall@10 image queries | recall@10 text queries | "
-             "nprobe / efSearch | image queries/s | text queries/s | peak RSS |", "|---" * 11 + "|"]
-    for r in rows:
-        recall, qps = text_recall(Index.load(r["out"]).faiss_index, queries, truth)
-        lines.append(f"| {r['kind']} | {'yes' if r['rule'] else 'no'} | {r['factory']} | {r['file'] / 1e6:,.1f} MB | "
-                     f"{r['build_s']:.0f} | {r['recall']:.3f} | {recall:.3f} | {r['setting'] or '-'} | "
-                     f"{r['queries_per_s']:,.0f} | {qps:,.0f} | {r['peak'] / 1e9:.2f} GB |")
-        print(lines[-1], flush=True)
-
     zeroshot = ", ".join(f"{k.removeprefix('zeroshot_')} {v:.1%}" for k, v in metrics.items()
                          if k.startswith("zeroshot_")) + f"; text to image R@10 {metrics['text_to_image_R@10']:.1%}"
     append_results(
@@ -158,13 +191,10 @@ def main() -> None:
         f"validation images (64x64 PNG, exported in {export_s:.0f} s) embedded by `clipworks embed --text` under "
         f"torchrun, 2 processes, fp32: {summary['images_per_s']:.0f} images/s in all, stored fp16, "
         f"{dim} dimensions. Each row: one kind built by `index build --from-embeddings` in its own "
-        f"process at a budget equal to its estimated size. {RULE_NOTE} Image queries: the build's 1,000 held-out "
-        f"rows in one batch (its own measurement, one timing, at the setting it chose for recall@10 0.95); text "
-        f"queries: {TEXT_QUERIES:,} caption embeddings of the collection in one batch, on the index opened as "
-        f"`search` opens it (memory-mapped), median of 3 after a warm-up; both against exact inner-product search "
-        f"(for {ties:.1%} of the text queries the 11th exact score equals the 10th within 1e-6: a tie at the cut "
-        f"that no index can resolve). Load average {load:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs "
-        f"on the 2 cores).", lines)
+        f"process at a budget equal to its estimated size. {RULE_NOTE} {QUERY_NOTE} (for {ties:.1%} of the other "
+        f"captions the 11th exact score equals the 10th within 1e-6: a tie at the cut that no index can resolve). "
+        f"Load average {load:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs on the 2 cores).",
+        index_rows(rows, queries, truth))
     append_results("Text queries on the indexes of real embeddings (bench/world_index.py)",
                    f"faiss-cpu {faiss.__version__}", text_curve_note(ties, load),
                    text_curve(work, kinds, queries, truth))

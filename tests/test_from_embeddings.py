@@ -1,7 +1,7 @@
 """`clipworks index build --from-embeddings`: clip-retrieval-layout directories the tests write (.npy shards and
 parquet metadata) and the real output of `clipworks embed`, a PQ index built under a budget that reaches recall@10
->= 0.9 on held-out queries, `search` and `serve` answering from the memory-mapped index file, and bad input as one
-line with exit code 2."""
+>= 0.9 on held-out queries, nprobe/efSearch tuned on caption embeddings too when there are any, `search` and `serve`
+answering from the memory-mapped index file, and bad input as one line with exit code 2."""
 
 import csv
 import json
@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import httpx
 import numpy as np
 import pyarrow as pa
@@ -36,15 +37,21 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
 
 
 def write_embeddings(directory: Path, vectors: np.ndarray, shards: int, paths: list[str] | None = None,
-                     captions: list[str] | None = None, dtype: type = np.float16) -> Path:
-    """clip-retrieval's layout: img_emb/img_emb_NNNNN.npy and metadata/metadata_NNNNN.parquet, rows in order."""
+                     captions: list[str] | None = None, dtype: type = np.float16,
+                     texts: np.ndarray | None = None) -> Path:
+    """clip-retrieval's layout: img_emb/img_emb_NNNNN.npy and metadata/metadata_NNNNN.parquet, rows in order; with
+    `texts`, the captions' embeddings in text_emb/text_emb_NNNNN.npy (what `clipworks embed --text` adds)."""
     (directory / "img_emb").mkdir(parents=True)
     (directory / "metadata").mkdir()
+    if texts is not None:
+        (directory / "text_emb").mkdir()
     paths = paths or [f"images/{i:06d}.jpg" for i in range(len(vectors))]
     captions = captions or [f"caption {i}" for i in range(len(vectors))]
     bounds = np.linspace(0, len(vectors), shards + 1).astype(int)
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         np.save(directory / "img_emb" / f"img_emb_{s:05d}.npy", vectors[a:b].astype(dtype))
+        if texts is not None:
+            np.save(directory / "text_emb" / f"text_emb_{s:05d}.npy", texts[a:b].astype(dtype))
         pq.write_table(pa.table({"image_path": paths[a:b], "caption": captions[a:b], "index": list(range(a, b))}),
                        directory / "metadata" / f"metadata_{s:05d}.parquet")
     return directory
@@ -187,6 +194,20 @@ def _mismatched(root: Path) -> Path:
     return emb
 
 
+def _misaligned_captions(root: Path) -> Path:
+    vectors = clustered(100, 32, seed=0)
+    emb = write_embeddings(root / "emb", vectors, shards=2, texts=vectors)
+    np.save(emb / "text_emb" / "text_emb_00001.npy", vectors[:49])
+    return emb
+
+
+def _captions_of_one_shard(root: Path) -> Path:
+    vectors = clustered(100, 32, seed=0)
+    emb = write_embeddings(root / "emb", vectors, shards=2, texts=vectors)
+    (emb / "text_emb" / "text_emb_00001.npy").unlink()
+    return emb
+
+
 def _empty(root: Path) -> Path:
     (root / "emb" / "img_emb").mkdir(parents=True)
     return root / "emb"
@@ -201,6 +222,10 @@ def _short_metadata(root: Path) -> Path:
 @pytest.mark.parametrize("make, flags, message", [
     (_mismatched, ["--max-index-memory", "4GB"], "img_emb_00001.npy has dimension 64, but img_emb_00000.npy has 32"),
     (_empty, ["--max-index-memory", "4GB"], "holds no embeddings (no img_emb/img_emb_*.npy)"),
+    (_misaligned_captions, ["--max-index-memory", "4GB"], "text_emb_00001.npy has shape (49, 32) but "
+     "img_emb_00001.npy has (50, 32): caption embeddings must be row-aligned with the images"),
+    (_captions_of_one_shard, ["--max-index-memory", "4GB"], "has caption embeddings for some shards but not "
+     "text_emb_00001.npy; complete it with `clipworks embed --text`, or remove"),
     (lambda root: root / "nowhere", ["--max-index-memory", "4GB"], "does not exist"),
     (lambda root: write_embeddings(root / "emb", clustered(2000, 32, seed=0), shards=1),
      ["--max-index-memory", "20kB"], "no index of 2,000 vectors of dimension 32 fits in 20 kB"),
@@ -240,3 +265,53 @@ def test_hnsw_and_ivf_flat_are_built_mapped_and_tuned(tmp_path, monkeypatch, kin
     database = clustered(4000, DIM, seed=0).astype(np.float16).astype(np.float32)
     hits = index.search_vectors(database[:5], 1)
     assert [row[0].id for row in hits] == [0, 1, 2, 3, 4]  # each row finds itself
+    if kind == "hnsw":  # the graph was built with the plan's efConstruction, not faiss's default (40)
+        assert faiss.downcast_index(index.faiss_index).hnsw.efConstruction == 80
+        assert manifest["index"]["hnsw_ef_construction"] == 80
+
+
+def captions_of(images: np.ndarray, seed: int) -> np.ndarray:
+    """Stand-ins for the captions' embeddings: each image's vector plus isotropic noise (norm ~1.7 against 1), so
+    a caption lies farther from its images than an image row from its neighbours, as CLIP's text embeddings do."""
+    x = images + 0.3 * np.random.default_rng(seed).standard_normal(images.shape).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind, hnsw_max, setting", [("hnsw", 10_000, "ef_search"), ("ivf", 1_000, "nprobe")])
+def test_caption_embeddings_tune_the_setting_for_text_queries(tmp_path, monkeypatch, kind, hnsw_max, setting):
+    from clipworks.search import budget
+
+    monkeypatch.setattr(budget, "FLAT_MAX_N", 1_000)  # 4,000 vectors stand for the sizes these kinds are for
+    monkeypatch.setattr(budget, "HNSW_MAX_N", hnsw_max)
+    images = clustered(4000, DIM, seed=0)
+    manifests = {}
+    for name, texts in (("images", None), ("captions", captions_of(images, seed=0))):
+        source = write_embeddings(tmp_path / name / "emb", images, shards=2, texts=texts)
+        assert cli.main(["index", "build", "--from-embeddings", str(source), "--max-index-memory", "10MB", "--out",
+                         str(tmp_path / name / "idx"), "--quiet"]) == 0
+        manifests[name] = json.loads((tmp_path / name / "idx" / "index.json").read_text())
+    alone, both = manifests["images"], manifests["captions"]
+    assert alone["index"]["kind"] == both["index"]["kind"] == kind
+
+    # Without captions: as before, and index.json says for which queries the estimate holds.
+    assert (alone["tuned_on"], alone["decided_by"]) == ("image rows", "image rows")
+    assert "text_recall_at_10" not in alone and "image-like queries" in alone["recall_note"]
+    assert alone["recall_at_10"] >= 0.95
+
+    # With captions: a larger setting, reaching the target on both sets, both recorded for every setting tried.
+    chosen, chosen_alone = both["spec"][setting], alone["spec"][setting]
+    assert chosen > chosen_alone
+    assert (both["tuned_on"], both["decided_by"]) == ("image rows and captions", "captions")
+    assert both["recall_at_10"] >= 0.95 and both["text_recall_at_10"] >= 0.95
+    assert both["text_recall_by_setting"].keys() == both["recall_by_setting"].keys()
+    assert both["text_recall_by_setting"][str(chosen)] == both["text_recall_at_10"]
+    assert both["text_recall_by_setting"][str(chosen_alone)] < 0.95  # what image rows alone would have given text
+    assert both["recall_by_setting"][str(chosen_alone)] == alone["recall_at_10"]  # same rows, same index
+
+    # New captions of other noise, never seen by the build: exact top-10 over the images by brute force.
+    database = images.astype(np.float16).astype(np.float32)
+    queries = captions_of(images[:300], seed=1)
+    exact = np.argsort(-(queries @ database.T), axis=1)[:, :10]
+    hits = Index.load(tmp_path / "captions" / "idx").search_vectors(queries, 10)
+    recall = np.mean([len({h.id for h in row} & set(truth.tolist())) / 10 for row, truth in zip(hits, exact)])
+    assert recall >= 0.93

@@ -19,12 +19,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="the model that embeds the images (any supported format, or a pretrained "
                    "name); with --from-embeddings, optional: the model that made them, recorded for text queries")
     p.add_argument("--from-embeddings", metavar="DIR", help="index precomputed embeddings instead (clip-retrieval's "
-                   "layout, as `clipworks embed` writes: DIR/img_emb/*.npy, DIR/metadata/*.parquet), of the kind "
-                   "that fits --max-index-memory")
+                   "layout, as `clipworks embed` writes: DIR/img_emb/*.npy, DIR/metadata/*.parquet, and "
+                   "DIR/text_emb/*.npy with --text), of the kind that fits --max-index-memory")
     p.add_argument("--max-index-memory", metavar="SIZE", help="with --from-embeddings: the largest index to build, "
                    "e.g. 4GB (powers of 1000) or 4GiB; chooses flat, HNSW, IVF-Flat, IVF-PQ or OPQ+IVF-PQ")
     p.add_argument("--target-recall", type=float, default=0.95, help="with --from-embeddings: the recall@10 the "
-                   "search setting (nprobe, efSearch) is chosen to reach on held-out rows (default 0.95)")
+                   "search setting (nprobe, efSearch) is chosen to reach on held-out rows and, if DIR has "
+                   "text_emb/, on their captions (default 0.95)")
     p.add_argument("--out", required=True, help="the index directory (created, or updated incrementally)")
     p.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat", help="flat: exact (default); ivf, "
                    "hnsw: approximate, for millions of images (recall and speed in the README)")

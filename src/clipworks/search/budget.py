@@ -5,7 +5,7 @@ search with GPUs", 2017, for IVF-PQ; Ge et al. 2013 for OPQ): take the most accu
 and compress only as much as the budget demands.
 
     1. flat (exact)               when N <= FLAT_MAX_N and N * 4d bytes fit
-    2. HNSW32 (graph over floats) when N <= HNSW_MAX_N and it fits
+    2. HNSW32 (graph over floats) when N <= HNSW_MAX_N and it fits; built with efConstruction 80
     3. IVF-Flat (floats in cells) when it fits
     4. IVF-PQ, M one-byte codes   the largest M (a divisor of d, 4 <= M <= d/2) that fits;
        OPQ+IVF-PQ                 the same, preceded by a learnt rotation, when a code byte covers >= OPQ_MIN_DIMS dims
@@ -27,6 +27,10 @@ from ..errors import ConfigError
 FLAT_MAX_N = 100_000  # exact search of <= 100k vectors takes milliseconds per query: no need to approximate
 HNSW_MAX_N = 500_000  # the graph's build time grows fast with N on a few cores; IVF beyond
 HNSW_M = 32  # graph neighbours per vector
+# Candidates searched per insertion while the graph is built. faiss's default, 40, is below the 2 * HNSW_M = 64
+# links a vector may keep on level 0, so the graph is built short of neighbours and recall stops short of the
+# target at large N whatever efSearch (bench/RESULTS.md: 0.927 at 500k x 512); 80 reaches it.
+HNSW_EF_CONSTRUCTION = 80
 PQ_NBITS = 8  # bits per sub-quantizer code: one byte, 256 centroids per sub-space
 OPQ_MIN_DIMS = 8  # dims per code byte from which a learnt rotation (OPQ) is worth its training time
 ID_BYTES = 8  # an int64 id per vector in IVF lists
@@ -62,6 +66,7 @@ class IndexPlan:
     pq_m: int | None = None  # PQ code bytes per vector
     pq_nbits: int | None = None
     hnsw_m: int | None = None
+    hnsw_ef_construction: int | None = None
 
 
 def default_nlist(n: int) -> int:
@@ -80,7 +85,8 @@ def plan_flat(n: int, dim: int) -> IndexPlan:
 
 def plan_hnsw(n: int, dim: int) -> IndexPlan:
     # floats, 2M int32 neighbours on level 0, ~4 bytes of upper levels, a level and an offset per vector
-    return IndexPlan("hnsw", f"HNSW{HNSW_M}", n * (dim * 4 + 2 * HNSW_M * 4 + 4 + 4 + 8), hnsw_m=HNSW_M)
+    return IndexPlan("hnsw", f"HNSW{HNSW_M}", n * (dim * 4 + 2 * HNSW_M * 4 + 4 + 4 + 8), hnsw_m=HNSW_M,
+                     hnsw_ef_construction=HNSW_EF_CONSTRUCTION)
 
 
 def plan_ivf(n: int, dim: int) -> IndexPlan:

@@ -2,6 +2,7 @@
 
     DIR/img_emb/img_emb_NNNNN.npy            (rows, d) float16 or float32, L2-normalised
     DIR/metadata/metadata_NNNNN.parquet      one row per embedding row, in the same order: image_path, caption, ...
+    DIR/text_emb/text_emb_NNNNN.npy          optional (`embed --text`): (rows, d) the captions' embeddings, row-aligned
 
 Shard NNNNN's rows get the global ids that follow those of the shards before it (by name), so id = the row's
 position in the concatenation of all shards. The .npy files are memory-mapped and read a chunk at a time: a
@@ -27,18 +28,21 @@ PATH_COLUMNS = ("image_path", "path", "key", "url")  # the first present names t
 class Shard:
     vectors: Path  # img_emb_NNNNN.npy
     metadata: Path | None  # metadata_NNNNN.parquet, when there is one
+    text: Path | None  # text_emb_NNNNN.npy, when the directory has caption embeddings
     rows: int
     start: int  # global id of its first row
 
 
 class EmbeddingShards:
-    """The shards of DIR, checked: at least one row, one dimension, float16/32 2-D arrays, metadata row counts."""
+    """The shards of DIR, checked: at least one row, one dimension, float16/32 2-D arrays, metadata row counts, and
+    caption embeddings (if any) for every shard, row-aligned with its images."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise SearchIndexError(f"{self.directory} does not exist; give the --out directory of `clipworks embed`")
         files = sorted((self.directory / "img_emb").glob("img_emb_*.npy"))
+        self.has_text = any((self.directory / "text_emb").glob("text_emb_*.npy"))
         if not files:
             raise SearchIndexError(f"{self.directory} holds no embeddings (no img_emb/img_emb_*.npy); give the "
                                    "--out directory of `clipworks embed`")
@@ -47,9 +51,7 @@ class EmbeddingShards:
         start = 0
         for path in files:
             array = _open(path)
-            if array.ndim != 2 or array.dtype not in (np.float16, np.float32):
-                raise SearchIndexError(f"{path} holds a {array.dtype} array of shape {array.shape}; expected "
-                                       "(rows, dim) float16 or float32")
+            _check_array(path, array)
             if self.dim is None:
                 self.dim = array.shape[1]
             elif array.shape[1] != self.dim:
@@ -57,11 +59,26 @@ class EmbeddingShards:
                                        "all shards must come from one model")
             suffix = re.sub(r"^img_emb_", "", path.stem)
             meta = self.directory / "metadata" / f"metadata_{suffix}.parquet"
-            self.shards.append(Shard(path, meta if meta.is_file() else None, array.shape[0], start))
+            text = self.directory / "text_emb" / f"text_emb_{suffix}.npy" if self.has_text else None
+            if text is not None:
+                self._check_text(text, path, array.shape[0])
+            self.shards.append(Shard(path, meta if meta.is_file() else None, text, array.shape[0], start))
             start += array.shape[0]
         self.count = start
         if self.count == 0:
             raise SearchIndexError(f"the embeddings in {self.directory} have no rows")
+
+    def _check_text(self, text: Path, images: Path, rows: int) -> None:
+        """text_emb_NNNNN.npy: present, float16/32, the images' dimension and row count (caption i is image i's)."""
+        fix = (f"complete it with `clipworks embed --text`, or remove {self.directory / 'text_emb'} to tune on "
+               "images only")
+        if not text.is_file():
+            raise SearchIndexError(f"{text.parent} has caption embeddings for some shards but not {text.name}; {fix}")
+        array = _open(text)
+        _check_array(text, array)
+        if array.shape != (rows, self.dim):
+            raise SearchIndexError(f"{text} has shape {array.shape} but {images.name} has {(rows, self.dim)}: caption "
+                                   f"embeddings must be row-aligned with the images, from the same model; {fix}")
 
     def chunks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first global id, (<= rows, d) float32) over every row in id order; one chunk in memory at a time."""
@@ -70,8 +87,9 @@ class EmbeddingShards:
             for begin in range(0, shard.rows, rows):
                 yield shard.start + begin, np.ascontiguousarray(array[begin:begin + rows], dtype=np.float32)
 
-    def take(self, ids: np.ndarray) -> np.ndarray:
-        """(len(ids), d) float32 rows of these global ids (sorted or not)."""
+    def take(self, ids: np.ndarray, *, text: bool = False) -> np.ndarray:
+        """(len(ids), d) float32 rows of these global ids (sorted or not): image embeddings, or with `text` those
+        of the rows' captions."""
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         starts = np.array([s.start for s in self.shards])
@@ -82,7 +100,7 @@ class EmbeddingShards:
             local = ids[picked] - shard.start
             order = np.argsort(local)  # sequential reads from the mapped file
             rows = np.empty((len(local), self.dim), dtype=np.float32)
-            rows[order] = _open(shard.vectors)[local[order]]
+            rows[order] = _open(shard.text if text else shard.vectors)[local[order]]
             out[picked] = rows
         return out
 
@@ -112,6 +130,12 @@ class EmbeddingShards:
                 captions = [c or "" for c in data["caption"]] if "caption" in data else [""] * n
                 yield shard.start + begin, paths, captions
                 begin += n
+
+
+def _check_array(path: Path, array: np.ndarray) -> None:
+    if array.ndim != 2 or array.dtype not in (np.float16, np.float32):
+        raise SearchIndexError(f"{path} holds a {array.dtype} array of shape {array.shape}; expected (rows, dim) "
+                               "float16 or float32")
 
 
 def _open(path: Path) -> np.ndarray:

@@ -2,25 +2,29 @@
 kind that fits the budget (`budget.py`), built without ever holding the embeddings in memory.
 
     1. choose      the kind and its parameters from N, d and the budget
-    2. hold out    Q rows as queries (not trained on); the rest may be sampled for training
+    2. hold out    Q rows as queries (not trained on): their image embeddings and, when DIR has caption embeddings
+                   (text_emb/, from `clipworks embed --text`), their captions'; the rest may be sampled for training
     3. train       k-means cells (and PQ codebooks, OPQ rotation) on a sample of at most ~64 rows per cell
     4. add         every row, a chunk at a time from the memory-mapped shards; in the same pass, the queries' exact
                    top-10 (brute force over the chunk) is merged, so ground truth costs no second read
-    5. tune        the smallest nprobe (IVF) or efSearch (HNSW) whose recall@10 on the held-out queries reaches the
-                   target, else the best measured
+    5. tune        the smallest nprobe (IVF) or efSearch (HNSW) whose recall@10 reaches the target on every query
+                   set; a set whose recall compression caps below it asks for the cheapest setting within PLATEAU
+                   of its best instead
     6. write       index.faiss, metadata.sqlite (from the parquet rows) and, last, index.json (kind, parameters,
-                   estimated and actual size, recall@10 and queries/s at the chosen setting)
+                   estimated and actual size, recall@10 of each query set per setting tried, queries/s)
 
-recall@10 is |found top-10 ∩ exact top-10| / 10, averaged over the queries; each query is a row of the collection,
-and its own row is left out of both lists (it would be an easy first hit). Queries are rows of the collection, so
-the figure is an estimate for queries like them; text queries are another distribution.
+recall@10 is |found top-10 ∩ exact top-10| / 10, averaged over the queries. An image query is a row of the
+collection and its own row is left out of both lists (it would be an easy first hit); a caption keeps its image,
+which is a right answer. Image rows alone make an estimate for image-like queries only: a caption's embedding lies
+farther from the images it matches (CLIP's modality gap), so text queries need more IVF cells or HNSW candidates
+for the same recall (bench/RESULTS.md, "Indexes of real embeddings"). Hence the captions, when there are any.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +43,31 @@ K = 10  # recall@K
 TRAIN_PER_CELL = 64  # k-means sample per IVF cell (faiss needs at least 39)
 PQ_TRAIN = 40 * 2**PQ_NBITS  # PQ codebooks: 40 rows per code centroid (faiss warns below 39)
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-PLATEAU = 0.002  # recall@10 a setting may lose to the best one and still be chosen, when none reaches the target
+PLATEAU = 0.002  # recall@10 a setting may lose to a query set's best and still do, when none reaches the target
 EF_SEARCHES = (16, 32, 64, 128, 256, 512)
+IMAGE_ONLY = ("recall@10 is estimated on held-out image rows, for image-like queries; text queries may need a larger "
+              "setting: embed with --text so that the build also tunes on captions")
+
+
+@dataclass
+class QuerySet:
+    """Held-out queries and their exact top-10 over the collection."""
+
+    name: str  # "image rows" | "captions"
+    vectors: np.ndarray  # (Q, d) float32
+    own: np.ndarray  # (Q,) int64: the id left out of each query's lists, its own row (image rows) or -1 (captions)
+    truth: list[set[int]] = field(default_factory=list)  # exact top-10 ids per query, from the add pass
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The search setting chosen, and what each query set measured."""
+
+    setting: int | None  # nprobe (IVF) or efSearch (HNSW); None for exact search
+    recall: list[float]  # recall@10 of each query set at it
+    queries_per_s: list[float]  # of each query set at it, one batch
+    curves: list[dict[str, float]]  # recall@10 of each query set per setting tried
+    decided_by: str  # the query set(s) whose recall set it, e.g. "captions"
 
 
 def build_from_embeddings(source: str | Path, *, out: str | Path, max_memory: int, checkpoint: str | None = None,
@@ -64,10 +91,14 @@ def build_from_embeddings(source: str | Path, *, out: str | Path, max_memory: in
     rng = np.random.default_rng(seed)
     n_queries = min(queries, max(1, shards.count // 10))
     query_ids = np.sort(rng.choice(shards.count, n_queries, replace=False))
-    query_vectors = shards.take(query_ids)
+    query_sets = [QuerySet("image rows", shards.take(query_ids), query_ids)]
+    if shards.has_text:  # the same rows' captions: what `search "a dog on a beach"` asks
+        query_sets.append(QuerySet("captions", shards.take(query_ids, text=True), np.full(n_queries, -1)))
 
     started = time.perf_counter()
     index = faiss.index_factory(shards.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    if plan.hnsw_ef_construction:  # the factory string cannot say it
+        faiss.downcast_index(index).hnsw.efConstruction = plan.hnsw_ef_construction
     if plan.pq_m:
         # Polysemous training (Hamming-ordered codes, for a filter these indexes do not use) costs minutes.
         faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
@@ -75,34 +106,37 @@ def build_from_embeddings(source: str | Path, *, out: str | Path, max_memory: in
         index.train(shards.take(_training_ids(shards.count, plan, query_ids, rng)))
     train_s = time.perf_counter() - started
 
-    truth_scores = np.full((n_queries, K + 1), -np.inf, dtype=np.float32)
-    truth_ids = np.full((n_queries, K + 1), -1, dtype=np.int64)
-    for start, vectors in shards.chunks(chunk):
-        index.add(vectors)  # ids are positions, in order: the global ids
-        scores, ids = faiss.knn(query_vectors, vectors, min(K + 1, len(vectors)), metric=faiss.METRIC_INNER_PRODUCT)
-        truth_scores, truth_ids = _merge(truth_scores, truth_ids, scores, ids + start)
+    _add_with_truth(index, shards, query_sets, chunk)
     add_s = time.perf_counter() - started - train_s
-    truth = [_without(row, q) for row, q in zip(truth_ids, query_ids)]
 
-    setting, recall, qps, curve = _tune(index, plan, query_vectors, query_ids, truth, target_recall)
+    tuning = _tune(index, plan, query_sets, target_recall)
     spec = IndexSpec(kind=plan.kind, nlist=plan.nlist, pq_m=plan.pq_m, pq_nbits=plan.pq_nbits,
-                     **({"nprobe": setting} if plan.nlist else {}),
-                     **({"hnsw_m": plan.hnsw_m, "ef_search": setting} if plan.kind == "hnsw" else {}))
+                     **({"nprobe": tuning.setting} if plan.nlist else {}),
+                     **({"hnsw_m": plan.hnsw_m, "ef_search": tuning.setting} if plan.kind == "hnsw" else {}))
     set_search_parameters(index, spec)
     write_atomic(out / FAISS_FILE, lambda tmp: faiss.write_index(index, tmp))
+    with_text = len(query_sets) == 2
     manifest = {
         "format": 1, "source": "embeddings", "embeddings": str(Path(source).resolve()), "spec": asdict(spec),
         "version": 1, "count": shards.count, "embed_dim": shards.dim, "checkpoint": checkpoint,
         "index": {**asdict(plan), "file_bytes": (out / FAISS_FILE).stat().st_size},
-        "max_index_memory": max_memory,
-        "recall_at_10": round(recall, 4), "queries_per_s": round(qps, 1), "held_out_queries": n_queries,
-        "recall_by_setting": curve, "target_recall": target_recall,
+        "max_index_memory": max_memory, "target_recall": target_recall, "held_out_queries": n_queries,
+        "tuned_on": " and ".join(q.name for q in query_sets), "decided_by": tuning.decided_by,
+        # image rows: the figures of every build; captions: with text_emb/
+        "recall_at_10": round(tuning.recall[0], 4), "queries_per_s": round(tuning.queries_per_s[0], 1),
+        "recall_by_setting": tuning.curves[0],
+        **({"text_recall_at_10": round(tuning.recall[1], 4), "text_queries_per_s": round(tuning.queries_per_s[1], 1),
+            "text_recall_by_setting": tuning.curves[1]} if with_text else {"recall_note": IMAGE_ONLY}),
         "train_s": round(train_s, 2), "add_s": round(add_s, 2)}
     write_catalog(out / CATALOG, shards, {"version": "1", "count": str(shards.count), "embed_dim": str(shards.dim),
                                           **({"checkpoint": checkpoint} if checkpoint else {})})
     write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2))
-    say(f"{out}: {plan.kind}, {format_size(manifest['index']['file_bytes'])}, recall@10 {recall:.3f} at "
-        f"{_setting_name(plan)} {setting}, {qps:,.0f} queries/s", flush=True)
+    setting = (f"{_setting_name(plan)} {tuning.setting} (set by the {tuning.decided_by})"
+               if tuning.setting is not None else "exact")
+    measured = ", ".join(f"{recall:.3f} on {q.name} ({qps:,.0f} queries/s)" for q, recall, qps
+                         in reversed(list(zip(query_sets, tuning.recall, tuning.queries_per_s))))
+    say(f"{out}: {plan.kind}, {format_size(manifest['index']['file_bytes'])}, {setting}: recall@10 {measured}"
+        + ("" if with_text else f". {IMAGE_ONLY}"), flush=True)
     return manifest
 
 
@@ -118,6 +152,20 @@ def _training_ids(count: int, plan: IndexPlan, held_out: np.ndarray, rng: np.ran
     return np.sort(picked + np.searchsorted(held_out - np.arange(len(held_out)), picked, side="right"))
 
 
+def _add_with_truth(index: Any, shards: EmbeddingShards, query_sets: list[QuerySet], chunk: int) -> None:
+    """Add every row to the index, a chunk at a time; in the same pass, fill each query set's exact top-10."""
+    faiss = import_faiss()
+    queries = np.concatenate([q.vectors for q in query_sets])  # (sets * Q, d)
+    truth_scores = np.full((len(queries), K + 1), -np.inf, dtype=np.float32)
+    truth_ids = np.full((len(queries), K + 1), -1, dtype=np.int64)
+    for start, vectors in shards.chunks(chunk):
+        index.add(vectors)  # ids are positions, in order: the global ids
+        scores, ids = faiss.knn(queries, vectors, min(K + 1, len(vectors)), metric=faiss.METRIC_INNER_PRODUCT)
+        truth_scores, truth_ids = _merge(truth_scores, truth_ids, scores, ids + start)
+    for query_set, rows in zip(query_sets, np.split(truth_ids, len(query_sets))):
+        query_set.truth = [_without(row, own) for row, own in zip(rows, query_set.own)]
+
+
 def _merge(scores: np.ndarray, ids: np.ndarray, new_scores: np.ndarray, new_ids: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
     """The best K+1 of two (Q, *) result lists, by score."""
@@ -128,20 +176,20 @@ def _merge(scores: np.ndarray, ids: np.ndarray, new_scores: np.ndarray, new_ids:
 
 
 def _without(ids: np.ndarray, own: int) -> set[int]:
-    """The first K ids of a result row, the query's own row and empty slots (-1) left out."""
+    """The first K ids of a result row, the query's `own` row (-1: none) and empty slots (-1) left out."""
     return set([int(i) for i in ids if i != own and i >= 0][:K])
 
 
-def recall_at_10(found: np.ndarray, query_ids: np.ndarray, truth: list[set[int]]) -> float:
-    """Mean |found top-10 ∩ exact top-10| / 10; `found` (Q, K+1) ids, the query's own row left out."""
+def recall_at_10(found: np.ndarray, own: np.ndarray, truth: list[set[int]]) -> float:
+    """Mean |found top-10 ∩ exact top-10| / 10; `found` (Q, K+1) ids, each query's `own` id (-1: none) left out."""
     hits = [len(_without(row, q) & t) / max(1, len(t))
-            for row, q, t in zip(found, query_ids, truth)]
+            for row, q, t in zip(found, own, truth)]
     return float(np.mean(hits))
 
 
-def _tune(index: Any, plan: IndexPlan, queries: np.ndarray, query_ids: np.ndarray, truth: list[set[int]],
-          target: float) -> tuple[int | None, float, float, dict[str, float]]:
-    """(setting, recall@10, queries/s, recall per setting tried): the cheapest setting reaching `target`."""
+def _tune(index: Any, plan: IndexPlan, query_sets: list[QuerySet], target: float) -> Tuning:
+    """The cheapest setting reaching `target` on every query set; a set that never reaches it (compression caps its
+    recall) asks instead for the cheapest setting within PLATEAU of its best."""
     faiss = import_faiss()
     if plan.nlist:
         settings, name = [p for p in NPROBES if p <= plan.nlist], "nprobe"
@@ -149,22 +197,31 @@ def _tune(index: Any, plan: IndexPlan, queries: np.ndarray, query_ids: np.ndarra
         settings, name = list(EF_SEARCHES), "efSearch"
     else:
         settings, name = [None], None
-    curve, tried = {}, []
+    tried: list[tuple[int | None, list[tuple[float, float]]]] = []  # (setting, (recall, queries/s) per query set)
     for setting in settings:
         if name:
             faiss.ParameterSpace().set_index_parameter(index, name, setting)
-        began = time.perf_counter()
-        _, found = index.search(queries, K + 1)
-        qps = len(queries) / max(time.perf_counter() - began, 1e-9)
-        recall = recall_at_10(found, query_ids, truth)
-        curve[str(setting)] = round(recall, 4)
-        tried.append((setting, recall, qps))
-        if recall >= target:
-            return setting, recall, qps, curve
-    # Below the target (compression limits recall): the cheapest setting within PLATEAU of the best measured.
-    best = max(recall for _, recall, _ in tried)
-    setting, recall, qps = next(t for t in tried if t[1] >= best - PLATEAU)
-    return setting, recall, qps, curve
+        tried.append((setting, [_measure(index, q) for q in query_sets]))
+        if all(recall >= target for recall, _ in tried[-1][1]):
+            break
+    curves = [{str(setting): round(measured[i][0], 4) for setting, measured in tried} for i in range(len(query_sets))]
+    # What each set needs: the first setting reaching the target, or where it never does, the first within PLATEAU
+    # of its best; the setting chosen is the largest need, and the sets that need it decided it.
+    needs = []
+    for curve in ([measured[i][0] for _, measured in tried] for i in range(len(query_sets))):
+        enough = target if max(curve) >= target else max(curve) - PLATEAU
+        needs.append(next(j for j, recall in enumerate(curve) if recall >= enough))
+    setting, measured = tried[max(needs)]
+    return Tuning(setting, [recall for recall, _ in measured], [qps for _, qps in measured], curves,
+                  " and ".join(q.name for q, need in zip(query_sets, needs) if need == max(needs)))
+
+
+def _measure(index: Any, queries: QuerySet) -> tuple[float, float]:
+    """(recall@10, queries/s) of the query set searched in one batch."""
+    began = time.perf_counter()
+    _, found = index.search(queries.vectors, K + 1)
+    queries_per_s = len(queries.vectors) / max(time.perf_counter() - began, 1e-9)
+    return recall_at_10(found, queries.own, queries.truth), queries_per_s
 
 
 def _setting_name(plan: IndexPlan) -> str:

@@ -1,9 +1,9 @@
 """Time per character of `Tokenizer.encode` (no truncation) and `tokenize(..., truncate=True)` on 100k-character
 texts of each hostile input class (issue 14, item 4: "≤ 1 µs per character on any input"), with a fresh tokenizer
-per run so no cache helps. Prints the best of a few runs per class and, with `--profile CLASS`, a cProfile of one
-encode.
+per run so no cache helps. Prints the median of a few runs per class (the machine is shared: a best-of would hide
+the load the figures are taken under) and, with `--profile CLASS`, a cProfile of one encode.
 
-Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--profile CLASS]
+Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--repeats N] [--only WORD] [--profile CLASS]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import cProfile
 import pstats
 import random
+import statistics
 import time
 from collections.abc import Callable
 
@@ -71,24 +72,26 @@ def inputs() -> dict[str, str]:
     }
 
 
-def per_char(fn: Callable[[str], object], text: str, repeats: int = 3) -> float:
-    """Best µs per character of fn(text), each run on a fresh tokenizer (no warm cache)."""
-    best = float("inf")
+def per_char(fn: Callable[[str], object], text: str, repeats: int = 5) -> float:
+    """Median µs per character of fn(text), each run on a fresh tokenizer (no warm cache)."""
+    times = []
     for _ in range(repeats):
         get_tokenizer.cache_clear()
         tokenizer = get_tokenizer()
         t0 = time.perf_counter()
         fn(text) if fn is not Tokenizer.encode else tokenizer.encode(text)
-        best = min(best, time.perf_counter() - t0)
-    return best / len(text) * 1e6
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / len(text) * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--append", action="store_true", help="append the table to bench/RESULTS.md")
     parser.add_argument("--profile", help="cProfile one encode of this class")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per class and method; the median is shown")
+    parser.add_argument("--only", help="time only the classes whose name contains this")
     args = parser.parse_args()
-    texts = inputs()
+    texts = {name: text for name, text in inputs().items() if args.only is None or args.only in name}
     if args.profile:
         get_tokenizer()
         profile = cProfile.Profile()
@@ -98,14 +101,15 @@ def main() -> None:
     print(cpu_line())
     table = ["| input (100,000 characters) | encode µs/char | tokenize(truncate=True) µs/char |", "|---|---:|---:|"]
     for name, text in texts.items():
-        encode = per_char(Tokenizer.encode, text)
-        truncated = per_char(lambda t: tokenize(t, truncate=True), text)
+        encode = per_char(Tokenizer.encode, text, args.repeats)
+        truncated = per_char(lambda t: tokenize(t, truncate=True), text, args.repeats)
         row = f"| {name} | {encode:.2f} | {truncated:.3f} |"
         print(row, flush=True)
         table.append(row)
     if args.append:
         append_results("Tokenizer per input class (bench/tokenizer_classes.py)", f"torch {torch.__version__}",
-                       "Best of 3 runs, each on a fresh tokenizer (empty caches), of one 100,000-character text.",
+                       f"Median of {args.repeats} runs, each on a fresh tokenizer (empty caches), of one "
+                       "100,000-character text.",
                        table)
 
 

@@ -58,6 +58,16 @@ def test_fix_text_equals_ftfy_on_fuzzed_text() -> None:
     assert min(paths.values()) > 300, paths  # the fuzz reaches every path
 
 
+def test_a_round_changed_only_by_the_encoding_fix_is_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ftfy's encoding fix repeats its step until the text stops changing, so `fix_text` does not run it again on
+    lines it fixed that still look bad (the first: "ßØ" becomes "ߨ", "àا" stays): one round fixes the encoding."""
+    text = "àاßØעжÜת5بy♥m\nplain line\ncafÃ© naÃ¯ve"
+    fix_by_line, rounds = cleaning._fix_encoding_by_line, []
+    monkeypatch.setattr(cleaning, "_fix_encoding_by_line", lambda *args: rounds.append(1) or fix_by_line(*args))
+    assert fix_text(text) == ftfy.fix_text(text) == "àاߨעжÜת5بy♥m\nplain line\ncafé naïve"
+    assert len(rounds) == 1
+
+
 def test_each_fixer_changes_only_text_with_its_triggers() -> None:
     """Each code point outside a fixer's triggers, alone, is left as it is by that fixer (the fixers that look at
     sequences — "\\r\\n", surrogate pairs, terminal escapes — all need a character that alone is a trigger)."""

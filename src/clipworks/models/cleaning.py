@@ -11,7 +11,8 @@ nothing; a round is: unescape HTML entities, fix the encoding (mojibake), eight 
   searched over the whole text with `^` at every line start decides (a line's match is a match in the whole text;
   the converse may fail, which only costs time). Only the lines it finds bad get ftfy's encoding fix; once a round
   has made a new line break (the line-break fixer turns "\r" and U+2028 into "\n"), a bad line sends the text to
-  ftfy, whose lines are those of the text it was given.
+  ftfy, whose lines are those of the text it was given. A round whose only change was the encoding fix is the last:
+  ftfy's encoding fix repeats its step until the text stops changing, so another round would change nothing.
 - The eight character fixers (C1 controls, ligatures, width, quotes, line breaks, surrogates, terminal escapes,
   control characters) and NFC act within a line, so running them on the whole text is running them on each line;
   each changes a text only where one of its trigger characters is (a character it maps, removes or starts a
@@ -118,20 +119,23 @@ def fix_text(text: str) -> str:
     screens = _screens()
     fixed, lines = text, text.count("\n")
     while "&" not in fixed and len(fixed) <= _MAX_LINE:
-        before = fixed
+        before = encoded = fixed
         if screens.anchors.search(fixed) and screens.lines_badness.search(fixed):
             if fixed.count("\n") != lines:
                 # A round made a line break ("\r" or U+2028 became "\n"; no fixer removes one), and ftfy's
                 # lines are those of the text it was given: leave this text to ftfy.
                 break
-            fixed = _fix_encoding_by_line(fixed, screens.anchors)
+            fixed = encoded = _fix_encoding_by_line(fixed, screens.anchors)
         elif not screens.triggers.search(fixed) and unicodedata.is_normalized("NFC", fixed):
             return fixed  # a round would change nothing
         for fix, triggers in screens.fixers:
             if triggers.search(fixed):
                 fixed = fix(fixed)
         fixed = unicodedata.normalize("NFC", fixed)
-        if fixed == before:
+        if fixed == encoded:
+            # The fixers and NFC changed nothing, and the encoding fix (if any) would change nothing again:
+            # ftfy's `fix_encoding` repeats its step until the text stops changing. So the next round, ftfy's or
+            # ours, would leave the text as it is.
             return fixed
     return ftfy.fix_text(text)
 

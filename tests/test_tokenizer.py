@@ -469,6 +469,32 @@ def test_long_words_match_reference(reference: object) -> None:
             tokenize(text)
 
 
+def test_long_emoji_and_cjk_words_match_reference(reference: object) -> None:
+    """Long words of random emoji or CJK are cut into short pieces that repeat; each distinct piece is merged once
+    (`Merges._apply_distinct`) and its ids reused wherever it occurs."""
+    rng = random.Random(15)
+
+    def emoji(n: int) -> str:  # the range bench/tokenizer_classes.py draws from
+        return "".join(chr(rng.randint(0x1F300, 0x1FAFF)) for _ in range(n))
+
+    texts = {
+        "random emoji": emoji(2000),
+        "few emoji, repeated": "".join(rng.choices(["😀", "😂", "👍🏽", "❤️", "🔥", "🇫🇷"], k=1500)),
+        "emoji, punctuation, ZWJ sequences": "".join(rng.choice([emoji(1), emoji(3), "!", "?!", "...", "😀😀",
+                                                                 "👨\u200d👩\u200d👧", "🏳️\u200d🌈"])
+                                                     for _ in range(800)),
+        "random CJK": "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(3000)),
+        "CJK and Hangul, repeated": "".join(rng.choices(["日本", "語", "中文", "한국어", "猫"], k=1500)),
+        "emoji runs between random emoji": "".join(rng.choice([emoji(1), "😀" * rng.randint(1, 9)]) for _ in range(600)),
+    }
+    tokenizer = Tokenizer()
+    for name, text in texts.items():
+        assert max(map(len, _WORD_PATTERN.findall(clean(text)))) >= 1000, name  # long words: cut and merged by piece
+        assert tokenizer.encode(text) == reference.encode(text), name
+        expected = reference_tokenize(reference, [text], 77, truncate=True)
+        assert torch.equal(tokenize(text, 77, truncate=True), expected), name
+
+
 @pytest.mark.parametrize("n", [5000, 20_000])
 def test_longer_words_equal_the_plain_heap_rounds(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     tokenizer = get_tokenizer()

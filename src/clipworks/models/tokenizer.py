@@ -252,7 +252,9 @@ class Tokenizer:
             chunk_ids.clear()
         word_ids = self._word_ids.__getitem__
         for chunk, words in zip(new, split):
-            chunk_ids[chunk] = tuple(chain.from_iterable(map(word_ids, words)))
+            # A chunk of one word (most are) shares its tuple.
+            ids = word_ids(words[0]) if len(words) == 1 else tuple(chain.from_iterable(map(word_ids, words)))
+            chunk_ids[chunk] = ids
 
     def _merge_new_words(self, words: Iterable[str]) -> None:
         """Put the ids of the new words among `words` (up to _LONG characters; at most half a cache of them) in the

@@ -226,8 +226,8 @@ class Merges:
         lengths = np.asarray(lengths, dtype=np.int64)
         word = np.repeat(np.arange(len(lengths)), lengths)  # (N,) the word each symbol belongs to
         ranks = np.full(len(sym), _NOT_A_MERGE)  # rank of the pair starting at each symbol, if in the same word
-        inner = np.flatnonzero(word[:-1] == word[1:])
-        ranks[inner] = self._ranks_of(sym[inner], sym[inner + 1])
+        ranks[:-1] = self._ranks_of(sym[:-1], sym[1:])
+        ranks[np.cumsum(lengths) - 1] = _NOT_A_MERGE  # a word's last symbol starts no pair
         done_words, done_symbols = [], []
         while len(sym):
             starts = np.flatnonzero(np.diff(word, prepend=-1))  # (w,) first symbol of each word still here

@@ -93,6 +93,24 @@ def test_anchors_are_needed_by_every_badness_match() -> None:
         assert not ftfy.badness.is_bad(text)
 
 
+def test_texts_missing_a_class_of_every_branch_are_never_bad() -> None:
+    """`_may_be_bad` is False only where ftfy's badness pattern finds nothing: fuzzed from everything the pattern
+    reads (its anchors and the rest of the alphabet), and accented Latin text, which has anchors, is screened out."""
+    from clipworks.models.cleaning import _may_be_bad
+
+    screens = _screens()
+    assert screens.anchors.search("naïve café über año") and not _may_be_bad("naïve café über año", screens)
+    assert _may_be_bad("cafÃ©", screens) and ftfy.badness.is_bad("cafÃ©")
+    rng = random.Random(1)
+    pieces = [*{c for branch in screens.branches for chars in branch for c in chars}, *_ALPHABET]
+    screened = 0
+    for text in _fuzzed(rng, 20_000, pieces):
+        if not _may_be_bad(text, screens):
+            screened += bool(screens.anchors.search(text))
+            assert not ftfy.badness.BADNESS_RE.search(text), repr(text)
+    assert screened > 300  # texts with anchors that the branches screen out
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_clean_equals_the_reference_cleaning(seed: int) -> None:
     rng = random.Random(seed)

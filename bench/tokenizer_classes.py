@@ -1,7 +1,8 @@
 """Time per character of `Tokenizer.encode` (no truncation) and `tokenize(..., truncate=True)` on 100k-character
 texts of each hostile input class (issue 14, item 4: "≤ 1 µs per character on any input"), with a fresh tokenizer
-per run so no cache helps. Prints the median of a few runs per class (the machine is shared: a best-of would hide
-the load the figures are taken under) and, with `--profile CLASS`, a cProfile of one encode.
+per run so no cache helps. Prints the median of a few runs per class, in wall time and in the process's CPU time
+(on a shared machine the wall time also counts the time other jobs held the cores), and, with `--profile CLASS`,
+a cProfile of one encode.
 
 Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--repeats N] [--only WORD] [--profile CLASS]
 """
@@ -15,6 +16,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from timing import append_results, cpu_line
@@ -72,16 +74,22 @@ def inputs() -> dict[str, str]:
     }
 
 
-def per_char(fn: Callable[[str], object], text: str, repeats: int = 5) -> float:
+class PerChar(NamedTuple):
+    wall: float  # median µs per character, wall clock
+    cpu: float  # median µs per character, this process's CPU time
+
+
+def per_char(fn: Callable[[str], object], text: str, repeats: int = 5) -> PerChar:
     """Median µs per character of fn(text), each run on a fresh tokenizer (no warm cache)."""
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
         get_tokenizer.cache_clear()
         tokenizer = get_tokenizer()
-        t0 = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn(text) if fn is not Tokenizer.encode else tokenizer.encode(text)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / len(text) * 1e6
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return PerChar(statistics.median(walls) / len(text) * 1e6, statistics.median(cpus) / len(text) * 1e6)
 
 
 def main() -> None:
@@ -99,17 +107,18 @@ def main() -> None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
         return
     print(cpu_line())
-    table = ["| input (100,000 characters) | encode µs/char | tokenize(truncate=True) µs/char |", "|---|---:|---:|"]
+    table = ["| input (100,000 characters) | encode µs/char (CPU) | tokenize(truncate=True) µs/char (CPU) |",
+             "|---|---:|---:|"]
     for name, text in texts.items():
         encode = per_char(Tokenizer.encode, text, args.repeats)
         truncated = per_char(lambda t: tokenize(t, truncate=True), text, args.repeats)
-        row = f"| {name} | {encode:.2f} | {truncated:.3f} |"
+        row = f"| {name} | {encode.wall:.2f} ({encode.cpu:.2f}) | {truncated.wall:.3f} ({truncated.cpu:.3f}) |"
         print(row, flush=True)
         table.append(row)
     if args.append:
         append_results("Tokenizer per input class (bench/tokenizer_classes.py)", f"torch {torch.__version__}",
                        f"Median of {args.repeats} runs, each on a fresh tokenizer (empty caches), of one "
-                       "100,000-character text.",
+                       "100,000-character text: wall time (the process's CPU time).",
                        table)
 
 

@@ -2,26 +2,34 @@
 texts of each hostile input class (issue 14, item 4: "≤ 1 µs per character on any input"), with a fresh tokenizer
 per run so no cache helps. Prints the median of a few runs per class, in wall time and in the process's CPU time
 (on a shared machine the wall time also counts the time other jobs held the cores), and, with `--profile CLASS`,
-a cProfile of one encode.
+a cProfile of one encode. `--against OLD_SRC` times another source tree's tokenizer too, alternately run by run
+with this one, as "before".
 
-Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--repeats N] [--only WORD] [--profile CLASS]
+Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--repeats N] [--only WORD]
+     [--against OLD_SRC] [--profile CLASS]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
+import importlib.util
 import pstats
 import random
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
 from timing import append_results, cpu_line
 
-from clipworks.models.tokenizer import Tokenizer, get_tokenizer, tokenize
+from clipworks.models import tokenizer as tokenizer_module
+from clipworks.models.tokenizer import get_tokenizer
 
 N = 100_000
 
@@ -79,17 +87,34 @@ class PerChar(NamedTuple):
     cpu: float  # median µs per character, this process's CPU time
 
 
-def per_char(fn: Callable[[str], object], text: str, repeats: int = 5) -> PerChar:
-    """Median µs per character of fn(text), each run on a fresh tokenizer (no warm cache)."""
-    walls, cpus = [], []
+def other_tokenizer(src: Path) -> ModuleType:
+    """The `clipworks.models.tokenizer` module of another source tree (say an older checkout's src), loaded beside
+    this one as the package `other_models` (the models package imports its own modules relatively)."""
+    models = src / "clipworks" / "models"
+    spec = importlib.util.spec_from_file_location("other_models", models / "__init__.py",
+                                                  submodule_search_locations=[str(models)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["other_models"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module("other_models.tokenizer")
+
+
+def per_char(how: str, text: str, repeats: int = 5,
+             modules: Sequence[ModuleType] = (tokenizer_module,)) -> list[PerChar]:
+    """Median µs per character of `how` ("encode": `Tokenizer.encode`; "tokenize": `tokenize(..., truncate=True)`)
+    on `text` with each module's tokenizer, each run on a fresh tokenizer (no warm cache). The modules take turns
+    run by run, so load from elsewhere on the machine hits them alike."""
+    walls, cpus = [[] for _ in modules], [[] for _ in modules]
     for _ in range(repeats):
-        get_tokenizer.cache_clear()
-        tokenizer = get_tokenizer()
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn(text) if fn is not Tokenizer.encode else tokenizer.encode(text)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return PerChar(statistics.median(walls) / len(text) * 1e6, statistics.median(cpus) / len(text) * 1e6)
+        for module, wall_times, cpu_times in zip(modules, walls, cpus):
+            module.get_tokenizer.cache_clear()
+            tokenizer = module.get_tokenizer()
+            wall, cpu = time.perf_counter(), time.process_time()
+            tokenizer.encode(text) if how == "encode" else module.tokenize(text, truncate=True)
+            wall_times.append(time.perf_counter() - wall)
+            cpu_times.append(time.process_time() - cpu)
+    return [PerChar(statistics.median(w) / len(text) * 1e6, statistics.median(c) / len(text) * 1e6)
+            for w, c in zip(walls, cpus)]
 
 
 def main() -> None:
@@ -98,28 +123,32 @@ def main() -> None:
     parser.add_argument("--profile", help="cProfile one encode of this class")
     parser.add_argument("--repeats", type=int, default=5, help="runs per class and method; the median is shown")
     parser.add_argument("--only", help="time only the classes whose name contains this")
+    parser.add_argument("--against", type=Path, help="another source tree (its src directory) to time alternately "
+                                                        "with this one, as 'before'")
     args = parser.parse_args()
     texts = {name: text for name, text in inputs().items() if args.only is None or args.only in name}
     if args.profile:
-        get_tokenizer()
         profile = cProfile.Profile()
         profile.runcall(get_tokenizer().encode, texts[args.profile])
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
         return
+    modules = (tokenizer_module,) if args.against is None else (other_tokenizer(args.against), tokenizer_module)
     print(cpu_line())
-    table = ["| input (100,000 characters) | encode µs/char (CPU) | tokenize(truncate=True) µs/char (CPU) |",
-             "|---|---:|---:|"]
+    header = ["encode µs/char (CPU)", "tokenize(truncate=True) µs/char (CPU)"]
+    if args.against:
+        header = [f"{how}, {when}" for how in header for when in ("before", "after")]
+    table = ["| input (100,000 characters) | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for name, text in texts.items():
-        encode = per_char(Tokenizer.encode, text, args.repeats)
-        truncated = per_char(lambda t: tokenize(t, truncate=True), text, args.repeats)
-        row = f"| {name} | {encode.wall:.2f} ({encode.cpu:.2f}) | {truncated.wall:.3f} ({truncated.cpu:.3f}) |"
+        cells = [f"{t.wall:.{digits}f} ({t.cpu:.{digits}f})" for how, digits in (("encode", 2), ("tokenize", 3))
+                 for t in per_char(how, text, args.repeats, modules)]
+        row = f"| {name} | " + " | ".join(cells) + " |"
         print(row, flush=True)
         table.append(row)
     if args.append:
+        against = f"; 'before' is {args.against}, timed alternately run by run" if args.against else ""
         append_results("Tokenizer per input class (bench/tokenizer_classes.py)", f"torch {torch.__version__}",
                        f"Median of {args.repeats} runs, each on a fresh tokenizer (empty caches), of one "
-                       "100,000-character text: wall time (the process's CPU time).",
-                       table)
+                       f"100,000-character text: wall time (the process's CPU time){against}.", table)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,35 @@
 """Time per character of `Tokenizer.encode` (no truncation) and `tokenize(..., truncate=True)` on 100k-character
 texts of each hostile input class (issue 14, item 4: "≤ 1 µs per character on any input"), with a fresh tokenizer
-per run so no cache helps. Prints the best of a few runs per class and, with `--profile CLASS`, a cProfile of one
-encode.
+per run so no cache helps. Prints the median of a few runs per class, in wall time and in the process's CPU time
+(on a shared machine the wall time also counts the time other jobs held the cores), and, with `--profile CLASS`,
+a cProfile of one encode. `--against OLD_SRC` times another source tree's tokenizer too, alternately run by run
+with this one, as "before".
 
-Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--profile CLASS]
+Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_classes.py [--append] [--repeats N] [--only WORD]
+     [--against OLD_SRC] [--profile CLASS]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
+import importlib.util
 import pstats
 import random
+import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
 
 import torch
 from timing import append_results, cpu_line
 
-from clipworks.models.tokenizer import Tokenizer, get_tokenizer, tokenize
+from clipworks.models import tokenizer as tokenizer_module
+from clipworks.models.tokenizer import get_tokenizer
 
 N = 100_000
 
@@ -71,42 +82,73 @@ def inputs() -> dict[str, str]:
     }
 
 
-def per_char(fn: Callable[[str], object], text: str, repeats: int = 3) -> float:
-    """Best µs per character of fn(text), each run on a fresh tokenizer (no warm cache)."""
-    best = float("inf")
+class PerChar(NamedTuple):
+    wall: float  # median µs per character, wall clock
+    cpu: float  # median µs per character, this process's CPU time
+
+
+def other_tokenizer(src: Path) -> ModuleType:
+    """The `clipworks.models.tokenizer` module of another source tree (say an older checkout's src), loaded beside
+    this one as the package `other_models` (the models package imports its own modules relatively)."""
+    models = src / "clipworks" / "models"
+    spec = importlib.util.spec_from_file_location("other_models", models / "__init__.py",
+                                                  submodule_search_locations=[str(models)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["other_models"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module("other_models.tokenizer")
+
+
+def per_char(how: str, text: str, repeats: int = 5,
+             modules: Sequence[ModuleType] = (tokenizer_module,)) -> list[PerChar]:
+    """Median µs per character of `how` ("encode": `Tokenizer.encode`; "tokenize": `tokenize(..., truncate=True)`)
+    on `text` with each module's tokenizer, each run on a fresh tokenizer (no warm cache). The modules take turns
+    run by run, so load from elsewhere on the machine hits them alike."""
+    walls, cpus = [[] for _ in modules], [[] for _ in modules]
     for _ in range(repeats):
-        get_tokenizer.cache_clear()
-        tokenizer = get_tokenizer()
-        t0 = time.perf_counter()
-        fn(text) if fn is not Tokenizer.encode else tokenizer.encode(text)
-        best = min(best, time.perf_counter() - t0)
-    return best / len(text) * 1e6
+        for module, wall_times, cpu_times in zip(modules, walls, cpus):
+            module.get_tokenizer.cache_clear()
+            tokenizer = module.get_tokenizer()
+            wall, cpu = time.perf_counter(), time.process_time()
+            tokenizer.encode(text) if how == "encode" else module.tokenize(text, truncate=True)
+            wall_times.append(time.perf_counter() - wall)
+            cpu_times.append(time.process_time() - cpu)
+    return [PerChar(statistics.median(w) / len(text) * 1e6, statistics.median(c) / len(text) * 1e6)
+            for w, c in zip(walls, cpus)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--append", action="store_true", help="append the table to bench/RESULTS.md")
     parser.add_argument("--profile", help="cProfile one encode of this class")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per class and method; the median is shown")
+    parser.add_argument("--only", help="time only the classes whose name contains this")
+    parser.add_argument("--against", type=Path, help="another source tree (its src directory) to time alternately "
+                                                        "with this one, as 'before'")
     args = parser.parse_args()
-    texts = inputs()
+    texts = {name: text for name, text in inputs().items() if args.only is None or args.only in name}
     if args.profile:
-        get_tokenizer()
         profile = cProfile.Profile()
         profile.runcall(get_tokenizer().encode, texts[args.profile])
         pstats.Stats(profile).sort_stats("tottime").print_stats(15)
         return
+    modules = (tokenizer_module,) if args.against is None else (other_tokenizer(args.against), tokenizer_module)
     print(cpu_line())
-    table = ["| input (100,000 characters) | encode µs/char | tokenize(truncate=True) µs/char |", "|---|---:|---:|"]
+    header = ["encode µs/char (CPU)", "tokenize(truncate=True) µs/char (CPU)"]
+    if args.against:
+        header = [f"{how}, {when}" for how in header for when in ("before", "after")]
+    table = ["| input (100,000 characters) | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for name, text in texts.items():
-        encode = per_char(Tokenizer.encode, text)
-        truncated = per_char(lambda t: tokenize(t, truncate=True), text)
-        row = f"| {name} | {encode:.2f} | {truncated:.3f} |"
+        cells = [f"{t.wall:.{digits}f} ({t.cpu:.{digits}f})" for how, digits in (("encode", 2), ("tokenize", 3))
+                 for t in per_char(how, text, args.repeats, modules)]
+        row = f"| {name} | " + " | ".join(cells) + " |"
         print(row, flush=True)
         table.append(row)
     if args.append:
+        against = f"; 'before' is {args.against}, timed alternately run by run" if args.against else ""
         append_results("Tokenizer per input class (bench/tokenizer_classes.py)", f"torch {torch.__version__}",
-                       "Best of 3 runs, each on a fresh tokenizer (empty caches), of one 100,000-character text.",
-                       table)
+                       f"Median of {args.repeats} runs, each on a fresh tokenizer (empty caches), of one "
+                       f"100,000-character text: wall time (the process's CPU time){against}.", table)
 
 
 if __name__ == "__main__":

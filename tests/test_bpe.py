@@ -137,3 +137,33 @@ def test_pair_table_equals_a_dict_on_hits_misses_and_crowded_probes() -> None:
     crowded = np.arange(64, dtype=np.int64) << 26  # keys whose hashes pile up: long probe sequences
     table = PairTable(crowded, crowded + 1, 0)
     assert table.get(crowded).tolist() == (crowded + 1).tolist() and table.get(crowded + 3).tolist() == [0] * 64
+
+
+@pytest.mark.parametrize("offset", [0, 60000])
+def test_distinct_words_merged_once_equal_apply_many(offset: int) -> None:
+    """`_apply_distinct` (each distinct word merged once, told apart by a packed key) equals `apply_many` on words
+    that repeat, words of one symbol and words too long for a key: ids near 2**16 (`offset`) pack three a key."""
+    rng = random.Random(offset)
+    for _ in range(30):
+        letters = rng.choice(["ab", "abc", "abcd"])
+        toy = Toy(random_table(rng, letters, rng.randint(1, 30)), letters)
+        ids = {i: i + offset for i in range(len(toy.strings))}
+        merges = Merges([(ids[toy.ids[a]], ids[toy.ids[b]], ids[toy.ids[a + b]])
+                         for a, b in toy.reference.bpe_ranks])
+        vocabulary = ["".join(rng.choices(letters, k=rng.randint(1, 12))) for _ in range(15)]
+        words = rng.choices(vocabulary, k=200)
+        symbols = np.array([ids[toy.ids[c]] for word in words for c in [*word[:-1], word[-1] + END]])
+        lengths = np.array([len(w) for w in words])
+        merged, counts = merges._apply_distinct(symbols, lengths)
+        expected, expected_counts = merges.apply_many(symbols, lengths)
+        assert merged.tolist() == expected.tolist() and counts.tolist() == expected_counts.tolist()
+
+
+def test_cuts_are_where_no_merge_joins_the_two_sides() -> None:
+    """Hand-checked cuts, on the square of small ids and on the hash table (an id no merge uses, above them)."""
+    a, b, c, far = 0, 1, 2, 60000
+    merges = Merges([(a, b, 3), (3, c, 4)])  # "ab", then "abc": only (a, b) and (b, c) ever join
+    assert merges._cuts(np.array([a, b, c, a, c, c, b])).tolist() == [3, 4, 5, 6]
+    assert merges._cuts(np.array([a, far, b, c])).tolist() == [1, 2]
+    # Merged symbols end and start like their parts: "abc" ends in c, "ab" starts with a and ends in b.
+    assert merges._cuts(np.array([4, 3, c, 3])).tolist() == [1, 3]

@@ -58,6 +58,16 @@ def test_fix_text_equals_ftfy_on_fuzzed_text() -> None:
     assert min(paths.values()) > 300, paths  # the fuzz reaches every path
 
 
+def test_a_round_changed_only_by_the_encoding_fix_is_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ftfy's encoding fix repeats its step until the text stops changing, so `fix_text` does not run it again on
+    lines it fixed that still look bad (the first: "ßØ" becomes "ߨ", "àا" stays): one round fixes the encoding."""
+    text = "àاßØעжÜת5بy♥m\nplain line\ncafÃ© naÃ¯ve"
+    fix_by_line, rounds = cleaning._fix_encoding_by_line, []
+    monkeypatch.setattr(cleaning, "_fix_encoding_by_line", lambda *args: rounds.append(1) or fix_by_line(*args))
+    assert fix_text(text) == ftfy.fix_text(text) == "àاߨעжÜת5بy♥m\nplain line\ncafé naïve"
+    assert len(rounds) == 1
+
+
 def test_each_fixer_changes_only_text_with_its_triggers() -> None:
     """Each code point outside a fixer's triggers, alone, is left as it is by that fixer (the fixers that look at
     sequences — "\\r\\n", surrogate pairs, terminal escapes — all need a character that alone is a trigger)."""
@@ -81,6 +91,24 @@ def test_anchors_are_needed_by_every_badness_match() -> None:
     for _ in range(200):
         text = "".join(rng.choice(sample) for _ in range(500))
         assert not ftfy.badness.is_bad(text)
+
+
+def test_texts_missing_a_class_of_every_branch_are_never_bad() -> None:
+    """`_may_be_bad` is False only where ftfy's badness pattern finds nothing: fuzzed from everything the pattern
+    reads (its anchors and the rest of the alphabet), and accented Latin text, which has anchors, is screened out."""
+    from clipworks.models.cleaning import _may_be_bad
+
+    screens = _screens()
+    assert screens.anchors.search("naïve café über año") and not _may_be_bad("naïve café über año", screens)
+    assert _may_be_bad("cafÃ©", screens) and ftfy.badness.is_bad("cafÃ©")
+    rng = random.Random(1)
+    pieces = [*{c for branch in screens.branches for chars in branch for c in chars}, *_ALPHABET]
+    screened = 0
+    for text in _fuzzed(rng, 20_000, pieces):
+        if not _may_be_bad(text, screens):
+            screened += bool(screens.anchors.search(text))
+            assert not ftfy.badness.BADNESS_RE.search(text), repr(text)
+    assert screened > 300  # texts with anchors that the branches screen out
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -354,6 +354,17 @@ def random_unicode(rng: random.Random) -> str:
                    for _ in range(rng.randint(0, 25)))
 
 
+def test_split_pattern_finds_the_words_of_openais(reference: object) -> None:
+    """Ours tries the letter and number branches first; the words are those of OpenAI's order of branches."""
+    rng = random.Random(5)
+    texts = [random_unicode(rng) for _ in range(3000)] + [
+        "it's we'll i'd <|endoftext|>a<|startoftext|> 'ſ 'K ΐ\u0345 x\u0345 '\u0345 ½ ² 1½ <|end ''s",
+        "".join(rng.choices(["'", "<", "|", "s", "ll", "7", "½", "\u0345", "é", "日", "!", "\u200d"], k=5000))]
+    for text in texts:
+        cleaned = clean(text)
+        assert _WORD_PATTERN.findall(cleaned) == reference.pat.findall(cleaned), text
+
+
 def test_random_unicode_matches_reference(reference: object) -> None:
     rng = random.Random(4)
     texts = [random_unicode(rng) for _ in range(3000)]
@@ -467,6 +478,32 @@ def test_long_words_match_reference(reference: object) -> None:
             assert torch.equal(tokenize(text, context_length, truncate=True), expected), name
         with pytest.raises(ValueError, match=f"is {len(theirs) + 2} tokens long"):
             tokenize(text)
+
+
+def test_long_emoji_and_cjk_words_match_reference(reference: object) -> None:
+    """Long words of random emoji or CJK are cut into short pieces that repeat; each distinct piece is merged once
+    (`Merges._apply_distinct`) and its ids reused wherever it occurs."""
+    rng = random.Random(15)
+
+    def emoji(n: int) -> str:  # the range bench/tokenizer_classes.py draws from
+        return "".join(chr(rng.randint(0x1F300, 0x1FAFF)) for _ in range(n))
+
+    texts = {
+        "random emoji": emoji(2000),
+        "few emoji, repeated": "".join(rng.choices(["😀", "😂", "👍🏽", "❤️", "🔥", "🇫🇷"], k=1500)),
+        "emoji, punctuation, ZWJ sequences": "".join(rng.choice([emoji(1), emoji(3), "!", "?!", "...", "😀😀",
+                                                                 "👨\u200d👩\u200d👧", "🏳️\u200d🌈"])
+                                                     for _ in range(800)),
+        "random CJK": "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(3000)),
+        "CJK and Hangul, repeated": "".join(rng.choices(["日本", "語", "中文", "한국어", "猫"], k=1500)),
+        "emoji runs between random emoji": "".join(rng.choice([emoji(1), "😀" * rng.randint(1, 9)]) for _ in range(600)),
+    }
+    tokenizer = Tokenizer()
+    for name, text in texts.items():
+        assert max(map(len, _WORD_PATTERN.findall(clean(text)))) >= 1000, name  # long words: cut and merged by piece
+        assert tokenizer.encode(text) == reference.encode(text), name
+        expected = reference_tokenize(reference, [text], 77, truncate=True)
+        assert torch.equal(tokenize(text, 77, truncate=True), expected), name
 
 
 @pytest.mark.parametrize("n", [5000, 20_000])

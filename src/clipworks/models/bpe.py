@@ -21,6 +21,8 @@ about as many rounds as it has symbols. `Merges.apply` makes the same rounds wit
 - `apply_many`: many short words (a long word's short pieces, a long text's new words) merge together in numpy
   rounds, each word's round on its own lowest-ranked pair: a Python step per round instead of per merge. Random
   CJK or emoji cut into pieces of one to a few characters, which this merges all at once.
+- `_apply_distinct`: a long word's short pieces repeat, so each distinct piece is merged once (found by sorting
+  keys that pack a piece's symbols) and its ids copied wherever it occurs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,30 @@ _ROUND = 24
 _FREE_ROUNDS = 2
 _PIECE = 256  # a long word's pair rounds run piece by piece, a piece at least this long where a cut is possible
 _SHORT = 64  # a long word's pieces up to this many symbols are merged together, by `apply_many`
+
+
+def _segments(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """values[starts[0]:starts[0] + lengths[0]], values[starts[1]:...], ... one after another, as one array."""
+    ends = np.cumsum(lengths)
+    return values[np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)]
+
+
+def _overlaps_dropped(at: np.ndarray) -> np.ndarray:
+    """The starts a round merges, from the ascending starts `at` of its pair: consecutive starts only occur for a
+    pair (a, a), in a run of a's, and the reference's scan merges the run's 1st, 3rd, 5th, ... occurrence, because
+    each merge consumes the next occurrence's left "a"."""
+    if not len(at) or np.diff(at).min(initial=2) > 1:
+        return at
+    k = np.arange(len(at))
+    run_start = np.maximum.accumulate(np.where(np.diff(at, prepend=-2) != 1, k, 0))
+    return at[(k - run_start) % 2 == 0]
+
+
+def _without(n: int, positions: np.ndarray) -> np.ndarray:
+    """A mask of n positions, False at `positions`: one mask to delete the same positions from several arrays."""
+    keep = np.ones(n, dtype=bool)
+    keep[positions] = False
+    return keep
 
 
 class PairTable:
@@ -65,18 +91,22 @@ class PairTable:
             slot[pending] = (slot[pending] + 1) & self._mask
 
     def _slot(self, keys: np.ndarray) -> np.ndarray:
-        return ((keys.astype(np.uint64) * self._GOLDEN) >> self._shift).astype(np.int64)
+        keys = np.asarray(keys, dtype=np.int64).view(np.uint64)  # the same bits: keys are non-negative
+        return ((keys * self._GOLDEN) >> self._shift).view(np.int64)
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The value of each key, `missing` for a key not in the table."""
-        out = np.full(len(keys), self._missing, dtype=np.int64)
-        slot, todo = self._slot(keys), np.arange(len(keys))
+        keys = np.asarray(keys, dtype=np.int64)
+        slot = self._slot(keys)
+        found = self._keys[slot]  # most keys end here: found, or an empty slot
+        out = np.where(found == keys, self._values[slot], self._missing)
+        todo = np.flatnonzero((found != keys) & (found != -1))  # another key here: the probe sequence goes on
         while len(todo):
+            slot[todo] = (slot[todo] + 1) & self._mask
             found = self._keys[slot[todo]]
             hit = found == keys[todo]
             out[todo[hit]] = self._values[slot[todo[hit]]]
-            todo = todo[~hit & (found != -1)]  # not here, and the probe sequence goes on
-            slot[todo] = (slot[todo] + 1) & self._mask
+            todo = todo[~hit & (found != -1)]
         return out
 
 
@@ -116,8 +146,13 @@ class Merges:
             self._first[merged], self._last[merged] = self._first[left], self._last[right]
         # Every (last of a left part, first of a right part): a word can only ever be merged across a boundary
         # between symbols a and b if (last of a, first of b) is here; elsewhere it can be cut (see `_cuts`).
+        # As with ranks, pairs of ids below `_dense` (for CLIP all of them: first and last symbols are bytes) are
+        # looked up in a square, the others in a hash table.
         joinable = np.unique(self._last[left] << 16 | self._first[right])
         self._joinable = PairTable(joinable, np.ones_like(joinable), 0)
+        self._joinable_square = np.zeros((self._dense, self._dense), dtype=bool)
+        both = (joinable >> 16 < self._dense) & (joinable & 0xFFFF < self._dense)
+        self._joinable_square[joinable[both] >> 16, joinable[both] & 0xFFFF] = True
         self._rank_of = PairTable(self._keys, self._ranks, _NOT_A_MERGE)
 
     def apply(self, symbols: Sequence[int] | np.ndarray, *, limit: int | None = None) -> list[int]:
@@ -156,8 +191,8 @@ class Merges:
         lengths = np.diff(bounds)  # (P,) symbols per piece
         short = lengths <= _SHORT
         if short.all():
-            return self.apply_many(symbols, lengths)[0].tolist()
-        merged, (flat, counts) = [], self.apply_many(symbols[np.repeat(short, lengths)], lengths[short])
+            return self._apply_distinct(symbols, lengths)[0].tolist()
+        merged, (flat, counts) = [], self._apply_distinct(symbols[np.repeat(short, lengths)], lengths[short])
         # The short pieces' ids come out of `flat` in order, the i-th ending at ends[i + 1]; the long pieces go
         # between them.
         flat, ends, taken = flat.tolist(), [0, *np.cumsum(counts).tolist()], 0
@@ -183,7 +218,7 @@ class Merges:
         symbol counts, each at least 1. Returns the merged words the same way: (ids (N',), lengths (W,)).
 
         The reference's rounds run on all words together, each word's round on its own lowest-ranked pair: no pair
-        spans two words, a word's minimum is a segmented minimum, and the overlap rule is `_array_rounds'`. A word
+        spans two words, a word's minimum is a segmented minimum, and the overlap rule is `_overlaps_dropped`. A word
         leaves when it has no merge left, so a round costs the words still merging. Rounds are as many as the most
         merges any word makes: meant for short words.
         """
@@ -191,31 +226,26 @@ class Merges:
         lengths = np.asarray(lengths, dtype=np.int64)
         word = np.repeat(np.arange(len(lengths)), lengths)  # (N,) the word each symbol belongs to
         ranks = np.full(len(sym), _NOT_A_MERGE)  # rank of the pair starting at each symbol, if in the same word
-        inner = np.flatnonzero(word[:-1] == word[1:])
-        ranks[inner] = self._ranks_of(sym[inner], sym[inner + 1])
+        ranks[:-1] = self._ranks_of(sym[:-1], sym[1:])
+        ranks[np.cumsum(lengths) - 1] = _NOT_A_MERGE  # a word's last symbol starts no pair
         done_words, done_symbols = [], []
         while len(sym):
             starts = np.flatnonzero(np.diff(word, prepend=-1))  # (w,) first symbol of each word still here
-            per_symbol = np.cumsum(np.diff(word, prepend=-1) != 0) - 1  # (n,) its word's index in `starts`
             best = np.minimum.reduceat(ranks, starts)  # (w,) each word's lowest rank
-            finished = (best == _NOT_A_MERGE)[per_symbol]
+            finished = best == _NOT_A_MERGE  # (w,) words with no merge left
+            # (n,) the lowest rank in each symbol's word, -1 in a finished word (no pair has it)
+            per_symbol = np.repeat(np.where(finished, -1, best), np.diff(starts, append=len(sym)))
+            # The best pair's occurrences in every word (a word's last symbol starts no pair, so a run of
+            # consecutive starts is inside one word). Their right symbols go, and finished words leave.
+            at = _overlaps_dropped(np.flatnonzero(ranks == per_symbol))
+            keep = _without(len(sym), at + 1)
             if finished.any():
-                done_words.append(word[finished])
-                done_symbols.append(sym[finished])
-                sym, ranks, word = sym[~finished], ranks[~finished], word[~finished]
-                best = best[best != _NOT_A_MERGE]
-                per_symbol = np.cumsum(np.diff(word, prepend=-1) != 0) - 1
-                if not len(sym):
-                    break
-            at = np.flatnonzero(ranks == best[per_symbol])  # the best pair's occurrences in every word
-            # Consecutive starts only occur in a run of a's for a pair (a, a), inside one word (a word's last
-            # symbol starts no pair): merge the run's 1st, 3rd, ... occurrence, as in `_array_rounds`.
-            k = np.arange(len(at))
-            run_start = np.maximum.accumulate(np.where(np.diff(at, prepend=-2) != 1, k, 0))
-            at = at[(k - run_start) % 2 == 0]
-            merged = self._merged[ranks[at]]
-            sym, ranks, word = np.delete(sym, at + 1), np.delete(ranks, at + 1), np.delete(word, at + 1)
-            merged_at = at - np.arange(len(at))
+                gone = per_symbol == -1
+                done_words.append(word[gone])
+                done_symbols.append(sym[gone])
+                keep &= ~gone
+            merged, merged_at = self._merged[ranks[at]], np.cumsum(keep)[at] - 1  # (m,) each, after the removal
+            sym, ranks, word = sym[keep], ranks[keep], word[keep]
             sym[merged_at] = merged
             # The pairs on both sides of each merged symbol change; those that end a word are no pair.
             changed = np.concatenate([merged_at[merged_at > 0] - 1, merged_at])
@@ -227,6 +257,36 @@ class Merges:
         order = np.argsort(words, kind="stable")
         return np.concatenate([*done_symbols, np.zeros(0, dtype=np.int64)])[order], np.bincount(
             words, minlength=len(lengths))
+
+    def _apply_distinct(self, symbols: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`apply_many`, merging each distinct word once: a long word's pieces repeat (random CJK or emoji, cut into
+        pieces of one to a few characters, has a few thousand distinct pieces in 100,000 characters).
+
+        A word of one symbol is its own result. Words of 2 to `63 // bits` symbols are told apart by one int64
+        packing their symbols, `bits` a symbol (plus one, so that no symbol packs to 0); longer ones are merged as
+        they are.
+        """
+        n, starts = len(symbols), np.cumsum(lengths) - lengths  # (W,) each word's first symbol
+        bits = int(symbols.max(initial=0) + 1).bit_length()
+        packed = (lengths > 1) & (lengths <= 63 // bits)  # (W,)
+        unpacked = np.flatnonzero((lengths > 1) & ~packed)
+        keys = np.zeros(0, dtype=np.int64)
+        if packed.any():
+            inside = np.repeat(packed, lengths)  # (N,) the packed words' symbols
+            position = (np.arange(n) - np.repeat(starts, lengths))[inside]  # within the word
+            keys = np.bitwise_or.reduceat((symbols[inside] + 1) << (bits * position),
+                                          np.cumsum(lengths[packed]) - lengths[packed])
+        distinct, inverse = np.unique(keys, return_inverse=True)  # (U,), (packed words,)
+        first = np.empty(len(distinct), dtype=np.int64)
+        first[inverse] = np.flatnonzero(packed)  # a word with each key
+        merge = np.concatenate([first, unpacked])  # (U + R,) the words to merge
+        flat, counts = self.apply_many(_segments(symbols, starts[merge], lengths[merge]), lengths[merge])
+        # Each word's ids are a segment of [symbols, flat]: its own symbol, or the ids of the word merged for it.
+        at, count = starts.copy(), np.ones_like(lengths)  # (W,) each
+        merged_at = n + np.cumsum(counts) - counts  # (U + R,)
+        at[packed], count[packed] = merged_at[inverse], counts[inverse]
+        at[unpacked], count[unpacked] = merged_at[len(distinct):], counts[len(distinct):]
+        return _segments(np.concatenate([symbols, flat]), at, count), count
 
     def _array_rounds(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reference rounds on arrays, while they are cheaper than `_pair_rounds` would be.
@@ -243,17 +303,13 @@ class Merges:
             rank = ranks.min()
             if rank == _NOT_A_MERGE:
                 break
-            at = np.flatnonzero(ranks == rank)  # where the best pair starts, left to right
-            # Consecutive starts only occur for a pair (a, a), in a run of a's: the scan merges the run's 1st, 3rd,
-            # 5th, ... occurrence, because each merge consumes the next occurrence's left "a".
-            k = np.arange(len(at))
-            run_start = np.maximum.accumulate(np.where(np.diff(at, prepend=-2) != 1, k, 0))
-            at = at[(k - run_start) % 2 == 0]
+            at = _overlaps_dropped(np.flatnonzero(ranks == rank))  # where the best pair starts, left to right
             merged = self._table[int(symbols[at[0]]) << 16 | int(symbols[at[0] + 1])] & 0xFFFF
             cost, merges = cost + len(symbols) / _SCAN + _ROUND, merges + len(at)
             # The right symbol of each merge goes, and with it the pair it started; the pairs on both sides of
             # each merged symbol are ranked again. (New arrays: the caller's are left as they were.)
-            symbols, ranks = np.delete(symbols, at + 1), np.delete(ranks, at + 1)
+            keep = _without(len(symbols), at + 1)
+            symbols, ranks = symbols[keep], ranks[keep]
             merged_at = at - np.arange(len(at))  # positions of the merged symbols after the deletions
             symbols[merged_at] = merged
             changed = np.concatenate([merged_at[merged_at > 0] - 1, merged_at[merged_at < len(symbols) - 1]])
@@ -275,8 +331,10 @@ class Merges:
         across it, the word's rounds seen on either side are that side's own rounds (a round's pair, if a side
         has it, is the lowest-ranked pair there too), so each side merges as a word of its own.
         """
-        pairs = self._last[symbols[:-1]] << 16 | self._first[symbols[1:]]
-        return np.flatnonzero(self._joinable.get(pairs) == 0) + 1
+        last, first = self._last[symbols[:-1]], self._first[symbols[1:]]
+        if len(last) and max(last.max(), first.max()) < self._dense:
+            return np.flatnonzero(~self._joinable_square[last, first]) + 1
+        return np.flatnonzero(self._joinable.get(last << 16 | first) == 0) + 1
 
     def _pieces(self, symbols: np.ndarray, ranks: np.ndarray) -> Iterator[tuple[list[int], list[int]]]:
         """A long word cut into pieces of about _PIECE symbols or more, as `_pair_rounds` takes them, in order.

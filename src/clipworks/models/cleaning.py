@@ -7,11 +7,14 @@ nothing; a round is: unescape HTML entities, fix the encoding (mojibake), eight 
 - HTML entities all start with "&": a text without one has none (with one, the text goes to ftfy).
 - The encoding fix returns a line unchanged unless ftfy's badness pattern matches in it. Every branch of that
   pattern needs one of a few hundred characters (`anchors`, derived from the pattern itself: Latin-1 and
-  Windows-125x letters and symbols, box drawing, ...), so a text without them is never bad; with one, the pattern
-  searched over the whole text with `^` at every line start decides (a line's match is a match in the whole text;
-  the converse may fail, which only costs time). Only the lines it finds bad get ftfy's encoding fix; once a round
-  has made a new line break (the line-break fixer turns "\r" and U+2028 into "\n"), a bad line sends the text to
-  ftfy, whose lines are those of the text it was given.
+  Windows-125x letters and symbols, box drawing, ...), so a text without them is never bad; nor is a text that,
+  for every branch, lacks all characters of one of the classes the branch requires (read off the pattern the
+  same way: accented Latin text has anchors, but seldom a whole branch). Otherwise the pattern searched over the
+  whole text with `^` at every line start decides (a line's match is a match in the whole text; the converse may
+  fail, which only costs time). Only the lines it finds bad get ftfy's encoding fix; once a round has made a new
+  line break (the line-break fixer turns "\r" and U+2028 into "\n"), a bad line sends the text to ftfy, whose
+  lines are those of the text it was given. A round whose only change was the encoding fix is the last: ftfy's
+  encoding fix repeats its step until the text stops changing, so another round would change nothing.
 - The eight character fixers (C1 controls, ligatures, width, quotes, line breaks, surrogates, terminal escapes,
   control characters) and NFC act within a line, so running them on the whole text is running them on each line;
   each changes a text only where one of its trigger characters is (a character it maps, removes or starts a
@@ -64,6 +67,7 @@ def _char_class(code_points: set[int]) -> re.Pattern[str]:
 
 class _Screens(NamedTuple):
     anchors: re.Pattern[str]  # one character of each branch of ftfy's badness pattern
+    branches: tuple[tuple[frozenset[str], ...], ...]  # each branch's required character classes
     lines_badness: re.Pattern[str]  # the badness pattern with `^` at every line start
     triggers: re.Pattern[str]  # every character any of the eight fixers acts on
     fixers: tuple[tuple[Callable[[str], str], re.Pattern[str]], ...]  # each fixer, in order, with its triggers
@@ -88,13 +92,16 @@ def _screens() -> _Screens:
     if branch[0] is not sre_constants.BRANCH:
         raise RuntimeError("ftfy's badness pattern is no longer one alternation; update clipworks.models.cleaning")
     anchors: set[int] = set()
+    branches = []
     for alternative in branch[1][1]:
         # Each alternative's required items (top level: not inside an optional repeat) that are finite classes;
-        # one of them must occur in any match. Prefer the one without ASCII or whitespace, then the smallest.
+        # each of them must occur in any match. The anchor is one of them: preferably without ASCII or
+        # whitespace, then the smallest.
         required = [chars for op, av in alternative if (chars := _class_chars(op, av)) is not None]
         if not required:
             raise RuntimeError("a branch of ftfy's badness pattern has no required character class")
         anchors |= min(required, key=lambda s: (any(c < 128 or chr(c).isspace() for c in s), len(s)))
+        branches.append(tuple(frozenset(map(chr, chars)) for chars in required))
     # What each fixer acts on: a character it maps, removes or (line breaks, terminal escapes, surrogate pairs)
     # starts a sequence with.
     fixers = (
@@ -107,7 +114,7 @@ def _screens() -> _Screens:
         (fixes.remove_terminal_escapes, {0x1B}),
         (fixes.remove_control_chars, _table_keys(chardata.CONTROL_CHARS)),
     )
-    return _Screens(_char_class(anchors), re.compile(badness.BADNESS_RE.pattern, re.VERBOSE | re.MULTILINE),
+    return _Screens(_char_class(anchors), tuple(branches), re.compile(badness.BADNESS_RE.pattern, re.VERBOSE | re.MULTILINE),
                     _char_class(set().union(*(chars for _, chars in fixers))),
                     tuple((fix, _char_class(chars)) for fix, chars in fixers))
 
@@ -118,22 +125,34 @@ def fix_text(text: str) -> str:
     screens = _screens()
     fixed, lines = text, text.count("\n")
     while "&" not in fixed and len(fixed) <= _MAX_LINE:
-        before = fixed
-        if screens.anchors.search(fixed) and screens.lines_badness.search(fixed):
+        before = encoded = fixed
+        if _may_be_bad(fixed, screens) and screens.lines_badness.search(fixed):
             if fixed.count("\n") != lines:
                 # A round made a line break ("\r" or U+2028 became "\n"; no fixer removes one), and ftfy's
                 # lines are those of the text it was given: leave this text to ftfy.
                 break
-            fixed = _fix_encoding_by_line(fixed, screens.anchors)
+            fixed = encoded = _fix_encoding_by_line(fixed, screens.anchors)
         elif not screens.triggers.search(fixed) and unicodedata.is_normalized("NFC", fixed):
             return fixed  # a round would change nothing
         for fix, triggers in screens.fixers:
             if triggers.search(fixed):
                 fixed = fix(fixed)
         fixed = unicodedata.normalize("NFC", fixed)
-        if fixed == before:
+        if fixed == encoded:
+            # The fixers and NFC changed nothing, and the encoding fix (if any) would change nothing again:
+            # ftfy's `fix_encoding` repeats its step until the text stops changing. So the next round, ftfy's or
+            # ours, would leave the text as it is.
             return fixed
     return ftfy.fix_text(text)
+
+
+def _may_be_bad(text: str, screens: _Screens) -> bool:
+    """False if ftfy's badness pattern cannot match in `text`: it has no anchor (the quick test), or every branch
+    misses one of its required characters in it (Latin text with accents has anchors, but no branch's all)."""
+    if not screens.anchors.search(text):
+        return False
+    chars = set(text)
+    return any(all(not required.isdisjoint(chars) for required in branch) for branch in screens.branches)
 
 
 def _fix_encoding_by_line(text: str, anchors: re.Pattern[str]) -> str:

@@ -56,10 +56,12 @@ SOT = "<|startoftext|>"
 EOT = "<|endoftext|>"
 END_OF_WORD = "</w>"
 
-# OpenAI's split pattern. IGNORECASE matters even though text is lowercased first: it lets the contraction
-# branches match case-folding equivalents, e.g. the long s in "it'ſ" splits off as "'ſ" just like "'s".
+# OpenAI's split pattern, its letter and number branches moved first: they are the common matches, and no other
+# branch matches where they do (the others start with "<", "'" or a character that is neither), so the words are
+# the same (tested against OpenAI's pattern). IGNORECASE matters even though text is lowercased first: it lets the
+# contraction branches match case-folding equivalents, e.g. the long s in "it'ſ" splits off as "'ſ" like "'s".
 _WORD_PATTERN = regex.compile(
-    r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+    r"""[\p{L}]+|[\p{N}]|<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\s\p{L}\p{N}]+""",
     regex.IGNORECASE,
 )
 # The same pattern for lowercase ASCII text, where it needs no unicode classes: \p{L} is a-z, \p{N} is 0-9, \s is
@@ -252,7 +254,9 @@ class Tokenizer:
             chunk_ids.clear()
         word_ids = self._word_ids.__getitem__
         for chunk, words in zip(new, split):
-            chunk_ids[chunk] = tuple(chain.from_iterable(map(word_ids, words)))
+            # A chunk of one word (most are) shares its tuple.
+            ids = word_ids(words[0]) if len(words) == 1 else tuple(chain.from_iterable(map(word_ids, words)))
+            chunk_ids[chunk] = ids
 
     def _merge_new_words(self, words: Iterable[str]) -> None:
         """Put the ids of the new words among `words` (up to _LONG characters; at most half a cache of them) in the

@@ -71,7 +71,8 @@ def paired(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tu
     return statistics.median(ta), statistics.median(tb)
 
 
-def paired_blocks(a: Callable[[], object], b: Callable[[], object], repeats: int, block: int = 4) -> tuple[float, float]:
+def paired_blocks(a: Callable[[], object], b: Callable[[], object], repeats: int,
+                  block: int = 4) -> tuple[float, float]:
     """Median times of a and b, measured in alternating blocks of `block` calls, the first call of each block
     discarded. For two engines with thread pools of their own (ONNX Runtime and torch): each pool spins for a while
     after its call, and in `paired` that spin would run on the cores the other engine's next call needs."""

@@ -5,7 +5,6 @@ benchmark_formats.py), with exact labels."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

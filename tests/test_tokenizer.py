@@ -496,7 +496,8 @@ def test_long_emoji_and_cjk_words_match_reference(reference: object) -> None:
                                                      for _ in range(800)),
         "random CJK": "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(3000)),
         "CJK and Hangul, repeated": "".join(rng.choices(["日本", "語", "中文", "한국어", "猫"], k=1500)),
-        "emoji runs between random emoji": "".join(rng.choice([emoji(1), "😀" * rng.randint(1, 9)]) for _ in range(600)),
+        "emoji runs between random emoji": "".join(rng.choice([emoji(1), "😀" * rng.randint(1, 9)])
+                                                   for _ in range(600)),
     }
     tokenizer = Tokenizer()
     for name, text in texts.items():

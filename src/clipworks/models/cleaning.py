@@ -114,7 +114,8 @@ def _screens() -> _Screens:
         (fixes.remove_terminal_escapes, {0x1B}),
         (fixes.remove_control_chars, _table_keys(chardata.CONTROL_CHARS)),
     )
-    return _Screens(_char_class(anchors), tuple(branches), re.compile(badness.BADNESS_RE.pattern, re.VERBOSE | re.MULTILINE),
+    lines_badness = re.compile(badness.BADNESS_RE.pattern, re.VERBOSE | re.MULTILINE)
+    return _Screens(_char_class(anchors), tuple(branches), lines_badness,
                     _char_class(set().union(*(chars for _, chars in fixers))),
                     tuple((fix, _char_class(chars)) for fix, chars in fixers))
 
@@ -125,7 +126,7 @@ def fix_text(text: str) -> str:
     screens = _screens()
     fixed, lines = text, text.count("\n")
     while "&" not in fixed and len(fixed) <= _MAX_LINE:
-        before = encoded = fixed
+        encoded = fixed
         if _may_be_bad(fixed, screens) and screens.lines_badness.search(fixed):
             if fixed.count("\n") != lines:
                 # A round made a line break ("\r" or U+2028 became "\n"; no fixer removes one), and ftfy's

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipworks import load
+from clipworks import cli, load
 from clipworks.data.shards import shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
 from clipworks.io.checkpoints import load_training_state
@@ -44,16 +44,18 @@ def assert_same_training(a: Path, b: Path) -> None:
         torch.testing.assert_close(y, x, atol=1e-6, rtol=0, msg=name)
 
 
-def test_two_processes_match_one_process_on_the_combined_batch(tmp_path: Path) -> None:
+def test_two_processes_match_one_process_on_the_combined_batch(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun, "torchrun ships with torch; it should sit beside the interpreter"
-    run([sys.executable, "-m", "clipworks.cli", *ARGS, "--output-dir", str(tmp_path / "one")], tmp_path)
+    # The single-process runs in this process (no interpreter and torch start-up); torchrun's in their own.
+    monkeypatch.setenv("CLIPWORKS_CACHE", str(tmp_path / "cache"))
+    assert cli.main([*ARGS, "--output-dir", str(tmp_path / "one")]) == 0
     run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", *ARGS,
          "--output-dir", str(tmp_path / "two")], tmp_path)
     assert_same_training(tmp_path / "one", tmp_path / "two")
     # Gradient accumulation that keeps every negative (GradCache), alone and under two processes.
-    run([sys.executable, "-m", "clipworks.cli", *ARGS, "--micro-batches", "4", "--output-dir",
-         str(tmp_path / "micro")], tmp_path)
+    assert cli.main([*ARGS, "--micro-batches", "4", "--output-dir", str(tmp_path / "micro")]) == 0
     assert_same_training(tmp_path / "one", tmp_path / "micro")
     run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "clipworks.cli", *ARGS, "--micro-batches", "2",
          "--output-dir", str(tmp_path / "two-micro")], tmp_path)

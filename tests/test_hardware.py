@@ -160,25 +160,25 @@ def test_cli_warns_in_one_line_when_bf16_is_emulated(tmp_path: Path) -> None:
     assert "precision bf16: as requested; emulated on this CPU (AVX2)" in run.stdout
 
 
-def test_training_steps_stop_page_faulting_their_buffers_back_in() -> None:
-    # A step of RN-Tiny at batch 256 frees and re-allocates activation buffers above glibc's 32 MB mmap threshold;
-    # by default each step page-faults them in again (~50k faults a step here); keep_freed_memory keeps them.
+def test_freed_large_buffers_are_reused_without_page_faults() -> None:
+    # A training step frees and re-allocates activation buffers above glibc's largest mmap threshold (32 MB); by
+    # default each one is mapped afresh and page-faulted in again, and keep_freed_memory makes malloc reuse them.
+    # Tested on the mechanism itself: eight 64 MB buffers allocated, touched and freed. (Whole RN-Tiny steps fault
+    # 4-10x less with it, but how much depends on the CPU's kernels: 2.4x was seen on CI, so no bar is set on that.)
     code = """
 import resource, sys, torch
-from clipworks import create_model
 from clipworks.hardware import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-model = create_model("RN-Tiny", seed=0)
-images = torch.randn(256, 3, 64, 64)
-def step():
-    model.encode_image(images).sum().backward()
-step(); step()
+def churn():
+    for _ in range(8):
+        torch.empty(16 * 2**20).fill_(1.0)
+churn()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-step(); step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2)
+churn()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
-    faults = {mode: float(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
-                                         check=True).stdout) for mode in ("default", "keep")}
-    # Alone, keep faults ~10x less; on a machine busy with other jobs the ratio was seen at 4.7, so the bar is 3x.
-    assert faults["keep"] < faults["default"] / 3, faults
+    faults = {mode: int(subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("default", "keep")}
+    # Default: 16,384 faults a buffer with 4 KB pages, at least 32 with 2 MB transparent huge pages. Kept: none.
+    assert faults["default"] >= 8 * 32 and faults["keep"] < 8, faults

@@ -12,6 +12,35 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def _machine_line() -> str:
+    """Which CPU class ran the suite, so a CI log says it: capability, native bf16, cores, model, fp32 matmul rate."""
+    import os
+    import time
+
+    import torch
+
+    from clipworks.hardware import cpu
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
+    a = torch.randn(512, 512)
+    a @ a
+    start, n = time.perf_counter(), 50
+    for _ in range(n):
+        a @ a
+    rate = n * 2 * 512**3 / (time.perf_counter() - start) / 1e9
+    return (f"clipworks: CPU class {cpu().label} ({model}), {os.cpu_count()} cores, {torch.get_num_threads()} torch "
+            f"threads, fp32 512^2 matmul {rate:.0f} GFLOP/s, load average {os.getloadavg()[0]:.1f}")
+
+
+def pytest_report_header() -> str:
+    return _machine_line()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(_machine_line())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def world_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Rendered world data goes to the test session's temporary folder, never to ~/.cache."""

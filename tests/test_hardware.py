@@ -16,7 +16,7 @@ import torch
 from clipworks import cli, create_model, hardware, optimize_for_inference
 from clipworks.hardware import FastPaths, PrecisionWarning, onednn_available, resolve_precision, simulate_cpu
 from clipworks.models.inference import FrozenConv, FrozenLinear
-from clipworks.models.layers import linear
+from clipworks.models.layers import MLP, linear
 
 AVX2 = {"capability": "AVX2", "native_bf16": False}
 AVX512_BF16 = {"capability": "AVX512", "native_bf16": True}
@@ -85,8 +85,10 @@ def test_a_onednn_isa_cap_below_bf16_turns_native_bf16_off() -> None:
 
 # ---------------------------------------------------------------- fast paths per class
 EXPECTED_PATHS = {  # the measured choices (bench/kernels.py; both classes in bench/RESULTS.md)
-    "AVX512": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True),
-    "AVX2": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True),
+    "AVX512": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
+                        fold_quick_gelu=True),
+    "AVX2": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
+                      fold_quick_gelu=True),
 }
 
 
@@ -104,6 +106,10 @@ def test_each_class_gets_its_measured_fast_paths(capability: str) -> None:
         resnet.visual.conv1.register_forward_hook(lambda module, args, out: seen.append(args[0]))
         resnet.encode_image(torch.randn(2, 3, 64, 64))
         assert seen[0].is_contiguous(memory_format=torch.channels_last) == paths.channels_last_resnet
+        mlp, calls = MLP(8, 32, "quick_gelu"), []
+        mlp.gelu.register_forward_hook(lambda module, args, out: calls.append(1))
+        mlp(torch.randn(64, 8))  # 64 rows of width 8: the weights are far smaller than the activations
+        assert calls == ([] if paths.fold_quick_gelu else [1])
     assert onednn_available(torch.device("cpu"), torch.float32)  # so the table alone decides here
     linears = [m for m in copies["ViT-Tiny"].modules() if isinstance(m, FrozenLinear)]
     convs = [m for m in copies["RN-Tiny"].modules() if isinstance(m, FrozenConv)]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from clipworks import create_model
 from clipworks.hardware import onednn_available
-from clipworks.models.layers import QuickGELU, linear
+from clipworks.models.layers import MLP, QuickGELU, Transformer, linear
 from clipworks.training.optim import create_optimizer, param_groups
 
 
@@ -63,6 +63,52 @@ def test_quick_gelu_is_x_times_sigmoid_of_1_702_x() -> None:
     (grad,) = torch.autograd.grad(y.sum(), x)
     (reference_grad,) = torch.autograd.grad(reference.sum(), x)
     torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=1e-6)
+
+
+def test_an_mlp_with_quick_gelu_folded_into_its_weights_computes_the_plain_one() -> None:
+    # 260 rows of width 64: the fold is taken (the hook on QuickGELU never fires) and output and every gradient
+    # equal the module-by-module computation x -> c_fc -> x * sigmoid(1.702 x) -> c_proj.
+    torch.manual_seed(0)
+    mlp, calls = MLP(64, 256, "quick_gelu"), []
+    mlp.gelu.register_forward_hook(lambda module, args, out: calls.append(1))
+    x = torch.randn(4, 65, 64, requires_grad=True)
+    y = mlp(x)
+    assert calls == []
+    hidden = F.linear(x, mlp.c_fc.weight, mlp.c_fc.bias)
+    reference = F.linear(hidden * torch.sigmoid(1.702 * hidden), mlp.c_proj.weight, mlp.c_proj.bias)
+    torch.testing.assert_close(y, reference, atol=1e-5, rtol=1e-5)
+    weights = [x, *mlp.parameters()]
+    upstream = torch.randn_like(y)
+    for grad, reference_grad in zip(torch.autograd.grad(y, weights, upstream),
+                                    torch.autograd.grad(reference, weights, upstream)):
+        torch.testing.assert_close(grad, reference_grad, atol=1e-5, rtol=1e-5)
+    mlp(torch.randn(2, 64))  # two rows: scaling the weights would cost more than the activations, so no fold
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("causal, at", [(False, 0), (True, 4), (True, torch.tensor([8, 3, 0, 5, 8]))])
+def test_the_last_block_computes_only_the_token_that_is_read(causal: bool, at: int | torch.Tensor,
+                                                              checkpointing: bool) -> None:
+    # Vision reads the class token (position 0 of every row), text the end-of-text token (its own position in each
+    # row, keys after it masked). The output there and every gradient equal the full computation's, and the last
+    # block's MLP sees one token a row.
+    torch.manual_seed(0)
+    transformer = Transformer(64, 3, 4, 256, "quick_gelu")
+    transformer.grad_checkpointing = checkpointing
+    seen = []
+    transformer.resblocks[-1].mlp.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape)))
+    x = torch.randn(5, 9, 64, requires_grad=True)
+    full = transformer(x, causal=causal)
+    rows = torch.arange(5)
+    reference = full[rows, at] if isinstance(at, torch.Tensor) else full[:, at]
+    picked = transformer(x, causal=causal, at=at)
+    assert picked.shape == (5, 1, 64) and seen[0] == (5, 9, 64) and seen[-1] == (5, 1, 64)
+    torch.testing.assert_close(picked[:, 0], reference, atol=1e-6, rtol=1e-5)
+    weights, upstream = [x, *transformer.parameters()], torch.randn(5, 64)
+    for grad, reference_grad in zip(torch.autograd.grad(picked[:, 0], weights, upstream),
+                                    torch.autograd.grad(reference, weights, upstream)):
+        torch.testing.assert_close(grad, reference_grad, atol=1e-6, rtol=1e-5)
 
 
 def test_the_trainers_adamw_is_fused_and_steps_as_the_default_one() -> None:

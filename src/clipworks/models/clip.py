@@ -89,8 +89,8 @@ class CLIP(nn.Module):
         length = int(eot.max()) + 1 if trim and text.numel() else text.shape[1]
         text = text[:, :length]  # drop positions after the last EOT: they cannot change the output (see docstring)
         x = self.token_embedding(text).to(self.dtype) + self.positional_embedding[:length].to(self.dtype)
-        x = self.ln_final(self.transformer(x, causal=True))  # (N, L', D)
-        features = x[torch.arange(x.shape[0]), eot] @ self.text_projection  # (N, E)
+        x = self.ln_final(self.transformer(x, causal=True, at=eot))  # only the end-of-text outputs: (N, 1, D)
+        features = x[:, 0] @ self.text_projection  # (N, E)
         return F.normalize(features, dim=-1) if normalize else features
 
     def forward(self, images: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

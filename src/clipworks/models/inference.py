@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..hardware import fast_paths, onednn_available, resolve_dtype
 from .clip import CLIP
-from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, QuickGELU, attend, onednn_linear
+from .layers import MLP, QUICK_GELU_SCALE, Attention, LayerNorm, Position, QuickGELU, attend, onednn_linear
 from .vision import Bottleneck, ModifiedResNet
 
 
@@ -133,8 +133,8 @@ class FrozenAttention(_Frozen):
         self.qkv = FrozenLinear(attn.in_proj_weight, attn.in_proj_bias, dtype, kernel)
         self.out = frozen_linear(attn.out_proj, dtype, kernel)
 
-    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
-        return self.out(attend(self.qkv(x), self.heads, causal=causal))
+    def forward(self, x: torch.Tensor, *, causal: bool = False, at: Position = None) -> torch.Tensor:
+        return self.out(attend(self.qkv(x), self.heads, causal=causal, at=at))
 
 
 class FrozenMLP(_Frozen):

@@ -112,18 +112,40 @@ class Attention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
-        out = attend(linear(x, self.in_proj_weight, self.in_proj_bias), self.heads, causal=causal)
+    def forward(self, x: torch.Tensor, *, causal: bool = False, at: Position = None) -> torch.Tensor:
+        out = attend(linear(x, self.in_proj_weight, self.in_proj_bias), self.heads, causal=causal, at=at)
         return linear(out, self.out_proj.weight, self.out_proj.bias)
 
 
-def attend(qkv: torch.Tensor, heads: int, *, causal: bool) -> torch.Tensor:
+Position = int | torch.Tensor | None  # one token position for every row, one per row ((N,) int64), or all of them
+
+
+def attend(qkv: torch.Tensor, heads: int, *, causal: bool, at: Position = None) -> torch.Tensor:
     """(N, L, 3D) packed queries, keys and values -> (N, L, D) multi-head attention output, before the out
-    projection."""
+    projection; with `at`, only the output at that position of each row, (N, 1, D)."""
     n, length, width = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
     q, k, v = qkv.view(n, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)  # 3 x (N, h, L, hd)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (N, h, L, hd)
-    return out.transpose(1, 2).reshape(n, length, width)
+    if at is None:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (N, h, L, hd)
+        return out.transpose(1, 2).reshape(n, length, width)
+    mask = None
+    if isinstance(at, int):
+        q = q[:, :, at:at + 1]  # (N, h, 1, hd)
+        if causal:
+            mask = (torch.arange(length, device=qkv.device) <= at)[None]  # (1, L): keys up to the query's position
+    else:
+        q = q[torch.arange(n, device=qkv.device), :, at].unsqueeze(2)  # (N, h, 1, hd)
+        if causal:
+            mask = (torch.arange(length, device=qkv.device) <= at[:, None])[:, None, None, :]  # (N, 1, 1, L)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (N, h, 1, hd)
+    return out.transpose(1, 2).reshape(n, 1, width)
+
+
+def pick(x: torch.Tensor, at: int | torch.Tensor) -> torch.Tensor:
+    """(N, L, D) -> (N, 1, D): the token at `at` (one position, or one per row) of each row."""
+    if isinstance(at, int):
+        return x[:, at:at + 1]
+    return x[torch.arange(x.shape[0], device=x.device), at].unsqueeze(1)
 
 
 class MLP(nn.Module):
@@ -137,8 +159,21 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.gelu, QuickGELU) and _folding_pays(x):
+            # c_proj(silu(1.702 c_fc(x)) / 1.702) with the two scalings moved onto the weights: for many rows the
+            # weights are much smaller than the hidden activations, and this saves two passes over those forward
+            # and two backward (the same function, within float rounding).
+            hidden = F.silu(linear(x, self.c_fc.weight * QUICK_GELU_SCALE, self.c_fc.bias * QUICK_GELU_SCALE))
+            return linear(hidden, self.c_proj.weight / QUICK_GELU_SCALE, self.c_proj.bias)
         x = self.gelu(linear(x, self.c_fc.weight, self.c_fc.bias))
         return linear(x, self.c_proj.weight, self.c_proj.bias)
+
+
+def _folding_pays(x: torch.Tensor) -> bool:
+    """Whether scaling an MLP's weights costs less than scaling its hidden activations: rows (tokens in the batch)
+    well above the width. Never in a traced, exported or compiled graph, whose batch size is not this one."""
+    return (fast_paths().fold_quick_gelu and x.numel() >= 4 * x.shape[-1] ** 2 and not torch.jit.is_tracing()
+            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling())
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -151,8 +186,11 @@ class ResidualAttentionBlock(nn.Module):
         self.ln_2 = LayerNorm(width)
         self.mlp = MLP(width, mlp_width, activation)
 
-    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), causal=causal)
+    def forward(self, x: torch.Tensor, *, causal: bool = False, at: Position = None) -> torch.Tensor:
+        """(N, L, D) -> (N, L, D); with `at`, only the output at that position of each row, (N, 1, D): keys and
+        values still come from every token, but the query, out projection and MLP run on one token a row."""
+        attended = self.attn(self.ln_1(x), causal=causal, at=at)
+        x = (x if at is None else pick(x, at)) + attended
         return x + self.mlp(self.ln_2(x))
 
 
@@ -167,13 +205,18 @@ class Transformer(nn.Module):
                                        for _ in range(layers))
         self.grad_checkpointing = False  # trade compute for memory in training (the paper's recipe uses it)
 
-    def forward(self, x: torch.Tensor, *, causal: bool = False) -> torch.Tensor:
-        for block in self.resblocks:
+    def forward(self, x: torch.Tensor, *, causal: bool = False, at: Position = None) -> torch.Tensor:
+        """(N, L, D) -> (N, L, D). A caller that reads one token a row (the class token, end-of-text) passes its
+        position as `at` and gets (N, 1, D): the last block then computes that token only after its q/k/v projection
+        (the same numbers; three quarters of one block's work less)."""
+        last = len(self.resblocks) - 1
+        for i, block in enumerate(self.resblocks):
+            where = at if i == last else None
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, causal=causal, use_reentrant=False)
+                x = checkpoint(block, x, causal=causal, at=where, use_reentrant=False)
             else:
-                x = block(x, causal=causal)
-        return x
+                x = block(x, causal=causal, at=where)
+        return x if at is None or last >= 0 else pick(x, at)
 
     def init_openai(self) -> None:
         """OpenAI's initialisation of the text transformer (CLIP.initialize_parameters)."""

@@ -45,7 +45,7 @@ class VisionTransformer(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # (N, 1 + g*g, D)
         if self.training and self.patch_dropout > 0:
             x = drop_patches(x, self.patch_dropout)  # (N, 1 + keep, D)
-        x = self.transformer(self.ln_pre(x))
+        x = self.transformer(self.ln_pre(x), at=0)  # only the class token's output: (N, 1, D)
         return self.ln_post(x[:, 0]) @ self.proj  # (N, E)
 
 

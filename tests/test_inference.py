@@ -11,7 +11,7 @@ import torch
 from clipworks import create_model, get_config, optimize_for_inference
 from clipworks.hardware import onednn_available
 from clipworks.models import inference
-from clipworks.models.inference import FrozenConv, FrozenLinear
+from clipworks.models.inference import FrozenConv, FrozenLinear, FrozenPatchEmbedding
 
 TOKENS = torch.tensor([[49406, 320, 736, 2972, 49407] + [0] * 27,
                        [49406, 320, 1746, 539, 320, 1901, 3467, 49407] + [0] * 24,
@@ -94,6 +94,18 @@ def test_a_bf16_copy_stays_close_to_fp32(name: str) -> None:
                            (model.encode_text(TOKENS), fast.encode_text(TOKENS))):
             assert half.dtype == torch.bfloat16
             assert torch.nn.functional.cosine_similarity(full, half.float()).min() > 0.999
+
+
+@pytest.mark.parametrize("kernel", ["onednn", "plain"])
+def test_a_vit_patch_embedding_runs_as_one_matmul_and_equals_the_convolution(kernel: str) -> None:
+    fast = optimize_for_inference(model_under_test("ViT-Tiny"))
+    assert isinstance(fast.visual.conv1, FrozenPatchEmbedding)
+    assert not any(isinstance(m, torch.nn.Conv2d) for m in fast.modules())
+    conv = torch.nn.Conv2d(3, 24, 8, stride=8, bias=False)
+    frozen = FrozenPatchEmbedding(conv, torch.float32, kernel)
+    x = torch.randn(3, 3, 37, 45)  # not a multiple of the patch: the convolution ignores the last rows and columns
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), conv(x), atol=1e-5, rtol=1e-5)
 
 
 def test_resnet_convolutions_are_folded_and_fused() -> None:

@@ -8,6 +8,7 @@
   folded copy through F.linear (ViT-B-32 images and texts).
 - packed_conv: the same for the ResNet convolutions (RN50 images).
 - channels_last_resnet: ModifiedResNet on NHWC activations vs NCHW (training steps of RN-Tiny, plain RN50 images).
+- fold_quick_gelu: training steps with QuickGELU's 1.702 moved onto the MLP weights vs applied to the activations.
 Times are medians of alternating calls; results are appended to bench/RESULTS.md. Needs only clipworks' own venv.
 """
 
@@ -45,7 +46,8 @@ def training_rows(repeats: int) -> list[str]:
             loss.backward()
             optimizer.step()
 
-        paths = ["training_linear"] + (["channels_last_resnet"] if model.config.vision.kind == "resnet" else [])
+        paths = ["training_linear", "fold_quick_gelu"] + (["channels_last_resnet"]
+                                                          if model.config.vision.kind == "resnet" else [])
         for path in paths:
             def plain() -> None:
                 with use_fast_paths(**{path: False}):

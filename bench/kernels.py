@@ -9,6 +9,8 @@
 - packed_conv: the same for the ResNet convolutions (RN50 images).
 - channels_last_resnet: ModifiedResNet on NHWC activations vs NCHW (training steps of RN-Tiny, plain RN50 images).
 - fold_quick_gelu: training steps with QuickGELU's 1.702 moved onto the MLP weights vs applied to the activations.
+- patch_matmul, residual_in_place: optimize_for_inference's ViT patch embedding as one matmul vs a convolution, and
+  ResNet residual sums accumulated in place vs into a fresh output (ViT-B-32 and RN50 images).
 Times are medians of alternating calls; results are appended to bench/RESULTS.md. Needs only clipworks' own venv.
 """
 
@@ -71,7 +73,11 @@ def inference_rows(repeats: int) -> list[str]:
              ("packed_linear", "ViT-B-32 images", vit, lambda m: m.encode_image(image), 1),
              ("packed_linear", "ViT-B-32 texts", vit, lambda m: m.encode_text(tokens), 256),
              ("packed_conv", "RN50 images", rn, lambda m: m.encode_image(images), 32),
-             ("packed_conv", "RN50 images", rn, lambda m: m.encode_image(image), 1))
+             ("packed_conv", "RN50 images", rn, lambda m: m.encode_image(image), 1),
+             ("patch_matmul", "ViT-B-32 images", vit, lambda m: m.encode_image(images), 32),
+             ("patch_matmul", "ViT-B-32 images", vit, lambda m: m.encode_image(image), 1),
+             ("residual_in_place", "RN50 images", rn, lambda m: m.encode_image(images), 32),
+             ("residual_in_place", "RN50 images", rn, lambda m: m.encode_image(image), 1))
     with torch.no_grad():
         for batch in (32, 1):
             def plain_rn50() -> None:

@@ -16,7 +16,7 @@ import torch
 from clipworks import cli, create_model, hardware, optimize_for_inference
 from clipworks.hardware import FastPaths, PrecisionWarning, onednn_available, resolve_precision, simulate_cpu
 from clipworks.models import inference
-from clipworks.models.inference import FrozenConv, FrozenLinear
+from clipworks.models.inference import FrozenConv, FrozenLinear, FrozenPatchEmbedding
 from clipworks.models.layers import MLP, linear
 
 AVX2 = {"capability": "AVX2", "native_bf16": False}
@@ -87,9 +87,9 @@ def test_a_onednn_isa_cap_below_bf16_turns_native_bf16_off() -> None:
 # ---------------------------------------------------------------- fast paths per class
 EXPECTED_PATHS = {  # the measured choices (bench/kernels.py; both classes in bench/RESULTS.md)
     "AVX512": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                        fold_quick_gelu=True),
+                        fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),
     "AVX2": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                      fold_quick_gelu=True),
+                      fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),
 }
 
 
@@ -115,7 +115,8 @@ def test_each_class_gets_its_measured_fast_paths(capability: str) -> None:
     linears = [m for m in copies["ViT-Tiny"].modules() if isinstance(m, FrozenLinear)]
     convs = [m for m in copies["RN-Tiny"].modules() if isinstance(m, FrozenConv)]
     assert linears and all(m.packed == paths.packed_linear for m in linears)
-    assert convs and all(m.packed == paths.packed_conv for m in convs)
+    assert convs and all(m.packed == paths.packed_conv and m.in_place == paths.residual_in_place for m in convs)
+    assert isinstance(copies["ViT-Tiny"].visual.conv1, FrozenPatchEmbedding) == paths.patch_matmul
 
 
 def test_fast_paths_can_be_forced_off_for_comparisons() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clipworks import create_model, get_config, optimize_for_inference
-from clipworks.hardware import onednn_available
+from clipworks.hardware import onednn_available, use_fast_paths
 from clipworks.models import inference
 from clipworks.models.inference import FrozenConv, FrozenLinear, FrozenPatchEmbedding
 
@@ -106,6 +106,18 @@ def test_a_vit_patch_embedding_runs_as_one_matmul_and_equals_the_convolution(ker
     x = torch.randn(3, 3, 37, 45)  # not a multiple of the patch: the convolution ignores the last rows and columns
     with torch.no_grad():
         torch.testing.assert_close(frozen(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ViT-Tiny", "RN-Tiny"])
+def test_copies_with_the_patch_matmul_and_in_place_sums_off_equal_the_model_too(name: str) -> None:
+    model = model_under_test(name)
+    with use_fast_paths(patch_matmul=False, residual_in_place=False):
+        fast = optimize_for_inference(model)
+    assert not any(isinstance(m, FrozenPatchEmbedding) for m in fast.modules())
+    assert not any(m.in_place for m in fast.modules() if isinstance(m, FrozenConv))
+    with torch.no_grad():
+        x = images(5)
+        torch.testing.assert_close(fast.encode_image(x), model.encode_image(x), atol=1e-5, rtol=1e-5)
 
 
 def test_resnet_convolutions_are_folded_and_fused() -> None:

@@ -148,13 +148,15 @@ class FastPaths:
     packed_conv: bool  # optimize_for_inference: ResNet convolutions prepacked with BatchNorm, ReLU, residual fused
     channels_last_resnet: bool  # ModifiedResNet runs on channels_last (NHWC) activations on CPU, training included
     fold_quick_gelu: bool  # MLP: QuickGELU's 1.702 moved onto the weights around it when rows far outnumber width
+    patch_matmul: bool  # optimize_for_inference: a ViT's patch embedding as one matmul instead of a convolution
+    residual_in_place: bool  # optimize_for_inference: ResNet residual sums accumulated into the residual's buffer
 
 
 _FAST_PATHS = {
     True: FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                     fold_quick_gelu=True),  # AVX-512
+                     fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),  # AVX-512
     False: FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                      fold_quick_gelu=True),  # AVX2
+                      fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),  # AVX2
 }
 _forced: list[FastPaths] = []
 

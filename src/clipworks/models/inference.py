@@ -207,6 +207,7 @@ class FrozenConv(_Frozen):
         bias = bn.bias.float() - bn.running_mean.float() * scale
         self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         self.groups, self.relu, self.packed = conv.groups, relu, packed
+        self.in_place = fast_paths().residual_in_place
         weight = weight.to(dtype).contiguous(memory_format=torch.channels_last)
         example = [1, conv.in_channels, size, size]
         self.weight = (torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), self.padding, self.stride,
@@ -226,7 +227,9 @@ class FrozenConv(_Frozen):
         # relu(conv(x) + residual): the only binary fusion used (Bottleneck's last convolution, self.relu is True).
         # Accumulated into `residual` itself (oneDNN's sum post-op), which no caller reads again: 1-3% faster on RN50
         # than writing a fresh output, on both CPU classes, and the same values.
-        return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, *args, "add", None, "relu", [], "")
+        if self.in_place:
+            return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, *args, "add", None, "relu", [], "")
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, *args, "add", None, "relu", [], "")
 
 
 class FrozenBottleneck(_Frozen):
@@ -342,6 +345,6 @@ def _frozen(module: nn.Module, dtype: torch.dtype, packing: Packing) -> nn.Modul
         return FrozenResNet(module, dtype, packing.conv, packing.linear)
     if isinstance(module, nn.Linear):
         return frozen_linear(module, dtype, packing.linear)
-    if is_patch_embedding(module) and packing.linear != "int8":  # int8 copies quantize Linears only
+    if is_patch_embedding(module) and packing.linear != "int8" and fast_paths().patch_matmul:  # int8: Linears only
         return FrozenPatchEmbedding(module, dtype, packing.linear)
     return None

@@ -69,8 +69,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     model's shapes (bench/RESULTS.md), values within float rounding. Anything else (other dtypes, autocast,
     other devices, tracing, export, torch.compile) is plain F.linear."""
     if (x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
-            and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled("cpu") and not _capturing_a_graph()
             and fast_paths().training_linear and onednn_available(x.device, x.dtype)):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
@@ -128,15 +127,10 @@ def attend(qkv: torch.Tensor, heads: int, *, causal: bool, at: Position = None) 
     if at is None:
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (N, h, L, hd)
         return out.transpose(1, 2).reshape(n, length, width)
+    q = pick(qkv, at)[:, :, :width].view(n, 1, heads, width // heads).transpose(1, 2)  # (N, h, 1, hd)
     mask = None
-    if isinstance(at, int):
-        q = q[:, :, at:at + 1]  # (N, h, 1, hd)
-        if causal:
-            mask = (torch.arange(length, device=qkv.device) <= at)[None]  # (1, L): keys up to the query's position
-    else:
-        q = q[torch.arange(n, device=qkv.device), :, at].unsqueeze(2)  # (N, h, 1, hd)
-        if causal:
-            mask = (torch.arange(length, device=qkv.device) <= at[:, None])[:, None, None, :]  # (N, 1, 1, L)
+    if causal:  # keys up to the query's position: (1 or N, 1, 1, L)
+        mask = torch.arange(length, device=qkv.device) <= torch.as_tensor(at, device=qkv.device).view(-1, 1, 1, 1)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (N, h, 1, hd)
     return out.transpose(1, 2).reshape(n, 1, width)
 
@@ -172,8 +166,12 @@ class MLP(nn.Module):
 def _folding_pays(x: torch.Tensor) -> bool:
     """Whether scaling an MLP's weights costs less than scaling its hidden activations: rows (tokens in the batch)
     well above the width. Never in a traced, exported or compiled graph, whose batch size is not this one."""
-    return (fast_paths().fold_quick_gelu and x.numel() >= 4 * x.shape[-1] ** 2 and not torch.jit.is_tracing()
-            and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling())
+    return fast_paths().fold_quick_gelu and x.numel() >= 4 * x.shape[-1] ** 2 and not _capturing_a_graph()
+
+
+def _capturing_a_graph() -> bool:
+    """Tracing, ONNX export or torch.compile: the fast paths' private ops and batch-size choices stay out of graphs."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
 class ResidualAttentionBlock(nn.Module):

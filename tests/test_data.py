@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchmark_formats import write_text
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -39,12 +40,6 @@ def _truncated_jpeg(path: Path) -> Path:
     return path
 
 
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
 def _mixed_set(tmp_path: Path, n_good: int) -> Path:
     """A CSV of `n_good` readable images and three bad entries: truncated JPEG, text named .png, missing file."""
     rows = []
@@ -52,9 +47,9 @@ def _mixed_set(tmp_path: Path, n_good: int) -> Path:
         _image(tmp_path / "img" / f"good{i}.png", colour=(10 * i, 100, 50))
         rows.append(f"img/good{i}.png,good {i}")
     _truncated_jpeg(tmp_path / "img" / "truncated.jpg")
-    _write(tmp_path / "img" / "text.png", "this is not a png")
+    write_text(tmp_path / "img" / "text.png", "this is not a png")
     rows += ["img/truncated.jpg,bad one", "img/text.png,bad two", "img/missing.png,bad three"]
-    return _write(tmp_path / "set.csv", "filepath,caption\n" + "\n".join(rows) + "\n")
+    return write_text(tmp_path / "set.csv", "filepath,caption\n" + "\n".join(rows) + "\n")
 
 
 def test_bad_images_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -91,7 +86,7 @@ def test_all_bad_batch_collates_to_none() -> None:
 
 
 def test_missing_column_lists_columns_and_flags(tmp_path: Path) -> None:
-    path = _write(tmp_path / "x.csv", "path,text\na.png,hello\n")
+    path = write_text(tmp_path / "x.csv", "path,text\na.png,hello\n")
     message = r"no column 'filepath' \(columns found: path, text.*--image-key/--caption-key"
     with pytest.raises(ValueError, match=message):
         CsvDataset(path, transform=T)
@@ -103,16 +98,16 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         CsvDataset(tmp_path / "nope.csv", transform=T)
     with pytest.raises(DataError, match="is empty"):
-        CsvDataset(_write(tmp_path / "empty.csv", "\n"), transform=T)
+        CsvDataset(write_text(tmp_path / "empty.csv", "\n"), transform=T)
     with pytest.raises(DataError, match="no rows"):
-        CsvDataset(_write(tmp_path / "header.csv", "filepath,caption\n"), transform=T)
+        CsvDataset(write_text(tmp_path / "header.csv", "filepath,caption\n"), transform=T)
 
 
 def test_paths_resolve_against_csv_folder_root_or_absolute(tmp_path: Path) -> None:
     red = _image(tmp_path / "data" / "pics" / "red.png", colour=(255, 0, 0))
     blue = _image(tmp_path / "elsewhere" / "pics" / "red.png", colour=(0, 0, 255))
     absolute = _image(tmp_path / "abs.png", colour=(0, 255, 0))
-    path = _write(tmp_path / "data" / "set.csv", f"filepath,caption\npics/red.png,a\n{absolute},b\n")
+    path = write_text(tmp_path / "data" / "set.csv", f"filepath,caption\npics/red.png,a\n{absolute},b\n")
     ds = CsvDataset(path, transform=T)
     assert ds.paths == [red, absolute]
     assert CsvDataset(path, transform=T, root=tmp_path / "elsewhere").paths == [blue, absolute]
@@ -121,18 +116,18 @@ def test_paths_resolve_against_csv_folder_root_or_absolute(tmp_path: Path) -> No
 
 def test_separator_from_suffix_or_sniffed_and_quoted_commas(tmp_path: Path) -> None:
     _image(tmp_path / "a.png")
-    tsv = CsvDataset(_write(tmp_path / "s.tsv", "filepath\tcaption\na.png\ta red, round thing\n"), transform=T)
+    tsv = CsvDataset(write_text(tmp_path / "s.tsv", "filepath\tcaption\na.png\ta red, round thing\n"), transform=T)
     assert tsv.captions == ["a red, round thing"]
-    sniffed = CsvDataset(_write(tmp_path / "s.txt", "filepath\tcaption\na.png\tx, y\n"), transform=T)
+    sniffed = CsvDataset(write_text(tmp_path / "s.txt", "filepath\tcaption\na.png\tx, y\n"), transform=T)
     assert sniffed.captions == ["x, y"]
-    quoted = CsvDataset(_write(tmp_path / "q.csv", 'filepath,caption\na.png,"one, two"\n'), transform=T)
+    quoted = CsvDataset(write_text(tmp_path / "q.csv", 'filepath,caption\na.png,"one, two"\n'), transform=T)
     assert quoted.captions == ["one, two"]
 
 
 def test_dataset_keeps_openai_order_for_rgba(tmp_path: Path) -> None:
     rgba = Image.fromarray(np.random.default_rng(2).integers(0, 256, (50, 70, 4), dtype=np.uint8), "RGBA")
     rgba.save(tmp_path / "a.png")
-    ds = CsvDataset(_write(tmp_path / "s.csv", "filepath,caption\na.png,x\n"), transform=T)
+    ds = CsvDataset(write_text(tmp_path / "s.csv", "filepath,caption\na.png,x\n"), transform=T)
     assert torch.equal(ds[0][0], T(Image.open(tmp_path / "a.png")))  # resized as RGBA, converted after the crop
 
 
@@ -143,7 +138,7 @@ def test_tokenize_fn_gives_stacked_ids(tmp_path: Path) -> None:
     def tokenize(texts: list[str]) -> torch.Tensor:
         return torch.tensor([[len(t), 0, 0] for t in texts])
 
-    ds = CsvDataset(_write(tmp_path / "s.csv", "filepath,caption\na.png,hi\nb.png,hello\n"), transform=T,
+    ds = CsvDataset(write_text(tmp_path / "s.csv", "filepath,caption\na.png,hi\nb.png,hello\n"), transform=T,
                     tokenize_fn=tokenize)
     images, ids = collate_skip_bad([ds[0], ds[1]])
     assert images.shape == (2, 3, 32, 32) and ids.tolist() == [[2, 0, 0], [5, 0, 0]]
@@ -153,7 +148,7 @@ def test_image_folder_sorts_classes_and_skips_other_files(tmp_path: Path) -> Non
     for name in ("dog", "cat", "bird"):
         _image(tmp_path / name / "1.png")
     _image(tmp_path / "cat" / "nested" / "2.jpg")
-    _write(tmp_path / "cat" / "notes.txt", "not an image")
+    write_text(tmp_path / "cat" / "notes.txt", "not an image")
     ds = ImageFolderDataset(tmp_path, T)
     assert ds.classes == ["bird", "cat", "dog"]
     assert [(p.relative_to(tmp_path).as_posix(), label) for p, label in zip(ds.paths, ds.labels)] == [
@@ -170,7 +165,7 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     _image(tmp_path / "flat" / "1.png")
     with pytest.raises(DataError, match="one folder per class"):
         ImageFolderDataset(tmp_path / "flat", T)
-    _write(tmp_path / "only_text" / "cat" / "readme.md", "#")
+    write_text(tmp_path / "only_text" / "cat" / "readme.md", "#")
     with pytest.raises(DataError, match=r"no images .*1 other files skipped"):
         ImageFolderDataset(tmp_path / "only_text", T)
 
@@ -178,7 +173,7 @@ def test_image_folder_errors(tmp_path: Path) -> None:
 def test_label_csv(tmp_path: Path) -> None:
     for name in ("x", "y", "z"):
         _image(tmp_path / f"{name}.png")
-    path = _write(tmp_path / "labels.csv", "filepath,label\nx.png,star\ny.png,circle\nz.png,star\n")
+    path = write_text(tmp_path / "labels.csv", "filepath,label\nx.png,star\ny.png,circle\nz.png,star\n")
     ds = LabelCsvDataset(path, transform=T)
     assert ds.classes == ["circle", "star"] and ds.labels == [1, 0, 1]
     assert LabelCsvDataset(path, transform=T, classes=["star", "circle", "heart"]).labels == [0, 1, 0]

@@ -130,13 +130,47 @@ def test_resnet_convolutions_are_folded_and_fused() -> None:
 
 @pytest.mark.parametrize("name", ["ViT-Tiny", "RN-Tiny"])
 def test_weights_packed_for_one_batch_size_serve_any(name: str) -> None:
-    # ResNet convolutions are packed with an example input of batch 1; rows of a batch equal the images run alone.
+    # ResNet convolutions run batches of one and of more on packings for each; rows of a batch equal the images alone.
     fast = optimize_for_inference(model_under_test(name))
     x = images(6, seed=3)
     with torch.no_grad():
         batched = fast.encode_image(x)
         alone = torch.cat([fast.encode_image(x[i:i + 1]) for i in range(len(x))])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not onednn_available(torch.device("cpu"), torch.float32), reason="needs oneDNN's fused ops")
+@pytest.mark.parametrize("residual", [False, True])
+def test_a_convolution_packed_separately_for_one_image_and_for_batches_computes_both(residual: bool) -> None:
+    # RN50's 256 -> 1024 1x1 convolution at 14x14 and its downsample (512 -> 1024): in fp32 oneDNN lays their weights
+    # out differently for an example of batch 1 and of batch 2 (on both CPU classes when measured), and each layout
+    # was many times slower on the other's batches.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(256, 1024, 1, bias=False)
+    bn = torch.nn.BatchNorm2d(1024).eval()
+    frozen = FrozenConv(conv, bn, torch.float32, packed=True, relu=True, size=14)
+    with torch.no_grad():
+        for batch in (1, 2, 5):
+            x = torch.randn(batch, 256, 14, 14).contiguous(memory_format=torch.channels_last)
+            r = torch.randn(batch, 1024, 14, 14).contiguous(memory_format=torch.channels_last)
+            expected = torch.relu(bn(conv(x)) + (r if residual else 0))
+            got = frozen(x, r.clone()) if residual else frozen(x)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not onednn_available(torch.device("cpu"), torch.float32), reason="needs oneDNN's fused ops")
+def test_packed_weights_are_compared_by_their_bytes() -> None:
+    w = torch.randn(64, 32, 3, 3).contiguous(memory_format=torch.channels_last)
+
+    def pack(weight: torch.Tensor, batch: int) -> torch.Tensor:
+        return torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1,
+                                                         [batch, 32, 8, 8])
+
+    assert inference.same_bytes(pack(w, 1), pack(w.clone(), 1))
+    assert not inference.same_bytes(pack(w, 1), pack(w * 2, 1))
+    changed = w.clone()
+    changed[-1, -1, -1, -1] += 1  # one value of 18,432
+    assert not inference.same_bytes(pack(w, 1), pack(changed, 1))
 
 
 def test_the_original_model_is_left_as_it_was() -> None:

@@ -11,6 +11,8 @@
 - fold_quick_gelu: training steps with QuickGELU's 1.702 moved onto the MLP weights vs applied to the activations.
 - patch_matmul, residual_in_place: optimize_for_inference's ViT patch embedding as one matmul vs a convolution, and
   ResNet residual sums accumulated in place vs into a fresh output (ViT-B-32 and RN50 images).
+- conv_batch_packing: ResNet convolution weights packed for batches of two or more as well vs packed for one image
+  only (RN50 images at batch 2, 8 and 32; batch 1 runs the same packing either way).
 Times are medians of alternating calls; results are appended to bench/RESULTS.md. Needs only clipworks' own venv.
 """
 
@@ -77,7 +79,9 @@ def inference_rows(repeats: int) -> list[str]:
              ("patch_matmul", "ViT-B-32 images", vit, lambda m: m.encode_image(images), 32),
              ("patch_matmul", "ViT-B-32 images", vit, lambda m: m.encode_image(image), 1),
              ("residual_in_place", "RN50 images", rn, lambda m: m.encode_image(images), 32),
-             ("residual_in_place", "RN50 images", rn, lambda m: m.encode_image(image), 1))
+             ("residual_in_place", "RN50 images", rn, lambda m: m.encode_image(image), 1),
+             *(("conv_batch_packing", "RN50 images", rn, lambda m, n=n: m.encode_image(images[:n]), n)
+               for n in (2, 8, 32)))
     with torch.no_grad():
         for batch in (32, 1):
             def plain_rn50() -> None:

@@ -87,9 +87,9 @@ def test_a_onednn_isa_cap_below_bf16_turns_native_bf16_off() -> None:
 # ---------------------------------------------------------------- fast paths per class
 EXPECTED_PATHS = {  # the measured choices (bench/kernels.py; both classes in bench/RESULTS.md)
     "AVX512": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                        fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),
+                        fold_quick_gelu=True, patch_matmul=True, residual_in_place=True, conv_batch_packing=True),
     "AVX2": FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                      fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),
+                      fold_quick_gelu=True, patch_matmul=True, residual_in_place=True, conv_batch_packing=True),
 }
 
 
@@ -115,7 +115,8 @@ def test_each_class_gets_its_measured_fast_paths(capability: str) -> None:
     linears = [m for m in copies["ViT-Tiny"].modules() if isinstance(m, FrozenLinear)]
     convs = [m for m in copies["RN-Tiny"].modules() if isinstance(m, FrozenConv)]
     assert linears and all(m.packed == paths.packed_linear for m in linears)
-    assert convs and all(m.packed == paths.packed_conv and m.in_place == paths.residual_in_place for m in convs)
+    assert convs and all(m.packed == paths.packed_conv and m.in_place == paths.residual_in_place
+                         and m.batch_packing == paths.conv_batch_packing for m in convs)
     assert isinstance(copies["ViT-Tiny"].visual.conv1, FrozenPatchEmbedding) == paths.patch_matmul
 
 

@@ -109,12 +109,12 @@ def test_a_vit_patch_embedding_runs_as_one_matmul_and_equals_the_convolution(ker
 
 
 @pytest.mark.parametrize("name", ["ViT-Tiny", "RN-Tiny"])
-def test_copies_with_the_patch_matmul_and_in_place_sums_off_equal_the_model_too(name: str) -> None:
+def test_copies_with_the_patch_matmul_in_place_sums_and_batch_packing_off_equal_the_model_too(name: str) -> None:
     model = model_under_test(name)
-    with use_fast_paths(patch_matmul=False, residual_in_place=False):
+    with use_fast_paths(patch_matmul=False, residual_in_place=False, conv_batch_packing=False):
         fast = optimize_for_inference(model)
     assert not any(isinstance(m, FrozenPatchEmbedding) for m in fast.modules())
-    assert not any(m.in_place for m in fast.modules() if isinstance(m, FrozenConv))
+    assert not any(m.in_place or m.batch_packing for m in fast.modules() if isinstance(m, FrozenConv))
     with torch.no_grad():
         x = images(5)
         torch.testing.assert_close(fast.encode_image(x), model.encode_image(x), atol=1e-5, rtol=1e-5)
@@ -149,6 +149,7 @@ def test_a_convolution_packed_separately_for_one_image_and_for_batches_computes_
     conv = torch.nn.Conv2d(256, 1024, 1, bias=False)
     bn = torch.nn.BatchNorm2d(1024).eval()
     frozen = FrozenConv(conv, bn, torch.float32, packed=True, relu=True, size=14)
+    assert frozen.batch_packing
     with torch.no_grad():
         for batch in (1, 2, 5):
             x = torch.randn(batch, 256, 14, 14).contiguous(memory_format=torch.channels_last)

@@ -150,13 +150,16 @@ class FastPaths:
     fold_quick_gelu: bool  # MLP: QuickGELU's 1.702 moved onto the weights around it when rows far outnumber width
     patch_matmul: bool  # optimize_for_inference: a ViT's patch embedding as one matmul instead of a convolution
     residual_in_place: bool  # optimize_for_inference: ResNet residual sums accumulated into the residual's buffer
+    conv_batch_packing: bool  # optimize_for_inference: ResNet weights packed for batches of 2+ too, not only for 1
 
 
 _FAST_PATHS = {
     True: FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                     fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),  # AVX-512
+                     fold_quick_gelu=True, patch_matmul=True, residual_in_place=True,
+                     conv_batch_packing=True),  # AVX-512
     False: FastPaths(training_linear=True, packed_linear=True, packed_conv=True, channels_last_resnet=True,
-                      fold_quick_gelu=True, patch_matmul=True, residual_in_place=True),  # AVX2
+                      fold_quick_gelu=True, patch_matmul=True, residual_in_place=True,
+                      conv_batch_packing=True),  # AVX2
 }
 _forced: list[FastPaths] = []
 

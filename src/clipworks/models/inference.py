@@ -211,14 +211,20 @@ class FrozenConv(_Frozen):
         bias = bn.bias.float() - bn.running_mean.float() * scale
         self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         self.groups, self.relu, self.packed = conv.groups, relu, packed
-        self.in_place = fast_paths().residual_in_place
+        self.in_place, self.batch_packing = fast_paths().residual_in_place, packed and fast_paths().conv_batch_packing
         weight = weight.to(dtype).contiguous(memory_format=torch.channels_last)
         self.weight = self.batched_weight = weight  # for one image, and for two or more
         if packed:
-            single, batched = (torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), self.padding, self.stride,
-                                                                         self.dilation, self.groups, example)
-                               for example in ([1, conv.in_channels, size, size], [2, conv.in_channels, size, size]))
-            self.weight, self.batched_weight = single, single if same_bytes(single, batched) else batched
+            def pack(batch: int) -> torch.Tensor:
+                return torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), self.padding, self.stride,
+                                                                 self.dilation, self.groups,
+                                                                 [batch, conv.in_channels, size, size])
+
+            self.weight = self.batched_weight = pack(1)
+            if self.batch_packing:
+                batched = pack(2)
+                if not same_bytes(self.weight, batched):
+                    self.batched_weight = batched
         self.bias = bias.to(dtype)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:

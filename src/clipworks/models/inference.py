@@ -4,7 +4,8 @@
 profiles behind each step are in bench/RESULTS.md:
 
 - Every Linear and convolution weight is reordered once into oneDNN's blocked layout. Eager PyTorch reorders it on
-  every call, a cost that grows as the batch shrinks.
+  every call, a cost that grows as the batch shrinks. A convolution whose best layout for one image differs from
+  the one for a batch keeps both.
 - QuickGELU is fused into the matmul before it as oneDNN's swish post-op: x·σ(1.702x) = swish(1.702x) / 1.702, so
   c_fc's weight and bias are scaled by 1.702 and c_proj's weight by 1/1.702 (folded in fp32, then cast). The three
   elementwise passes of QuickGELU disappear. A GELU model fuses oneDNN's erf GELU.

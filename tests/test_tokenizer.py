@@ -9,6 +9,7 @@ with a wide margin, telling linear merging of a long word from quadratic.
 
 from __future__ import annotations
 
+import functools
 import gc
 import html
 import importlib.resources
@@ -51,7 +52,12 @@ def reference() -> object:
     spec = importlib.util.spec_from_file_location("reference_simple_tokenizer", REFERENCE_PATH)
     module: ModuleType = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.SimpleTokenizer()
+    tokenizer = module.SimpleTokenizer()
+    # Several tests ask for the same texts' ids (the corpus at five context lengths, its subsets): each text is
+    # encoded by the reference once per module, and every call gets a fresh list of those ids.
+    encode = functools.lru_cache(maxsize=None)(lambda text: tuple(module.SimpleTokenizer.encode(tokenizer, text)))
+    tokenizer.encode = lambda text: list(encode(text))
+    return tokenizer
 
 
 def reference_tokenize(

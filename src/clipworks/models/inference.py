@@ -212,12 +212,15 @@ class FrozenConv(_Frozen):
         bias = bn.bias.float() - bn.running_mean.float() * scale
         self.padding, self.stride, self.dilation = list(conv.padding), list(conv.stride), list(conv.dilation)
         self.groups, self.relu, self.packed = conv.groups, relu, packed
-        self.in_place, self.batch_packing = fast_paths().residual_in_place, packed and fast_paths().conv_batch_packing
+        paths = fast_paths()
+        self.in_place, self.batch_packing = paths.residual_in_place, packed and paths.conv_batch_packing
         weight = weight.to(dtype).contiguous(memory_format=torch.channels_last)
         self.weight = self.batched_weight = weight  # for one image, and for two or more
         if packed:
+            onednn_weight = weight.to_mkldnn()
+
             def pack(batch: int) -> torch.Tensor:
-                return torch._C._nn.mkldnn_reorder_conv2d_weight(weight.to_mkldnn(), self.padding, self.stride,
+                return torch._C._nn.mkldnn_reorder_conv2d_weight(onednn_weight, self.padding, self.stride,
                                                                  self.dilation, self.groups,
                                                                  [batch, conv.in_channels, size, size])
 

@@ -72,9 +72,11 @@ def _metric(spec: BenchmarkSpec, logits: torch.Tensor, labels: torch.Tensor) -> 
 
 COLOURS = tuple(sorted(World().colours))
 SPECS = {
-    "colours": BenchmarkSpec("colours", "classification", COLOURS, TEMPLATES, "accuracy", {"ViT-B-32": 91.3}),
+    "colours": BenchmarkSpec("colours", "classification", COLOURS, TEMPLATES, "accuracy", {"ViT-B-32": 91.3},
+                             paper_probe={"ViT-B-32": 88.8}),
     "absent": BenchmarkSpec("absent", "classification", COLOURS, TEMPLATES, "accuracy", {}),
-    "captions": BenchmarkSpec("captions", "retrieval", (), (), "recall", {}),
+    "captions": BenchmarkSpec("captions", "retrieval", (), (), "recall", {}, paper_recalls={
+        "ViT-B-32": {"image_to_text_R@1": 88.0, "text_to_image_R@1": 68.7, "text_to_image_R@5": 90.6}}),
     "shifted": BenchmarkSpec("shifted", "classification", COLOURS, TEMPLATES, "accuracy", {}, classes_from="colours"),
 }
 
@@ -197,9 +199,12 @@ def test_datasets_sharing_classes_encode_their_prompts_once(tiny_run: Path, worl
 
 
 def test_a_labelled_set_of_ones_own_joins_the_table(tiny_run: Path, world_root: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture) -> None:
+                                                   capsys: pytest.CaptureFixture,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from clipworks.evaluation.commands import run_zeroshot
+    from clipworks.evaluation.metrics import benchmark_metric
 
+    monkeypatch.setattr(benchmark, "benchmark_metric", benchmark_metric)  # the real one: it checks the class count
     data = world_root / "colours" / "test" / "colour"
     out = tmp_path / "bench"
     assert _bench("--checkpoint", str(tiny_run), "--datasets", f"mine={data}", "--out", str(out)) == 0  # no --root
@@ -207,6 +212,9 @@ def test_a_labelled_set_of_ones_own_joins_the_table(tiny_run: Path, world_root: 
     direct = run_zeroshot(str(tiny_run), str(data), precision="fp32", progress=False)  # folder names, one prompt
     assert cell["n_classes"] == len(direct["classes"]) and cell["n_templates"] == 1
     assert cell["metrics"]["top1"] == pytest.approx(direct["accuracy"]["top1"], abs=1e-9)
+    assert cell["metrics"]["score"] == cell["metrics"]["top1"] and "mean_per_class_recall" in cell["metrics"]
+    assert f"| {benchmark.model_label(tiny_run)} | {100 * cell['metrics']['score']:.1f} |" in (
+        out / "table.md").read_text()
     assert _bench("--checkpoint", str(tiny_run), "--datasets", f"mine={data}", "--task", "linear-probe",
                   "--out", str(out)) == 2
     assert "a set given as NAME=PATH is a test set only" in capsys.readouterr().out
@@ -228,6 +236,26 @@ def test_openai_models_get_the_papers_row(tiny_run: Path, world_root: Path, tmp_
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [(r["model"], r["source"]) for r in rows] == [(label, "clipworks"), (label, "paper")]
     assert rows[1]["colours"] == "91.3"
+
+    # Linear probe (Table 10's figure) and retrieval (Table 13's R@1 both ways) get theirs beside their columns.
+    for task, dataset in (("linear-probe", "colours"), ("retrieval", "captions")):
+        benchmark.run_benchmark([str(tiny_run)], [dataset], root=world_root, out=out, task=task, precision="fp32",
+                                progress=False, report=lambda line: None)
+    cells = out / "cells" / label
+    assert json.loads((cells / "colours" / "linear-probe.json").read_text())["paper"] == {"colours": 88.8}
+    assert json.loads((cells / "captions" / "retrieval.json").read_text())["paper"] == {
+        "captions image->text R@1": 88.0, "captions text->image R@1": 68.7}
+    md = (out / "table.md").read_text()
+    assert f"| {label} (paper) | 88.8 |" in md and f"| {label} (paper) | 88.0 | 68.7 |" in md
+    rows = [r for r in csv.DictReader((out / "table.csv").open()) if r["source"] == "paper"]
+    assert [(r["task"], r["colours"], r["captions image->text R@1"]) for r in rows] == [
+        ("zeroshot", "91.3", ""), ("linear-probe", "88.8", ""), ("retrieval", "", "88.0")]
+
+    # A cell written when the paper's figure was one number still gets its row.
+    zeroshot = cells / "colours" / "zeroshot.json"
+    zeroshot.write_text(json.dumps({**json.loads(zeroshot.read_text()), "paper": 91.3}))
+    benchmark.write_tables(out)
+    assert f"| {label} (paper) | 91.3 |" in (out / "table.md").read_text()
 
 
 def test_unknown_dataset_or_task_is_one_line(tiny_run: Path, world_root: Path, tmp_path: Path,

@@ -176,12 +176,40 @@ def test_paper_figures_are_table11s_nine_models_and_table16s_one_row() -> None:
                       "imagenet_a": {"ViT-L-14-336": 77.2}, "imagenet_r": {"ViT-L-14-336": 88.9},
                       "objectnet": {"ViT-L-14-336": 72.3}}
     assert all("Table 16" in spec(n).paper_source and "(76.2)" in spec(n).paper_source for n in shifts)
-    assert spec("mscoco").paper == {} and spec("mscoco").paper_source == ""
+    assert spec("mscoco").paper == {} and spec("mscoco").paper_probe == {}
+
+
+def test_paper_figures_of_linear_probes_are_table10s_and_of_retrieval_table13s() -> None:
+    for name in TABLE9_CLASSES:
+        s = spec(name)
+        assert tuple(s.paper_probe) == OPENAI_MODELS and all(0 < v <= 100 for v in s.paper_probe.values()), name
+        assert "Table 10" in s.paper_source and "Table 10.png" in s.paper_source, name
+    # Table 10's CLIP rows: RN50's first cells and ImageNet column, ViT-L/14-336px's last cells.
+    assert [spec(n).paper_probe["RN50"] for n in ("food101", "cifar10", "cifar100", "imagenet")] == [
+        86.4, 88.7, 70.3, 73.3]
+    assert [spec(n).paper_probe["ViT-L-14-336"] for n in ("clevr_counts", "hateful_memes", "rendered_sst2",
+                                                          "imagenet")] == [60.3, 77.3, 80.5, 85.4]
+    assert spec("stl10").paper_probe["RN50x64"] == 99.1 and spec("kitti_distance").paper_probe["RN101"] == 73.6
+    # Table 16's linear-probe row: ImageNet 85.4 is ViT-L/14-336px's in Table 10.
+    shifts = {n: spec(n).paper_probe for n in ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r",
+                                               "objectnet")}
+    assert shifts == {"imagenet_v2": {"ViT-L-14-336": 75.9}, "imagenet_sketch": {"ViT-L-14-336": 57.4},
+                      "imagenet_a": {"ViT-L-14-336": 75.3}, "imagenet_r": {"ViT-L-14-336": 84.2},
+                      "objectnet": {"ViT-L-14-336": 66.2}}
+    assert all('"Linear Probe CLIP"' in spec(n).paper_source for n in shifts)
+    # Table 13's zero-shot CLIP row, image query ("Text Retrieval") then caption query ("Image Retrieval").
+    assert spec("flickr30k").paper_recalls == {"ViT-L-14-336": {
+        "image_to_text_R@1": 88.0, "image_to_text_R@5": 98.7, "image_to_text_R@10": 99.4,
+        "text_to_image_R@1": 68.7, "text_to_image_R@5": 90.6, "text_to_image_R@10": 95.2}}
+    assert spec("mscoco").paper_recalls == {"ViT-L-14-336": {
+        "image_to_text_R@1": 58.4, "image_to_text_R@5": 81.5, "image_to_text_R@10": 88.1,
+        "text_to_image_R@1": 37.8, "text_to_image_R@5": 62.4, "text_to_image_R@10": 72.2}}
+    assert all("Table 13.png" in spec(n).paper_source for n in ("flickr30k", "mscoco"))
 
 
 def test_every_data_file_is_used_and_shipped_as_package_data() -> None:
     files = {p.name for p in DATA.iterdir() if p.name.endswith(".json")}
-    assert files == {f"{name}.json" for name, s in SPECS.items() if s.task != "retrieval"}
+    assert files == {f"{name}.json" for name in SPECS}
     pyproject = Path(__file__).parents[1] / "pyproject.toml"
     patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["clipworks"]
     assert all(any(fnmatch.fnmatch(f"evaluation/benchmark_data/{f}", p) for p in patterns) for f in files)

@@ -10,7 +10,7 @@ a dataset missing (or unreadable) under the root is reported with its reason and
 the registered datasets, `NAME=PATH` adds the user's own labelled set (class folders or a filepath,label CSV: its
 names, "a photo of a {}.", accuracy) to the zero-shot table.
 `<out>/table.md` and `<out>/table.csv` merge every cell under `<out>`: per task a row per model and a column per
-dataset, and under each of OpenAI's models the paper's published zero-shot figures. Every task shares one
+dataset, and under each of OpenAI's models the paper's published figures for that task. Every task shares one
 image-feature cache, `<out>/cache`: a linear probe reuses the test features zero-shot computed.
 """
 
@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from .zeroshot import zero_shot_logits
 TASKS = ("zeroshot", "linear-probe", "retrieval")
 _TASK_TITLES = {"zeroshot": "Zero-shot", "linear-probe": "Linear probe", "retrieval": "Retrieval"}
 _RECALL_KS = (1, 5, 10)
+_RETRIEVAL_COLUMNS = (("image->text R@1", "image_to_text_R@1"), ("text->image R@1", "text_to_image_R@1"))
 
 
 @dataclass
@@ -100,6 +101,21 @@ def paper_model(checkpoint: str | os.PathLike) -> str | None:
     text = str(checkpoint)
     entry = None if Path(text).exists() else find(text)
     return entry.arch if entry is not None and entry.tag == "openai" else None
+
+
+def paper_figures(spec_: BenchmarkSpec, task: str, model: str | None) -> dict[str, float] | None:
+    """The paper's published figures for one cell, by the table column they stand beside, when `model` is one of
+    OpenAI's (`paper_model`) and the paper printed them: zero-shot Table 11/16, linear probe Table 10/16, retrieval
+    Table 13's R@1 both ways."""
+    if model is None:
+        return None
+    if task == "retrieval":
+        recalls = spec_.paper_recalls.get(model, {})
+        figures = {f"{spec_.name} {column}": recalls[key] for column, key in _RETRIEVAL_COLUMNS if key in recalls}
+    else:
+        value = (spec_.paper if task == "zeroshot" else spec_.paper_probe).get(model)
+        figures = {spec_.name: value} if value is not None else {}
+    return figures or None
 
 
 def run_benchmark(checkpoints: Sequence[str], datasets: Sequence[str], *, root: str | os.PathLike | None = None,
@@ -204,15 +220,20 @@ def _run_cell(cell: Cell, path: Path, model: _LazyModel, spec_: BenchmarkSpec, d
     except (FileNotFoundError, DataError) as e:  # the dataset is absent or unreadable: this cell only
         cell.status, cell.reason = "missing", str(e).splitlines()[0] if str(e) else type(e).__name__
         return
-    paper = paper_model(model.checkpoint)
     cell.result = {"model": cell.model, "checkpoint": str(model.checkpoint), "weights": model.key,
                    "precision": model.precision,
                    "dataset": cell.dataset, "task": cell.task, "metric": spec_.metric, **result,
-                   "paper": spec_.paper.get(paper) if paper and cell.task == "zeroshot" else None,
+                   "paper": paper_figures(spec_, cell.task, paper_model(model.checkpoint)),
                    "seconds": round(time.perf_counter() - start, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(cell.result, indent=2))
     cell.status = "done"
+
+
+def _published(cell: dict[str, Any]) -> dict[str, float]:
+    """A cell's paper figures by column (a cell written before they were kept by column holds one number)."""
+    paper = cell.get("paper")
+    return {cell["dataset"]: paper} if isinstance(paper, (int, float)) else dict(paper or {})
 
 
 def _read_cell(path: Path) -> dict[str, Any] | None:
@@ -317,9 +338,10 @@ def classifier(model: Any, spec_: BenchmarkSpec, names: Sequence[str], templates
 
 
 def _zeroshot(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -> dict[str, Any]:
-    names, templates = prompts(spec_)
     dataset = _open(spec_, data, "test")  # before the model loads: a missing set costs nothing
-    names = names or list(dataset.classes)  # a NAME=PATH set's own names
+    if not spec_.classnames and not spec_.classes_from:  # a NAME=PATH set: its own names
+        spec_ = replace(spec_, classnames=tuple(dataset.classes))
+    names, templates = prompts(spec_)
     check_classes(dataset, spec_, names, data)
     x, kept = _features(model, dataset, **kw)
     weights = classifier(model.get()[0], spec_, names, templates, memo=model.class_weights)
@@ -381,8 +403,7 @@ def _retrieval(model: _LazyModel, spec_: BenchmarkSpec, data: Path, **kw: Any) -
     recalls = recall_at_k_chunked(torch.from_numpy(x), txt, owner, _RECALL_KS)
     return {"split": "test", "n_images": len(kept), "n_captions": len(captions),
             "n_skipped": len(dataset) - len(kept), "metrics": {"score": recalls["image_to_text_R@1"], **recalls},
-            "columns": {f"{spec_.name} image->text R@1": recalls["image_to_text_R@1"],
-                        f"{spec_.name} text->image R@1": recalls["text_to_image_R@1"]}}
+            "columns": {f"{spec_.name} {column}": recalls[key] for column, key in _RETRIEVAL_COLUMNS}}
 
 
 # ---------------------------------------------------------------- the merged table
@@ -397,8 +418,9 @@ def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = (), models
     order = {name: i for i, name in enumerate([*SPECS, *(name for name in datasets if name not in SPECS)])}
     rank = {name: i for i, name in enumerate(models)}
     md = ["# Benchmark", "", "Scores in percent: each dataset's metric as the paper reports it (Table 9). A `(paper)` "
-          "row gives the paper's published zero-shot figure for that OpenAI model (Table 11; for the ImageNet shifts "
-          "Table 16, ViT-L/14@336px only); `-` means not evaluated.", ""]
+          "row gives the paper's published figure for that OpenAI model: zero-shot Table 11, linear probe Table 10 "
+          "(the ImageNet shifts: Table 16, ViT-L/14@336px only), retrieval Table 13 (its CLIP row, filed under "
+          "ViT-L/14@336px); `-` means not evaluated or not published.", ""]
     rows_csv: list[dict[str, Any]] = []
     header = ["task", "model", "source"]
     for task in TASKS:
@@ -411,7 +433,7 @@ def write_tables(out: str | os.PathLike, *, missing: Sequence[Cell] = (), models
         for name in rows:
             own = {col: v for c in mine if c["model"] == name for col, v in c["columns"].items()}
             table.append((name, "clipworks", [100 * own[col] if col in own else None for col in columns]))
-            paper = {c["dataset"]: c["paper"] for c in mine if c["model"] == name and c.get("paper") is not None}
+            paper = {col: v for c in mine if c["model"] == name for col, v in _published(c).items()}
             if paper:
                 table.append((f"{name} (paper)", "paper", [paper.get(col) for col in columns]))
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731

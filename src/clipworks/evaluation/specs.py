@@ -25,9 +25,12 @@ ImageNet-A and -R cover 200 of ImageNet's classes: `class_subset[i]` is the Imag
 sorted WordNet ids), and `classnames` are those ImageNet names, so a 200-way classifier built from `classnames`
 equals ImageNet's 1000-way one restricted to the subset. ObjectNet's 113 ImageNet-overlapping classes cover 125
 ImageNet classes (ImageNet Testbed's mapping): `class_subset` lists those 125, `class_labels[j]` the ObjectNet label
-(index into `label_names`, its sorted folder names) that column j stands for. `paper` holds the paper's published
-zero-shot figures in percent per OpenAI model, and `paper_source` says where they were read: Table 11 for the 27
-datasets (all nine models), Table 16 for the ImageNet shifts (its one zero-shot row, ViT-L/14@336px).
+(index into `label_names`, its sorted folder names) that column j stands for.
+
+The paper's published figures, in percent per OpenAI model, with `paper_source` saying where each was read: `paper`
+the zero-shot ones (Table 11 for the 27 datasets, all nine models; Table 16's zero-shot row for the ImageNet shifts,
+ViT-L/14@336px), `paper_probe` the linear-probe ones (Table 10, all nine; Table 16's linear-probe row for the
+shifts), `paper_recalls` the retrieval ones (Table 13's CLIP row, R@1/5/10 both ways, filed under ViT-L/14@336px).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ class BenchmarkSpec:
     templates: tuple[str, ...]           # "{}" where the name goes (empty for retrieval)
     metric: Metric                       # the headline number of Table 9 for this dataset
     paper: dict[str, float] = field(default_factory=dict)  # published zero-shot % per OpenAI model ("ViT-B-32")
-    paper_source: str = ""               # where `paper`'s figures were read (table, column, copy of the table)
+    paper_source: str = ""               # where the paper's figures were read (table, column, copy of the table)
+    paper_probe: dict[str, float] = field(default_factory=dict)  # published linear-probe % per OpenAI model
+    paper_recalls: dict[str, dict[str, float]] = field(default_factory=dict)  # retrieval: model -> R@k % by metric
     classes_from: str | None = None      # "imagenet" for the distribution shifts: names/templates are ImageNet's
     class_subset: tuple[int, ...] = ()   # indices into the parent's classes (ImageNet-A/R: 200, ObjectNet: 125)
     class_labels: tuple[int, ...] = ()   # reader label of each class when several share one (ObjectNet: 125 -> 113)
@@ -99,10 +104,13 @@ def _names_and_templates(doc: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _load(name: str) -> BenchmarkSpec:
+    doc = _read(name)
+    sources = {"paper_source": "\n".join(doc[key] for key in ("paper_source", "paper_probe_source") if key in doc)}
     if name in RETRIEVAL:
         return BenchmarkSpec(name=name, task="retrieval", classnames=(), templates=(), metric="recall",
-                             label_order="captions per image as the annotation file lists them")
-    doc = _read(name)
+                             paper_recalls={model: {k: float(v) for k, v in recalls.items()}
+                                            for model, recalls in doc.get("paper_recalls", {}).items()},
+                             label_order=doc["label_order"], source=doc["source"], **sources)
     subset = tuple(doc.get("class_subset", ()))
     if doc.get("classes_from"):
         parent_names, templates = _names_and_templates(_read(doc["classes_from"]))
@@ -116,7 +124,8 @@ def _load(name: str) -> BenchmarkSpec:
         templates=templates,
         metric=_METRICS.get(name, "accuracy"),
         paper={model: float(value) for model, value in doc.get("paper", {}).items()},
-        paper_source=doc.get("paper_source", ""),
+        paper_probe={model: float(value) for model, value in doc.get("paper_probe", {}).items()},
+        **sources,
         classes_from=doc.get("classes_from"),
         class_subset=subset,
         class_labels=tuple(doc.get("class_labels", ())),

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,8 +152,8 @@ def checkpoint_cases(tmp: Path, checkpoint: Path) -> list[Result]:
         "10^6 text layers": variant("deep", put("text.layers", 10**6)),
         "10^5 ResNet layers a stage": variant("resnet", put("vision.layers", [10**5] * 4)),
         "negative width": variant("negative", put("text.width", -128)),
-        "zero heads": variant("heads", put("text.heads", 0)),
-        "width not divisible by heads": variant("divisible", put("text.heads", 7)),
+        "zero heads (head width 0)": variant("heads", put("text.head_width", 0)),
+        "width not divisible by heads": variant("divisible", put("text.head_width", 48)),
         "context length 0": variant("context", put("text.context_length", 0)),
         "huge vocabulary": variant("vocab", put("text.vocab_size", 10**12)),
         "string for an int": variant("string", put("embed_dim", "128")),
@@ -225,26 +227,39 @@ def http_cases(tmp: Path, checkpoint: Path) -> list[Result]:
     index, _ = Index.build(images / "images", checkpoint=checkpoint, out=tmp / "index", progress=False)
     client = TestClient(create_app(index, Limits()), raise_server_exceptions=False)
     png = (images / "images").glob("*.png").__next__().read_bytes()
-    requests = [
-        ("GET", "/api/thumbnail/9223372036854775808", {}), ("GET", "/api/thumbnail/-1", {}),
-        ("GET", "/api/thumbnail/" + "9" * 40, {}), ("GET", "/api/thumbnail/abc", {}),
-        ("GET", "/api/nowhere", {}), ("DELETE", "/api/search", {}), ("GET", "/api/search?q=" + "a" * 5000, {}),
-        ("GET", "/api/search?q=cat&k=-1", {}), ("GET", "/api/search?q=cat&k=10000000000000000000000", {}),
-        ("GET", "/api/search?k=3", {}), ("GET", "/api/search?q=%00%ff", {}),
+    upload = lambda data=png, **fields: {"files": {"file": ("a.png", data, "image/png")}, "data": fields}  # noqa: E731
+    labels = ",".join(f"label{i}" for i in range(5000))
+    # (method, url, request, the status that handles it, words its {"error": ...} must hold; None: any answer < 400)
+    requests: list[tuple[str, str, dict, int, str | None]] = [
+        ("GET", "/api/thumbnail/9223372036854775808", {}, 404, "no indexed image has id"),
+        ("GET", "/api/thumbnail/-1", {}, 404, "no indexed image has id"),
+        ("GET", "/api/thumbnail/" + "9" * 40, {}, 404, "no indexed image has id"),
+        ("GET", "/api/thumbnail/abc", {}, 422, "item_id"),
+        ("GET", "/api/nowhere", {}, 404, "there is no GET /api/nowhere"),
+        ("DELETE", "/api/search", {}, 405, "use GET"),
+        ("GET", "/api/search?q=" + "a" * 5000, {}, 422, "at most 1000 characters"),
+        ("GET", "/api/search?q=cat&k=-1", {}, 422, "k:"),
+        ("GET", "/api/search?q=cat&k=10000000000000000000000", {}, 422, "k:"),
+        ("GET", "/api/search?k=3", {}, 422, "q: Field required"),
+        ("GET", "/api/search?q=%00%ff", {}, 200, None),  # odd bytes in a query are still a query: answered
         ("POST", "/api/search/image", {"content": b"--x\r\nbroken", "headers": {"content-type":
-                                                                                "multipart/form-data; boundary=x"}}),
-        ("POST", "/api/search/image", {"files": {"image": ("a.png", b"not an image", "image/png")}}),
-        ("POST", "/api/search/image", {"files": {"image": ("a.png", png[: len(png) // 2], "image/png")}}),
-        ("POST", "/api/classify", {"files": {"image": ("a.png", png, "image/png")}, "data": {"labels": ""}}),
-        ("POST", "/api/classify", {"files": {"image": ("a.png", png, "image/png")},
-                                   "data": {"labels": ",".join(["x" * 50] * 5000)}}),
-        ("POST", "/api/classify", {"files": {"image": ("a.png", png, "image/png")},
-                                   "data": {"labels": "a" * 20_000 + ",b"}}),
-        ("POST", "/api/classify", {"files": {"image": ("a.png", png, "image/png")},
-                                   "data": {"labels": "a,b", "templates": "no placeholder"}}),
+                                                                                "multipart/form-data; boundary=x"}},
+         422, "file"),
+        ("POST", "/api/search/image", upload(b"not an image"), 400, "not a readable image"),
+        ("POST", "/api/search/image", upload(png[: len(png) // 2]), 400, "not a readable image"),
+        ("POST", "/api/search/image", upload(_png_header(30_000, 30_000)), 413, "pixels"),
+        ("POST", "/api/search/image", upload(b"\0" * (11 * 2**20)), 413, "bytes"),
+        ("POST", "/api/classify", upload(labels=""), 422, "labels"),
+        ("POST", "/api/classify", upload(labels=labels), 422, "labels"),
+        ("POST", "/api/classify", upload(labels="a" * 20_000 + ",b"), 422, "20,000 characters"),
+        ("POST", "/api/classify", upload(labels=",".join(f"l{i}" for i in range(150)),
+                                         templates="\n".join(f"a {{}} number {i}" for i in range(10))),
+         422, "prompts"),
+        ("POST", "/api/classify", upload(labels="a,b", templates="no placeholder"), 400, "'{}'"),
+        ("POST", "/api/classify", upload(labels="a,b", templates="{} and {}"), 400, "'{}'"),
     ]
     results = []
-    for method, url, kwargs in requests:
+    for method, url, kwargs, status, words in requests:
         t0 = time.perf_counter()
         response = client.request(method, url, **kwargs)
         seconds = time.perf_counter() - t0
@@ -252,11 +267,20 @@ def http_cases(tmp: Path, checkpoint: Path) -> list[Result]:
             body = response.json()
         except ValueError:
             body = {}
-        # A request the API can answer (odd bytes in a query are still a query) is handled by answering it.
-        ok = response.status_code < 500 and (response.status_code < 400 or "error" in body) and seconds < 5
-        results.append((f"{method} {url[:48]}", ok, f"{response.status_code} in {seconds:.2f} s: "
-                                                    f"{str(body.get('error', body))[:70]}"))
+        error = body.get("error", "") if isinstance(body, dict) else ""
+        ok = (response.status_code == status and seconds < 5
+              and (words is None or (isinstance(error, str) and words in error and list(body) == ["error"])))
+        results.append((f"{method} {url[:48]} -> {status}", ok, f"{response.status_code} in {seconds:.2f} s: "
+                                                                f"{str(error or body)[:70]}"))
     return results
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A valid PNG header of any size with tiny pixel data: what a decompression bomb looks like."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
 def main() -> None:
@@ -280,8 +304,8 @@ def main() -> None:
     append_results("Hostile-input probe (bench/hostile_probe.py)", f"torch {torch.__version__}",
                    "Each case as a hostile user would try it; handled = the right rows or a one-line error naming "
                    "the file/flag (CSV, CLI: exit code 2, no traceback), a CheckpointError in < 5 s with no code run, "
-                   "ids equal to OpenAI's and <= 1 us per character, an HTTP answer in < 5 s, with a JSON error for "
-                   "every refusal (status < 500).",
+                   "ids equal to OpenAI's and <= 1 us per character, an HTTP answer in < 5 s with the status that "
+                   "names the fault and a JSON {\"error\": ...} holding the words that explain it.",
                    table)
 
 

@@ -320,3 +320,17 @@ def test_benchmark_metric_on_real_specs() -> None:
     coco = benchmark_metric(spec("mscoco"), similarity, torch.tensor([0, 0, 1]))
     assert coco["score"] == coco["image_to_text_R@1"] == 1.0
     assert coco["text_to_image_R@1"] == pytest.approx(2 / 3)
+
+
+def test_a_cells_paper_figures_come_from_the_real_specs_by_openai_name() -> None:
+    """The two halves the table joins: a pretrained name -> the paper's model key -> the spec's figures by column."""
+    from clipworks.evaluation.benchmark import paper_figures, paper_model
+
+    model = paper_model("ViT-B/32")  # OpenAI's spelling of a pretrained name
+    assert paper_figures(spec("cifar10"), "zeroshot", model) == {"cifar10": 91.3}
+    assert paper_figures(spec("cifar10"), "linear-probe", model) == {"cifar10": 95.1}
+    assert paper_figures(spec("imagenet_r"), "zeroshot", model) is None  # Table 16 prints ViT-L/14@336px only
+    assert paper_figures(spec("imagenet_r"), "zeroshot", paper_model("ViT-L-14-336")) == {"imagenet_r": 88.9}
+    assert paper_figures(spec("mscoco"), "retrieval", paper_model("ViT-L-14-336")) == {
+        "mscoco image->text R@1": 58.4, "mscoco text->image R@1": 37.8}
+    assert paper_figures(spec("cifar10"), "zeroshot", paper_model("ViT-B-32:laion2b_s34b_b79k")) is None

@@ -23,6 +23,7 @@ from PIL import Image
 
 from clipworks.data.benchmarks import READERS, annotated, imagenet, retrieval, video  # noqa: F401 (registration)
 from clipworks.data.benchmarks.annotated import (
+    kitti_split,
     read_birdsnap,
     read_caltech101,
     read_cars,
@@ -47,6 +48,15 @@ from clipworks.errors import ConfigError, DataError
 
 def names(dataset) -> list[str]:
     return [p.name for p in dataset.paths]
+
+
+def one_line_error(kind, read, root, file, split="test") -> str:
+    """The message of the `kind` error that `read(root, split)` raises, checked to be one line naming `file`."""
+    with pytest.raises(kind) as e:
+        read(root, split)
+    message = str(e.value)
+    assert "\n" not in message and str(file) in message
+    return message
 
 
 def test_every_reader_is_registered():
@@ -95,6 +105,19 @@ def test_pets_class_ids_and_breed_names(tmp_path):
     assert test.classes == ["Abyssinian", "american_bulldog", "basset_hound"]
     assert names(test) == ["Abyssinian_201.jpg", "basset_hound_12.jpg"] and test.labels == [0, 2]
     assert read_pets(tmp_path, "train").labels == [1, 0]
+
+
+@pytest.mark.parametrize("broken, line", [
+    ("test.txt", "basset_hound_12"), ("test.txt", "basset_hound_12 three 2 2"),
+    ("trainval.txt", "american_bulldog_100"),  # the other split's file, read for the breed names
+])
+def test_pets_malformed_annotation_line(tmp_path, broken, line):
+    ann = tmp_path / "oxford-iiit-pet" / "annotations"
+    write_text(ann / "test.txt", "Abyssinian_201 1 1 1\n")
+    write_text(ann / "trainval.txt", "Abyssinian_100 1 1 1\n")
+    file = write_text(ann / broken, f"Abyssinian_201 1 1 1\n{line}\n")
+    assert one_line_error(DataError, read_pets, tmp_path, file) == (
+        f"pets: {file} has a line {line!r}; expected 'IMAGE_ID CLASS-ID SPECIES BREED-ID'")
 
 
 def test_caltech101_keeps_background_and_splits_per_class(tmp_path):
@@ -202,6 +225,25 @@ def test_kitti_distance_vtab_bins_and_tfds_drive_split(tmp_path):
     assert len(test.classes) == 4
 
 
+@pytest.mark.parametrize("broken, content, message", [
+    ("training/label_2/000000.txt", kitti_line("Car", 5.0).rsplit(" ", 1)[0] + "\n",  # no rotation_y
+     "kitti_distance: {file} has a line of 14 fields; KITTI object labels have 15 (type truncated occluded alpha "
+     "bbox*4 dimensions*3 location*3 rotation_y)"),
+    ("devkit_object/mapping/train_rand.txt", "1,3\n",  # train_mapping.txt has 2 lines
+     "kitti_distance: {file} does not index the lines of train_mapping.txt ('DATE DRIVE FRAME' per line)"),
+], ids=["label-of-14-fields", "index-past-the-mapping"])
+def test_kitti_distance_malformed_label_or_mapping(tmp_path, broken, content, message):
+    mapping = tmp_path / "devkit_object" / "mapping"
+    write_text(mapping / "train_mapping.txt", "2011_09_26 2011_09_26_drive_0001_sync 0000000000\n"
+                                              "2011_09_26 2011_09_26_drive_0002_sync 0000000000\n")
+    write_text(mapping / "train_rand.txt", "1,2\n")
+    for i in range(2):
+        write_text(tmp_path / "training" / "label_2" / f"{i:06d}.txt", kitti_line("Car", 5.0) + "\n")
+    split = next(s for s, ids in kitti_split(mapping).items() if 0 in ids)  # the split holding image 0
+    file = write_text(tmp_path / broken, content)
+    assert one_line_error(DataError, read_kitti_distance, tmp_path, file, split) == message.format(file=file)
+
+
 def test_imagenet_class_folders_and_flat_devkit(tmp_path):
     wnids = [f"n{i:08d}" for i in range(1000)]
     for w in wnids:
@@ -296,6 +338,22 @@ def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):
         read_ucf101(tmp_path, "train")
 
 
+@pytest.mark.parametrize("broken, content, message", [
+    ("classInd.txt", "1 ApplyEyeMakeup\n3 Archery\n",
+     "ucf101: {file} should number its classes 1, 2, ... in order; found '3 Archery'"),
+    ("classInd.txt", "ApplyEyeMakeup\nArchery\n",
+     "ucf101: {file} should number its classes 1, 2, ... in order; found 'ApplyEyeMakeup'"),
+    ("testlist01.txt", "Archery/v_Archery_g01_c01.avi\nBowling/v_Bowling_g01_c01.avi\n",
+     "ucf101: {file} names Bowling/v_Bowling_g01_c01.avi, whose class is not in classInd.txt"),
+], ids=["class-3-after-1", "no-numbers", "unknown-class"])
+def test_ucf101_malformed_split_files(tmp_path, broken, content, message):
+    lists = tmp_path / "ucfTrainTestlist"
+    write_text(lists / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
+    write_text(lists / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
+    file = write_text(lists / broken, content)
+    assert one_line_error(DataError, read_ucf101, tmp_path, file) == message.format(file=file)
+
+
 def test_video_files_need_pyav(tmp_path, monkeypatch):
     write_text(tmp_path / "ucfTrainTestlist" / "classInd.txt", "1 Archery\n")
     write_text(tmp_path / "ucfTrainTestlist" / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
@@ -318,6 +376,7 @@ def test_kinetics700_val_csv_and_clip_names(tmp_path):
     assert test.paths[0].name == "00001.jpg" and test.paths[0].parent.name == "abc123_000012_000022"
     with pytest.raises(FileNotFoundError, match="train.csv"):
         read_kinetics700(tmp_path, "train")
+
 
 
 def test_flickr30k_and_mscoco_karpathy_test_split(tmp_path):

@@ -378,6 +378,19 @@ def test_kinetics700_val_csv_and_clip_names(tmp_path):
         read_kinetics700(tmp_path, "train")
 
 
+def test_kinetics700_video_file_middle_frame(tmp_path):
+    pytest.importorskip("av")
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 255, 255)]
+    base = tmp_path / "kinetics700"
+    write_text(base / "annotations" / "val.csv", "label,youtube_id,time_start,time_end,split\nzumba,abc123,12,22,val\n")
+    clip = base / "val" / "zumba" / "abc123_000012_000022.mp4"  # the official downloader's name for the clip
+    write_video(clip, [np.full((32, 32, 3), colour, dtype=np.uint8) for colour in colours])  # one colour a frame
+    dataset = read_kinetics700(tmp_path, "test")
+    assert dataset.paths == [clip] and dataset.labels == [0] and dataset.classes == ["zumba"]
+    dataset.transform = lambda im: np.asarray(im.convert("RGB"), dtype=int)[16, 16]
+    pixel, label = dataset[0]
+    assert label == 0 and np.abs(pixel - colours[3]).max() < 12, pixel  # frame 7 // 2: yellow
+
 
 def test_flickr30k_and_mscoco_karpathy_test_split(tmp_path):
     five = [f"caption {i}." for i in range(5)]

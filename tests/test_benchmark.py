@@ -7,6 +7,7 @@ these tests exercise the command itself, whatever datasets are registered.
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,23 @@ def test_benchmark_writes_cells_and_table_reports_missing_and_resumes(tiny_run: 
                   "--out", str(out)) == 0
     assert "colours zeroshot: already done" in capsys.readouterr().out
     assert (out / "cells" / label / "colours" / "zeroshot.json").stat().st_mtime_ns == mtime
+
+
+def test_each_dataset_read_shows_its_progress_bar_unless_quiet(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    label = benchmark.model_label(tiny_run)
+    mine = world_root / "colours" / "train" / "colour"
+    args = ["benchmark", "--checkpoint", str(tiny_run), "--datasets", f"colours,captions,mine={mine}", "--root",
+            str(world_root), "--precision", "fp32", "--batch-size", "16"]
+    assert cli.main([*args, "--out", str(tmp_path / "shown")]) == 0
+    err = capsys.readouterr().err
+    # A bar per dataset whose images are read, named "<model> <dataset>", counting batches: 24 and 48 images by 16.
+    assert re.search(rf"{re.escape(label)} colours: +0%\|[^|\n]*\| 0/2 \[", err), err
+    assert re.search(rf"{re.escape(label)} mine: +0%\|[^|\n]*\| 0/3 \[", err), err
+    assert f"{label} captions" not in err  # a retrieval set: zero-shot does not read it
+    assert cli.main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0  # a new cache: the images are read
+    err = capsys.readouterr().err
+    assert label not in err and "%|" not in err
 
 
 def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tiny_run: Path, world_root: Path,

@@ -248,6 +248,31 @@ def test_openai_models_get_the_papers_row(tiny_run: Path, world_root: Path, tmp_
     assert rows[1]["colours"] == "91.3"
 
 
+def test_several_checkpoints_give_a_cell_each_and_rows_in_their_order(tiny_run: Path, world_root: Path,
+                                                                      tmp_path: Path) -> None:
+    checkpoints = [tiny_run / "checkpoints" / "step_0000020", tiny_run]  # step 20, and the run's last: step 40
+    labels = [benchmark.model_label(c) for c in checkpoints]
+    assert labels != sorted(labels)  # so that the rows' order below is the given one, not the names'
+    out = tmp_path / "bench"
+    (world_root / "shifted").mkdir(exist_ok=True)
+    assert _bench("--checkpoint", *map(str, checkpoints), "--datasets", "colours,shifted", "--root",
+                  str(world_root), "--out", str(out)) == 0
+    assert sorted(p.relative_to(out / "cells").as_posix() for p in (out / "cells").rglob("*.json")) == sorted(
+        f"{label}/{name}/zeroshot.json" for label in labels for name in ("colours", "shifted"))
+    cells = {(label, name): json.loads((out / "cells" / label / name / "zeroshot.json").read_text())
+             for label in labels for name in ("colours", "shifted")}
+    assert [cells[label, "colours"]["checkpoint"] for label in labels] == list(map(str, checkpoints))
+    assert cells[labels[0], "colours"]["weights"] != cells[labels[1], "colours"]["weights"]
+    score = {key: 100 * cell["metrics"]["score"] for key, cell in cells.items()}
+
+    md = (out / "table.md").read_text().splitlines()
+    rows = [line for line in md if line.startswith(tuple(f"| {label} " for label in labels))]
+    assert rows == [f"| {label} | {score[label, 'colours']:.1f} | {score[label, 'shifted']:.1f} |" for label in labels]
+    assert [(r["model"], r["source"], r["colours"], r["shifted"]) for r in csv.DictReader((out / "table.csv").open())
+            ] == [(label, "clipworks", str(round(score[label, "colours"], 4)), str(round(score[label, "shifted"], 4)))
+                  for label in labels]
+
+
 def test_unknown_dataset_or_task_is_one_line(tiny_run: Path, world_root: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:
     assert _bench("--checkpoint", str(tiny_run), "--datasets", "colours", "--root", str(tmp_path / "nowhere"),

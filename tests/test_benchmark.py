@@ -366,6 +366,20 @@ def test_interpolate_gives_back_a_and_b_and_their_mean(tiny_run: Path, tmp_path:
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err
 
 
+def test_interpolate_command_refuses_two_architectures_in_one_line(tiny_run: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import clipworks
+
+    a = tiny_run / "checkpoints" / "step_0000020"  # RN-Tiny
+    b = clipworks.save_checkpoint(tmp_path / "vit", clipworks.create_model("ViT-Tiny", seed=0))
+    out = tmp_path / "mixed"
+    assert cli.main(["interpolate", str(a), str(b), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"clipworks interpolate: error: {a} is RN-Tiny but {b} is ViT-Tiny; WiSE-FT interpolates "
+                            "two models of the same architecture, e.g. a zero-shot model and its fine-tune\n")
+    assert captured.out == "" and not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["vit"]
+
+
 def test_feature_cache_key_of_a_foreign_weights_file(tiny_run: Path, tmp_path: Path) -> None:
     from clipworks.evaluation.features import checkpoint_key
     from clipworks.io.checkpoints import load_model

@@ -293,7 +293,11 @@ def test_gtsrb(tmp_path: Path) -> None:
      "{table} has columns Filename,Width,Height,ClassId; expected Filename;...;ClassId separated by ;"),
     ("Filename;ClassId\n00000.ppm;16\n00001.ppm;43\n", "{table} has ClassIds outside 0..42"),
     ("Filename;ClassId\n00000.ppm;-1\n", "{table} has ClassIds outside 0..42"),
-], ids=["commas", "class-43", "class-minus-1"])
+    ("Filename,ClassId\n00000.ppm;16\n",  # only the header resaved: its first row has more fields than it
+     "{table} has columns Filename,ClassId; expected Filename;...;ClassId separated by ;"),
+    ("Filename;ClassId\n00000.ppm;16\n00001.ppm;x\n", "{table} line 3 has ClassId 'x'; expected a whole number 0..42"),
+    ("Filename;ClassId\n00000.ppm\n", "{table} line 2 has no ClassId; expected a whole number 0..42"),
+], ids=["commas", "class-43", "class-minus-1", "commas-in-header", "class-x", "no-class"])
 def test_gtsrb_malformed_test_table(tmp_path: Path, table: str, message: str) -> None:
     (tmp_path / "GTSRB" / "Final_Test" / "Images").mkdir(parents=True)
     csv_file = write_text(tmp_path / "GT-final_test.csv", table)
@@ -399,12 +403,19 @@ def test_sun397(tmp_path: Path) -> None:
     assert open_benchmark("sun397", base, "train").labels == [1]  # Partitions/ beside SUN397/
 
 
-def test_sun397_partition_line_in_no_class(tmp_path: Path) -> None:
+@pytest.mark.parametrize("class_names, broken, message", [
+    (["/a/abbey", "/b/bakery/shop"], "Partitions/Testing_01.txt",
+     "{listing}: /b/bakery/sun_cc.jpg is in no class of {names}"),
+    (["/a/abbey", "bakery"], "ClassName.txt",
+     "{names} has the line 'bakery'; expected /<letter>/<class> lines, e.g. /a/abbey"),
+], ids=["line-in-no-class", "class-without-letter"])
+def test_sun397_malformed_class_names_or_partition(tmp_path: Path, class_names: list[str], broken: str,
+                                                   message: str) -> None:
     base = tmp_path / "SUN397"
-    write_lines(base / "ClassName.txt", ["/a/abbey", "/b/bakery/shop"])
+    names = write_lines(base / "ClassName.txt", class_names)
     listing = write_lines(base / "Partitions" / "Testing_01.txt", ["/a/abbey/sun_aa.jpg", "/b/bakery/sun_cc.jpg"])
-    assert one_line_error(DataError, "sun397", tmp_path, listing) == (
-        f"{listing}: /b/bakery/sun_cc.jpg is in no class of {base / 'ClassName.txt'}")
+    expected = message.format(listing=listing, names=names)
+    assert one_line_error(DataError, "sun397", tmp_path, base / broken) == expected
 
 
 def test_country211_and_rendered_sst2_train_includes_valid(tmp_path: Path) -> None:

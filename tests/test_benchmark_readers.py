@@ -295,7 +295,8 @@ def test_gtsrb(tmp_path: Path) -> None:
     ("Filename;ClassId\n00000.ppm;-1\n", "{table} has ClassIds outside 0..42"),
     ("Filename,ClassId\n00000.ppm;16\n",  # only the header resaved: its first row has more fields than it
      "{table} has columns Filename,ClassId; expected Filename;...;ClassId separated by ;"),
-    ("Filename;ClassId\n00000.ppm;16\n00001.ppm;x\n", "{table} line 3 has ClassId 'x'; expected a whole number 0..42"),
+    ("Filename;ClassId\n00000.ppm;16\n\n00001.ppm;x\n",  # the file's line number, blank lines counted
+     "{table} line 4 has ClassId 'x'; expected a whole number 0..42"),
     ("Filename;ClassId\n00000.ppm\n", "{table} line 2 has no ClassId; expected a whole number 0..42"),
 ], ids=["commas", "class-43", "class-minus-1", "commas-in-header", "class-x", "no-class"])
 def test_gtsrb_malformed_test_table(tmp_path: Path, table: str, message: str) -> None:

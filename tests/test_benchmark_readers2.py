@@ -395,8 +395,8 @@ def test_kinetics700_val_csv_and_clip_names(tmp_path):
 @pytest.mark.parametrize("csv_text, message", [
     ("label,youtube_id,start,end\nzumba,abc123,12,22\n",
      "kinetics700: {file} should have the columns label,youtube_id,time_start,time_end,split"),
-    ("label,youtube_id,time_start,time_end,split\nzumba,abc123,12,22,val\nzumba,def456,twelve,22,val\n",
-     "kinetics700: {file} line 3 has time_start 'twelve' and time_end '22'; expected seconds, as numbers"),
+    ("label,youtube_id,time_start,time_end,split\nzumba,abc123,12,22,val\n\nzumba,def456,twelve,22,val\n",
+     "kinetics700: {file} line 4 has time_start 'twelve' and time_end '22'; expected seconds, as numbers"),
     ("label,youtube_id,time_start,time_end,split\nzumba,abc123\n",
      "kinetics700: {file} line 2 has time_start None and time_end None; expected seconds, as numbers"),
 ], ids=["other-columns", "start-a-word", "row-without-times"])

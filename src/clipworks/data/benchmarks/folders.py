@@ -86,11 +86,12 @@ def read_gtsrb(root: Path, split: str) -> LabelledImages:
     images = find(table.parent, "GTSRB/Final_Test/Images")
     with open(table, newline="") as f:
         reader = csv.DictReader(f, delimiter=";", skipinitialspace=True)
-        columns, rows = reader.fieldnames or [], list(reader)
+        numbered = [(reader.line_num, row) for row in reader]  # (line number, row)
+    columns, rows = reader.fieldnames or [], [row for _, row in numbered]
     if rows and not {"Filename", "ClassId"} <= set(columns):
         raise DataError(f"{table} has columns {', '.join(columns)}; expected Filename;...;ClassId separated by ;")
     labels = []
-    for number, r in enumerate(rows, 2):  # line 1 is the header
+    for number, r in numbered:
         try:
             labels.append(int(r["ClassId"]))
         except (TypeError, ValueError):  # TypeError: None, a row that ends before its ClassId

@@ -176,7 +176,9 @@ def read_kinetics700(root: Path, split: str) -> VideoClips:
     name = "train" if split == "train" else "val"
     table = need(base / "annotations" / f"{name}.csv", "kinetics700")
     with open(table, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        numbered = [(reader.line_num, row) for row in reader]  # (line number, row)
+    rows = [row for _, row in numbered]
     if not rows or not {"label", "youtube_id", "time_start", "time_end"} <= set(rows[0]):
         raise DataError(f"kinetics700: {table} should have the columns label,youtube_id,time_start,time_end,split")
     classes = sorted({r["label"] for r in rows})
@@ -184,7 +186,7 @@ def read_kinetics700(root: Path, split: str) -> VideoClips:
     folder = need(base / name, "kinetics700", f"the {name} clips, as {base / name}/<label>/<clip>.mp4")
     clips = _index_clips(folder)
     found, expected = [], []
-    for number, r in enumerate(rows, 2):  # line 1 is the header
+    for number, r in numbered:
         try:
             clip = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}"
         except (TypeError, ValueError, OverflowError):  # TypeError: None, a row that ends before its times

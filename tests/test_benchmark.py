@@ -7,6 +7,7 @@ these tests exercise the command itself, whatever datasets are registered.
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,23 @@ def test_benchmark_writes_cells_and_table_reports_missing_and_resumes(tiny_run: 
     assert (out / "cells" / label / "colours" / "zeroshot.json").stat().st_mtime_ns == mtime
 
 
+def test_each_dataset_read_shows_its_progress_bar_unless_quiet(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    label = benchmark.model_label(tiny_run)
+    mine = world_root / "colours" / "train" / "colour"
+    args = ["benchmark", "--checkpoint", str(tiny_run), "--datasets", f"colours,captions,mine={mine}", "--root",
+            str(world_root), "--precision", "fp32", "--batch-size", "16"]
+    assert cli.main([*args, "--out", str(tmp_path / "shown")]) == 0
+    err = capsys.readouterr().err
+    # A bar per dataset whose images are read, named "<model> <dataset>", counting batches: 24 and 48 images by 16.
+    assert re.search(rf"{re.escape(label)} colours: +0%\|[^|\n]*\| 0/2 \[", err), err
+    assert re.search(rf"{re.escape(label)} mine: +0%\|[^|\n]*\| 0/3 \[", err), err
+    assert f"{label} captions" not in err  # a retrieval set: zero-shot does not read it
+    assert cli.main([*args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0  # a new cache: the images are read
+    err = capsys.readouterr().err
+    assert label not in err and "%|" not in err
+
+
 def test_linear_probe_reuses_the_test_features_and_retrieval_scores_captions(tiny_run: Path, world_root: Path,
                                                                             tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,6 +276,31 @@ def test_openai_models_get_the_papers_row(tiny_run: Path, world_root: Path, tmp_
     assert f"| {label} (paper) | 91.3 |" in (out / "table.md").read_text()
 
 
+def test_several_checkpoints_give_a_cell_each_and_rows_in_their_order(tiny_run: Path, world_root: Path,
+                                                                      tmp_path: Path) -> None:
+    checkpoints = [tiny_run / "checkpoints" / "step_0000020", tiny_run]  # step 20, and the run's last: step 40
+    labels = [benchmark.model_label(c) for c in checkpoints]
+    assert labels != sorted(labels)  # so that the rows' order below is the given one, not the names'
+    out = tmp_path / "bench"
+    (world_root / "shifted").mkdir(exist_ok=True)
+    assert _bench("--checkpoint", *map(str, checkpoints), "--datasets", "colours,shifted", "--root",
+                  str(world_root), "--out", str(out)) == 0
+    assert sorted(p.relative_to(out / "cells").as_posix() for p in (out / "cells").rglob("*.json")) == sorted(
+        f"{label}/{name}/zeroshot.json" for label in labels for name in ("colours", "shifted"))
+    cells = {(label, name): json.loads((out / "cells" / label / name / "zeroshot.json").read_text())
+             for label in labels for name in ("colours", "shifted")}
+    assert [cells[label, "colours"]["checkpoint"] for label in labels] == list(map(str, checkpoints))
+    assert cells[labels[0], "colours"]["weights"] != cells[labels[1], "colours"]["weights"]
+    score = {key: 100 * cell["metrics"]["score"] for key, cell in cells.items()}
+
+    md = (out / "table.md").read_text().splitlines()
+    rows = [line for line in md if line.startswith(tuple(f"| {label} " for label in labels))]
+    assert rows == [f"| {label} | {score[label, 'colours']:.1f} | {score[label, 'shifted']:.1f} |" for label in labels]
+    assert [(r["model"], r["source"], r["colours"], r["shifted"]) for r in csv.DictReader((out / "table.csv").open())
+            ] == [(label, "clipworks", str(round(score[label, "colours"], 4)), str(round(score[label, "shifted"], 4)))
+                  for label in labels]
+
+
 def test_unknown_dataset_or_task_is_one_line(tiny_run: Path, world_root: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture) -> None:
     assert _bench("--checkpoint", str(tiny_run), "--datasets", "colours", "--root", str(tmp_path / "nowhere"),
@@ -349,6 +392,20 @@ def test_interpolate_gives_back_a_and_b_and_their_mean(tiny_run: Path, tmp_path:
         clipworks.interpolate(str(a), other)
     assert cli.main(["interpolate", str(a), str(b), "--alpha", "1.5", "--out", str(tmp_path / "d")]) == 2
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_interpolate_command_refuses_two_architectures_in_one_line(tiny_run: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import clipworks
+
+    a = tiny_run / "checkpoints" / "step_0000020"  # RN-Tiny
+    b = clipworks.save_checkpoint(tmp_path / "vit", clipworks.create_model("ViT-Tiny", seed=0))
+    out = tmp_path / "mixed"
+    assert cli.main(["interpolate", str(a), str(b), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (f"clipworks interpolate: error: {a} is RN-Tiny but {b} is ViT-Tiny; WiSE-FT interpolates "
+                            "two models of the same architecture, e.g. a zero-shot model and its fine-tune\n")
+    assert captured.out == "" and not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["vit"]
 
 
 def test_feature_cache_key_of_a_foreign_weights_file(tiny_run: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The benchmark readers of data/benchmarks/arrays.py and folders.py, each on a tiny set written here in the
 dataset's exact on-disk format (with the format writers of benchmark_formats.py): exact classes, labels and paths,
-array pixels round-tripped exactly, one-line errors naming the missing file, CIFAR pickles read without running code,
-and the feature cache key of array sets."""
+array pixels round-tripped exactly, one-line errors naming the missing or malformed file, CIFAR pickles read without
+running code, and the feature cache key of array sets."""
 
 import gzip
 import json
@@ -12,7 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmark_formats import cifar_rows, fer2013_csv, idx_bytes, py2_pickle, stl10_bytes, write_h5, write_image
+from benchmark_formats import (
+    cifar_rows,
+    fer2013_csv,
+    idx_bytes,
+    py2_pickle,
+    stl10_bytes,
+    write_bytes,
+    write_h5,
+    write_image,
+    write_lines,
+    write_text,
+)
 from PIL import Image
 
 from clipworks.data.benchmarks import READERS, open_benchmark
@@ -30,6 +41,15 @@ def pixels(n: int, *shape: int) -> np.ndarray:
 
 def read_all(dataset: ArrayImages) -> np.ndarray:
     return np.stack([np.asarray(dataset._load(i)) for i in range(len(dataset))])
+
+
+def one_line_error(kind: type[Exception], name: str, root: Path, file: Path, split: str = "test") -> str:
+    """The message of the `kind` error that opening dataset `name` raises, checked to be one line naming `file`."""
+    with pytest.raises(kind) as e:
+        open_benchmark(name, root, split)
+    message = str(e.value)
+    assert "\n" not in message and str(file) in message
+    return message
 
 
 # --- CIFAR: Python 2 pickles ------------------------------------------------------------------------------------
@@ -145,6 +165,25 @@ def test_stl10_column_major_binary(tmp_path: Path) -> None:
         open_benchmark("stl10", tmp_path, "train")
 
 
+STL10_IMAGE = 3 * 96 * 96  # bytes
+
+
+@pytest.mark.parametrize("n_bytes, labels, broken, message", [
+    (2 * STL10_IMAGE - 1, [1, 2], "test_X.bin",
+     "{X} has 55295 bytes, not a whole number of 3x96x96 images: the file is truncated"),
+    (2 * STL10_IMAGE, [1, 2, 3], "test_y.bin", "{y} has 3 labels for 2 images in {X}, or labels outside 1..10"),
+    (2 * STL10_IMAGE, [1, 11], "test_y.bin", "{y} has 2 labels for 2 images in {X}, or labels outside 1..10"),
+    (2 * STL10_IMAGE, [0, 1], "test_y.bin", "{y} has 2 labels for 2 images in {X}, or labels outside 1..10"),
+], ids=["truncated-images", "more-labels", "label-11", "label-0"])
+def test_stl10_malformed_binary(tmp_path: Path, n_bytes: int, labels: list[int], broken: str, message: str) -> None:
+    folder = tmp_path / "stl10_binary"
+    write_lines(folder / "class_names.txt", ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey",
+                                             "ship", "truck"])
+    x = write_bytes(folder / "test_X.bin", stl10_bytes(pixels(2, 96, 96, 3))[:n_bytes])
+    y = write_bytes(folder / "test_y.bin", bytes(labels))
+    assert one_line_error(DataError, "stl10", tmp_path, folder / broken) == message.format(X=x, y=y)
+
+
 def test_fer2013_kaggle_csv_and_torchvision_files(tmp_path: Path) -> None:
     faces = pixels(4, 48, 48)
     emotions, usage = [0, 3, 6, 2], ["Training", "PublicTest", "PrivateTest", "PrivateTest"]
@@ -249,6 +288,23 @@ def test_gtsrb(tmp_path: Path) -> None:
     assert dataset.labels == [0, 42] and dataset.paths[1] == training / "00042" / "00000_00001.ppm"
 
 
+@pytest.mark.parametrize("table, message", [
+    ("Filename,Width,Height,ClassId\n00000.ppm,4,4,16\n",  # commas: resaved by a spreadsheet
+     "{table} has columns Filename,Width,Height,ClassId; expected Filename;...;ClassId separated by ;"),
+    ("Filename;ClassId\n00000.ppm;16\n00001.ppm;43\n", "{table} has ClassIds outside 0..42"),
+    ("Filename;ClassId\n00000.ppm;-1\n", "{table} has ClassIds outside 0..42"),
+    ("Filename,ClassId\n00000.ppm;16\n",  # only the header resaved: its first row has more fields than it
+     "{table} has columns Filename,ClassId; expected Filename;...;ClassId separated by ;"),
+    ("Filename;ClassId\n00000.ppm;16\n\n00001.ppm;x\n",  # the file's line number, blank lines counted
+     "{table} line 4 has ClassId 'x'; expected a whole number 0..42"),
+    ("Filename;ClassId\n00000.ppm\n", "{table} line 2 has no ClassId; expected a whole number 0..42"),
+], ids=["commas", "class-43", "class-minus-1", "commas-in-header", "class-x", "no-class"])
+def test_gtsrb_malformed_test_table(tmp_path: Path, table: str, message: str) -> None:
+    (tmp_path / "GTSRB" / "Final_Test" / "Images").mkdir(parents=True)
+    csv_file = write_text(tmp_path / "GT-final_test.csv", table)
+    assert one_line_error(DataError, "gtsrb", tmp_path, csv_file) == message.format(table=csv_file)
+
+
 def test_eurosat_hash_split(tmp_path: Path) -> None:
     classes = ["AnnualCrop", "Forest", "SeaLake"]
     for c in classes:
@@ -280,6 +336,14 @@ def test_resisc45_split_lists_and_hash_split(tmp_path: Path) -> None:
     assert open_benchmark("resisc45", tmp_path, "train").labels == [0, 1]
 
 
+def test_resisc45_split_list_naming_a_class_without_a_folder(tmp_path: Path) -> None:
+    base = tmp_path / "NWPU-RESISC45"
+    write_image(base / "airplane" / "airplane_001.jpg")
+    listing = write_lines(tmp_path / "resisc45-test.txt", ["airplane_001.jpg", "runway_007.jpg"])
+    assert one_line_error(DataError, "resisc45", tmp_path, listing) == (
+        f"{listing}: runway_007.jpg names class 'runway', which has no folder in {base}")
+
+
 def test_dtd(tmp_path: Path) -> None:
     base = tmp_path / "dtd"
     for c in ("banded", "zigzagged"):
@@ -293,6 +357,14 @@ def test_dtd(tmp_path: Path) -> None:
     assert test.classes == ["banded", "zigzagged"] and test.labels == [1, 0]
     assert test.paths == [base / "images" / "zigzagged" / "zigzagged_0001.jpg", base / "images/banded/banded_0002.jpg"]
     assert open_benchmark("dtd", base, "train").labels == [0, 1]
+
+
+def test_dtd_split_list_line_outside_the_class_folders(tmp_path: Path) -> None:
+    base = tmp_path / "dtd"
+    write_image(base / "images" / "banded" / "banded_0001.jpg")
+    listing = write_lines(base / "labels" / "test1.txt", ["banded/banded_0001.jpg", "striped/striped_0001.jpg"])
+    assert one_line_error(DataError, "dtd", tmp_path, listing) == (
+        f"{listing}: striped/striped_0001.jpg is not in a class folder of {base / 'images'}")
 
 
 def test_food101(tmp_path: Path) -> None:
@@ -309,6 +381,14 @@ def test_food101(tmp_path: Path) -> None:
     assert open_benchmark("food101", base, "train").labels == [0, 1]
 
 
+def test_food101_split_list_line_of_an_unknown_class(tmp_path: Path) -> None:
+    meta = tmp_path / "food-101" / "meta"
+    write_lines(meta / "classes.txt", ["apple_pie", "waffles"])
+    listing = write_lines(meta / "test.txt", ["waffles/201", "sushi/9"])
+    assert one_line_error(DataError, "food101", tmp_path, listing) == (
+        f"{listing}: sushi/9 is of a class not in {meta / 'classes.txt'}")
+
+
 def test_sun397(tmp_path: Path) -> None:
     base = tmp_path / "SUN397"
     files = ["a/abbey/sun_aa.jpg", "a/apartment_building/outdoor/sun_bb.jpg", "b/bakery/shop/sun_cc.jpg"]
@@ -322,6 +402,21 @@ def test_sun397(tmp_path: Path) -> None:
     assert test.classes == ["abbey", "apartment_building/outdoor", "bakery/shop"]
     assert test.labels == [2, 0] and test.paths == [base / files[2], base / files[0]]
     assert open_benchmark("sun397", base, "train").labels == [1]  # Partitions/ beside SUN397/
+
+
+@pytest.mark.parametrize("class_names, broken, message", [
+    (["/a/abbey", "/b/bakery/shop"], "Partitions/Testing_01.txt",
+     "{listing}: /b/bakery/sun_cc.jpg is in no class of {names}"),
+    (["/a/abbey", "bakery"], "ClassName.txt",
+     "{names} has the line 'bakery'; expected /<letter>/<class> lines, e.g. /a/abbey"),
+], ids=["line-in-no-class", "class-without-letter"])
+def test_sun397_malformed_class_names_or_partition(tmp_path: Path, class_names: list[str], broken: str,
+                                                   message: str) -> None:
+    base = tmp_path / "SUN397"
+    names = write_lines(base / "ClassName.txt", class_names)
+    listing = write_lines(base / "Partitions" / "Testing_01.txt", ["/a/abbey/sun_aa.jpg", "/b/bakery/sun_cc.jpg"])
+    expected = message.format(listing=listing, names=names)
+    assert one_line_error(DataError, "sun397", tmp_path, base / broken) == expected
 
 
 def test_country211_and_rendered_sst2_train_includes_valid(tmp_path: Path) -> None:
@@ -376,6 +471,24 @@ def test_clevr_counts(tmp_path: Path) -> None:
     assert test.paths == [base / "images" / "val" / names[1], base / "images" / "val" / names[0]]
     with pytest.raises(FileNotFoundError, match=r"CLEVR_v1.0/scenes/CLEVR_train_scenes\.json"):
         open_benchmark("clevr_counts", tmp_path, "train")
+
+
+@pytest.mark.parametrize("scenes, message", [
+    ('{"scenes": [{"image_filename": "CLEVR_val_000000.png", "obj',  # an interrupted download
+     "{file} is not a CLEVR scenes file (JSONDecodeError: Unterminated string starting at: line 1 column 56 "
+     "(char 55))"),
+    ('{"info": {"split": "val"}}', "{file} is not a CLEVR scenes file (KeyError: 'scenes')"),
+    ('{"scenes": [{"image_filename": "CLEVR_val_000000.png"}]}',
+     "{file} is not a CLEVR scenes file (KeyError: 'objects')"),
+    ('{"scenes": [{"image_filename": "CLEVR_val_000000.png", "objects": [{}, {}, {}]}, '
+     '{"image_filename": "CLEVR_val_000001.png", "objects": [' + ", ".join(["{}"] * 11) + "]}]}",
+     "{file}: CLEVR_val_000001.png has 11 objects; CLEVR counts are 3 to 10"),
+    ('{"scenes": [{"image_filename": "CLEVR_val_000000.png", "objects": [{}, {}]}]}',
+     "{file}: CLEVR_val_000000.png has 2 objects; CLEVR counts are 3 to 10"),
+], ids=["truncated", "no-scenes", "no-objects", "11-objects", "2-objects"])
+def test_clevr_counts_malformed_scenes_file(tmp_path: Path, scenes: str, message: str) -> None:
+    file = write_text(tmp_path / "CLEVR_v1.0" / "scenes" / "CLEVR_val_scenes.json", scenes)
+    assert one_line_error(DataError, "clevr_counts", tmp_path, file) == message.format(file=file)
 
 
 # --- the registry and errors -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from PIL import Image
 
 from clipworks.data.benchmarks import READERS, annotated, imagenet, retrieval, video  # noqa: F401 (registration)
 from clipworks.data.benchmarks.annotated import (
+    kitti_split,
     read_birdsnap,
     read_caltech101,
     read_cars,
@@ -47,6 +48,15 @@ from clipworks.errors import ConfigError, DataError
 
 def names(dataset) -> list[str]:
     return [p.name for p in dataset.paths]
+
+
+def one_line_error(kind, read, root, file, split="test") -> str:
+    """The message of the `kind` error that `read(root, split)` raises, checked to be one line naming `file`."""
+    with pytest.raises(kind) as e:
+        read(root, split)
+    message = str(e.value)
+    assert "\n" not in message and str(file) in message
+    return message
 
 
 def test_every_reader_is_registered():
@@ -95,6 +105,30 @@ def test_pets_class_ids_and_breed_names(tmp_path):
     assert test.classes == ["Abyssinian", "american_bulldog", "basset_hound"]
     assert names(test) == ["Abyssinian_201.jpg", "basset_hound_12.jpg"] and test.labels == [0, 2]
     assert read_pets(tmp_path, "train").labels == [1, 0]
+
+
+PETS_LINE = "expected 'IMAGE_ID CLASS-ID SPECIES BREED-ID'"
+
+
+@pytest.mark.parametrize("broken, content, message", [
+    ("test.txt", "Abyssinian_201 1 1 1\nbasset_hound_12\n",
+     f"pets: {{file}} has a line 'basset_hound_12'; {PETS_LINE}"),
+    ("test.txt", "basset_hound_12 3 2 2\nx three 2 2\n", f"pets: {{file}} has a line 'x three 2 2'; {PETS_LINE}"),
+    ("trainval.txt", "american_bulldog_100\n",  # the other split's file, read for the breed names
+     f"pets: {{file}} has a line 'american_bulldog_100'; {PETS_LINE}"),
+], ids=["no-class-id", "class-id-a-word", "other-split"])
+def test_pets_malformed_annotation_line(tmp_path, broken, content, message):
+    ann = tmp_path / "oxford-iiit-pet" / "annotations"
+    write_text(ann / "test.txt", "Abyssinian_201 1 1 1\n")
+    write_text(ann / "trainval.txt", "Abyssinian_100 1 1 1\n")
+    file = write_text(ann / broken, content)
+    assert one_line_error(DataError, read_pets, tmp_path, file) == message.format(file=file)
+
+
+def test_pets_split_list_of_no_images(tmp_path):
+    listing = write_text(tmp_path / "oxford-iiit-pet" / "annotations" / "test.txt",
+                         "#Image CLASS-ID SPECIES BREED ID\n")  # a comment line only, and no trainval.txt
+    assert one_line_error(DataError, read_pets, tmp_path, listing) == f"pets: {listing} lists no images"
 
 
 def test_caltech101_keeps_background_and_splits_per_class(tmp_path):
@@ -202,6 +236,27 @@ def test_kitti_distance_vtab_bins_and_tfds_drive_split(tmp_path):
     assert len(test.classes) == 4
 
 
+@pytest.mark.parametrize("broken, content, message", [
+    ("training/label_2/000000.txt", kitti_line("Car", 5.0).rsplit(" ", 1)[0] + "\n",  # no rotation_y
+     "kitti_distance: {file} has a line of 14 fields; KITTI object labels have 15 (type truncated occluded alpha "
+     "bbox*4 dimensions*3 location*3 rotation_y)"),
+    ("devkit_object/mapping/train_rand.txt", "1,3\n",  # train_mapping.txt has 2 lines
+     "kitti_distance: {file} does not index the lines of train_mapping.txt ('DATE DRIVE FRAME' per line)"),
+    ("training/label_2/000000.txt", kitti_line("Van", "far") + "\n",
+     "kitti_distance: {file} has a Van at location z 'far'; expected metres, a number"),
+], ids=["label-of-14-fields", "index-past-the-mapping", "depth-not-a-number"])
+def test_kitti_distance_malformed_label_or_mapping(tmp_path, broken, content, message):
+    mapping = tmp_path / "devkit_object" / "mapping"
+    write_text(mapping / "train_mapping.txt", "2011_09_26 2011_09_26_drive_0001_sync 0000000000\n"
+                                              "2011_09_26 2011_09_26_drive_0002_sync 0000000000\n")
+    write_text(mapping / "train_rand.txt", "1,2\n")
+    for i in range(2):
+        write_text(tmp_path / "training" / "label_2" / f"{i:06d}.txt", kitti_line("Car", 5.0) + "\n")
+    split = next(s for s, ids in kitti_split(mapping).items() if 0 in ids)  # the split holding image 0
+    file = write_text(tmp_path / broken, content)
+    assert one_line_error(DataError, read_kitti_distance, tmp_path, file, split) == message.format(file=file)
+
+
 def test_imagenet_class_folders_and_flat_devkit(tmp_path):
     wnids = [f"n{i:08d}" for i in range(1000)]
     for w in wnids:
@@ -296,6 +351,23 @@ def test_ucf101_middle_frames_of_frame_folders(tmp_path, caplog):
         read_ucf101(tmp_path, "train")
 
 
+@pytest.mark.parametrize("broken, content, message", [
+    ("classInd.txt", "1 ApplyEyeMakeup\n3 Archery\n",
+     "ucf101: {file} should number its classes 1, 2, ... in order; found '3 Archery'"),
+    ("classInd.txt", "ApplyEyeMakeup\nArchery\n",
+     "ucf101: {file} should number its classes 1, 2, ... in order; found 'ApplyEyeMakeup'"),
+    ("testlist01.txt", "Archery/v_Archery_g01_c01.avi\nBowling/v_Bowling_g01_c01.avi\n",
+     "ucf101: {file} names Bowling/v_Bowling_g01_c01.avi, whose class is not in classInd.txt"),
+    ("testlist01.txt", "\n", "ucf101: {file} lists no clips"),
+], ids=["class-3-after-1", "no-numbers", "unknown-class", "no-clips"])
+def test_ucf101_malformed_split_files(tmp_path, broken, content, message):
+    lists = tmp_path / "ucfTrainTestlist"
+    write_text(lists / "classInd.txt", "1 ApplyEyeMakeup\n2 Archery\n")
+    write_text(lists / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
+    file = write_text(lists / broken, content)
+    assert one_line_error(DataError, read_ucf101, tmp_path, file) == message.format(file=file)
+
+
 def test_video_files_need_pyav(tmp_path, monkeypatch):
     write_text(tmp_path / "ucfTrainTestlist" / "classInd.txt", "1 Archery\n")
     write_text(tmp_path / "ucfTrainTestlist" / "testlist01.txt", "Archery/v_Archery_g01_c01.avi\n")
@@ -318,6 +390,34 @@ def test_kinetics700_val_csv_and_clip_names(tmp_path):
     assert test.paths[0].name == "00001.jpg" and test.paths[0].parent.name == "abc123_000012_000022"
     with pytest.raises(FileNotFoundError, match="train.csv"):
         read_kinetics700(tmp_path, "train")
+
+
+@pytest.mark.parametrize("csv_text, message", [
+    ("label,youtube_id,start,end\nzumba,abc123,12,22\n",
+     "kinetics700: {file} should have the columns label,youtube_id,time_start,time_end,split"),
+    ("label,youtube_id,time_start,time_end,split\nzumba,abc123,12,22,val\n\nzumba,def456,twelve,22,val\n",
+     "kinetics700: {file} line 4 has time_start 'twelve' and time_end '22'; expected seconds, as numbers"),
+    ("label,youtube_id,time_start,time_end,split\nzumba,abc123\n",
+     "kinetics700: {file} line 2 has time_start None and time_end None; expected seconds, as numbers"),
+], ids=["other-columns", "start-a-word", "row-without-times"])
+def test_kinetics700_malformed_csv(tmp_path, csv_text, message):
+    file = write_text(tmp_path / "kinetics700" / "annotations" / "val.csv", csv_text)
+    (tmp_path / "kinetics700" / "val").mkdir()
+    assert one_line_error(DataError, read_kinetics700, tmp_path, file) == message.format(file=file)
+
+
+def test_kinetics700_video_file_middle_frame(tmp_path):
+    pytest.importorskip("av")
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 255, 255)]
+    base = tmp_path / "kinetics700"
+    write_text(base / "annotations" / "val.csv", "label,youtube_id,time_start,time_end,split\nzumba,abc123,12,22,val\n")
+    clip = base / "val" / "zumba" / "abc123_000012_000022.mp4"  # the official downloader's name for the clip
+    write_video(clip, [np.full((32, 32, 3), colour, dtype=np.uint8) for colour in colours])  # one colour a frame
+    dataset = read_kinetics700(tmp_path, "test")
+    assert dataset.paths == [clip] and dataset.labels == [0] and dataset.classes == ["zumba"]
+    dataset.transform = lambda im: np.asarray(im.convert("RGB"), dtype=int)[16, 16]
+    pixel, label = dataset[0]
+    assert label == 0 and np.abs(pixel - colours[3]).max() < 12, pixel  # frame 7 // 2: yellow
 
 
 def test_flickr30k_and_mscoco_karpathy_test_split(tmp_path):

@@ -161,6 +161,8 @@ def read_pets(root: Path, split: str) -> LabelledImages:
         return out
 
     samples = rows(listing)
+    if not samples:
+        raise DataError(f"pets: {listing} lists no images")
     other = base / "annotations" / ("test.txt" if split == "train" else "trainval.txt")
     if other.is_file():
         rows(other)  # the other split's file names the breeds this one may lack
@@ -272,7 +274,11 @@ def kitti_label(label_file: Path) -> int:
             raise DataError(f"kitti_distance: {label_file} has a line of {len(fields)} fields; KITTI object labels "
                             "have 15 (type truncated occluded alpha bbox*4 dimensions*3 location*3 rotation_y)")
         if fields[0] in KITTI_VEHICLES:
-            depths.append(float(fields[13]))  # location z: metres ahead of the camera
+            try:
+                depths.append(float(fields[13]))  # location z: metres ahead of the camera
+            except ValueError:
+                raise DataError(f"kitti_distance: {label_file} has a {fields[0]} at location z {fields[13]!r}; "
+                                "expected metres, a number") from None
     depth = min(depths)
     return sum(depth > t for t in KITTI_BINS)
 

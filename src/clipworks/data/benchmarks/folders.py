@@ -85,10 +85,18 @@ def read_gtsrb(root: Path, split: str) -> LabelledImages:
     table = find(root, "GT-final_test.csv", "gtsrb/GT-final_test.csv")
     images = find(table.parent, "GTSRB/Final_Test/Images")
     with open(table, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter=";", skipinitialspace=True))
-    if rows and not {"Filename", "ClassId"} <= set(rows[0]):
-        raise DataError(f"{table} has columns {', '.join(rows[0])}; expected Filename;...;ClassId separated by ;")
-    labels = [int(r["ClassId"]) for r in rows]
+        reader = csv.DictReader(f, delimiter=";", skipinitialspace=True)
+        numbered = [(reader.line_num, row) for row in reader]  # (line number, row)
+    columns, rows = reader.fieldnames or [], [row for _, row in numbered]
+    if rows and not {"Filename", "ClassId"} <= set(columns):
+        raise DataError(f"{table} has columns {', '.join(columns)}; expected Filename;...;ClassId separated by ;")
+    labels = []
+    for number, r in numbered:
+        try:
+            labels.append(int(r["ClassId"]))
+        except (TypeError, ValueError):  # TypeError: None, a row that ends before its ClassId
+            found = "no ClassId" if r["ClassId"] is None else f"ClassId {r['ClassId']!r}"
+            raise DataError(f"{table} line {number} has {found}; expected a whole number 0..42") from None
     if any(not 0 <= label < len(GTSRB_CLASSES) for label in labels):
         raise DataError(f"{table} has ClassIds outside 0..42")
     return labelled([images / r["Filename"] for r in rows], labels, list(GTSRB_CLASSES), table)
@@ -184,6 +192,10 @@ def read_sun397(root: Path, split: str) -> LabelledImages:
     """
     base = find(root, "SUN397/ClassName.txt", "ClassName.txt").parent
     entries = _lines(base / "ClassName.txt")
+    flat = next((entry for entry in entries if "/" not in entry.strip("/")), None)
+    if flat is not None:
+        raise DataError(f"{base / 'ClassName.txt'} has the line {flat!r}; expected /<letter>/<class> lines, "
+                        "e.g. /a/abbey")
     classes = [entry.strip("/").split("/", 1)[1] for entry in entries]
     index = {entry.strip("/"): i for i, entry in enumerate(entries)}  # "a/abbey" -> 0
     name = f"{'Testing' if split == 'test' else 'Training'}_01.txt"

@@ -112,6 +112,8 @@ def clip_image(clip: Path | None) -> Path | None:
 def clips_dataset(dataset: str, found: list[tuple[Path | None, int]], expected: list[Path], classes: list[str],
                   source: Path) -> VideoClips:
     """The clips that are on disk, with a warning for those that are not and an error if none are."""
+    if not found:
+        raise DataError(f"{dataset}: {source} lists no clips")
     present = [(path, label) for path, label in found if path is not None]
     if not present:
         raise FileNotFoundError(f"{dataset}: none of the {len(found)} clips are on disk; expected e.g. "
@@ -174,7 +176,9 @@ def read_kinetics700(root: Path, split: str) -> VideoClips:
     name = "train" if split == "train" else "val"
     table = need(base / "annotations" / f"{name}.csv", "kinetics700")
     with open(table, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        numbered = [(reader.line_num, row) for row in reader]  # (line number, row)
+    rows = [row for _, row in numbered]
     if not rows or not {"label", "youtube_id", "time_start", "time_end"} <= set(rows[0]):
         raise DataError(f"kinetics700: {table} should have the columns label,youtube_id,time_start,time_end,split")
     classes = sorted({r["label"] for r in rows})
@@ -182,8 +186,12 @@ def read_kinetics700(root: Path, split: str) -> VideoClips:
     folder = need(base / name, "kinetics700", f"the {name} clips, as {base / name}/<label>/<clip>.mp4")
     clips = _index_clips(folder)
     found, expected = [], []
-    for r in rows:
-        clip = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}"
+    for number, r in numbered:
+        try:
+            clip = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}"
+        except (TypeError, ValueError, OverflowError):  # TypeError: None, a row that ends before its times
+            raise DataError(f"kinetics700: {table} line {number} has time_start {r['time_start']!r} and time_end "
+                            f"{r['time_end']!r}; expected seconds, as numbers") from None
         expected.append(folder / r["label"] / f"{clip}.mp4")
         found.append((clip_image(clips.get(clip)), index[r["label"]]))
     return clips_dataset("kinetics700", found, expected, classes, table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import signal
 import subprocess
 import sys
@@ -177,8 +178,13 @@ def test_label_csv(tmp_path: Path) -> None:
     ds = LabelCsvDataset(path, transform=T)
     assert ds.classes == ["circle", "star"] and ds.labels == [1, 0, 1]
     assert LabelCsvDataset(path, transform=T, classes=["star", "circle", "heart"]).labels == [0, 1, 0]
-    with pytest.raises(DataError, match="not among the given classes: circle"):
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 3: label 'circle' is not among the given "
+                                        r"classes \(1 rows have such labels: circle\); add them to the class names, "
+                                        r"or correct the rows$"):
         LabelCsvDataset(path, transform=T, classes=["star"])
+    with pytest.raises(DataError, match=r"labels.csv, line 2: label 'star' is not among the given classes \(3 rows "
+                                        r"have such labels: circle, star\)"):
+        LabelCsvDataset(path, transform=T, classes=["heart"])
 
 
 def test_world_dataset_matches_batch_path() -> None:

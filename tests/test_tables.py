@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -79,6 +80,17 @@ def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path, ends: tu
     content = _joined(["filepath,caption", "a.png,ok", "b.png,caf?"], ends).encode().replace(b"?", b"\xe9")
     with pytest.raises(DataError, match=r"c.csv, line 3: byte 0xe9 is not UTF-8 text .* save the file as UTF-8"):
         _rows(tmp_path / "c.csv", content)
+
+
+def test_a_missing_column_and_a_header_without_rows_name_the_file_and_header_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 1: the header has no column 'caption' "
+                                        r"\(columns found: filepath, title; separator ','\)\. Set "
+                                        r"--image-key/--caption-key to the columns to use\.$"):
+        _rows(path, "filepath,title\ra.png,x\r")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 1: a header but no rows after it; expected "
+                                        r"one row per image$"):
+        _rows(path, "filepath,caption\r\r,\r")
 
 
 def test_a_directory_or_a_missing_file_says_which(tmp_path: Path) -> None:

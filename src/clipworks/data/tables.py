@@ -33,6 +33,12 @@ def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, s
 
     `flags` names the options that choose the columns, for the error message (e.g. "--image-key/--caption-key").
     """
+    return [row for _, row in read_table_with_lines(path, columns=columns, flags=flags, sep=sep)]
+
+
+def read_table_with_lines(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
+                          ) -> list[tuple[int, dict[str, str]]]:
+    """(line where the row starts, row) of each row, as `read_table` reads them: for errors naming a row's line."""
     path = Path(path)
     text = _read_text(path)
     if not text.strip():
@@ -41,16 +47,16 @@ def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, s
     if sep is None:
         sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
     records = _parse(path, text, sep)
-    header = records[0][1]
+    header_line, header = records[0]
     for column in columns:
         if column not in header:
-            raise DataError(f"{path} has no column {column!r} (columns found: {', '.join(header)}; separator "
-                            f"{sep!r}). Set {flags} to the columns to use.")
+            raise DataError(f"{path}, line {header_line}: the header has no column {column!r} (columns found: "
+                            f"{', '.join(header)}; separator {sep!r}). Set {flags} to the columns to use.")
     positions = [header.index(c) for c in columns]
-    rows = [{c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)}
-            for _, fields in records[1:] if any(f.strip() for f in fields)]
+    rows = [(line, {c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)})
+            for line, fields in records[1:] if any(f.strip() for f in fields)]
     if not rows:
-        raise DataError(f"{path} has a header but no rows")
+        raise DataError(f"{path}, line {header_line}: a header but no rows after it; expected one row per image")
     _warn_if_rows_were_swallowed(path, records[1:], sep)
     return rows
 

@@ -56,8 +56,8 @@ def csv_cases(tmp: Path) -> list[Result]:
          "csv", "line 2: a quote opened in this row is never closed"),
         ("not UTF-8", (header + "a.png,caf").encode() + b"\xe9\n", "csv", "line 2: byte 0xe9 is not UTF-8"),
         ("empty file", "", "csv", "is empty"),
-        ("header only", header, "csv", "has a header but no rows"),
-        ("missing column", "path,text\na.png,x\n", "csv", "has no column 'filepath'"),
+        ("header only", header, "csv", "line 1: a header but no rows"),
+        ("missing column", "path,text\na.png,x\n", "csv", "line 1: the header has no column 'filepath'"),
         ("a directory", "", "dir", "is a directory"),
     ]
     results = []

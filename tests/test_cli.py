@@ -204,6 +204,19 @@ def test_resume_on_the_world_continues_bit_identically(tmp_path: Path) -> None:
         assert torch.equal(x, y), name
 
 
+def test_resume_latest_without_a_checkpoint_starts_from_step_0(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # A restartable job passes --resume latest from its first start on.
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "with none yet, the run starts at step 0" in " ".join(capsys.readouterr().out.split())
+    run = tmp_path / "r"
+    assert cli.main(["train", "--model", "RN-Tiny", "--steps", "1", "--batch-size", "4", "--world-samples", "8",
+                     "--eval-every", "0", "--no-tensorboard", "--quiet", "--output-dir", str(run), "--resume",
+                     "latest"]) == 0
+    assert f"--resume: no checkpoint in {run / 'checkpoints'} yet; starting from step 0\n" in capsys.readouterr().out
+    assert (run / "checkpoints" / "latest").read_text() == "step_0000001"
+
+
 def test_a_fresh_run_refuses_to_overwrite_earlier_checkpoints(trained_run: Path) -> None:
     result = run_cli("train", "--model", "RN-Tiny", "--steps", "1", "--output-dir", str(trained_run))
     assert result.returncode == 2 and "already holds checkpoints" in result.stderr and "--resume" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import signal
 import subprocess
 import sys
@@ -16,9 +17,21 @@ from benchmark_formats import write_text
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from clipworks.data.datasets import CsvDataset, ImageFolderDataset, LabelCsvDataset, WorldDataset, collate_skip_bad
+from clipworks.data import shards
+from clipworks.data.batches import loader_batches
+from clipworks.data.datasets import (
+    CsvDataset,
+    ImageFolderDataset,
+    LabelCsvDataset,
+    LabelledImages,
+    WorldDataset,
+    collate_skip_bad,
+)
+from clipworks.data.shards import shard_batches
 from clipworks.data.world import World, WorldConfig
+from clipworks.distributed import Process, exit_with_parent
 from clipworks.errors import DataError
+from clipworks.evaluation.evaluators import evaluate_zeroshot
 from clipworks.models.transforms import image_transform, to_tensor_batch
 
 T = image_transform(32)
@@ -177,8 +190,13 @@ def test_label_csv(tmp_path: Path) -> None:
     ds = LabelCsvDataset(path, transform=T)
     assert ds.classes == ["circle", "star"] and ds.labels == [1, 0, 1]
     assert LabelCsvDataset(path, transform=T, classes=["star", "circle", "heart"]).labels == [0, 1, 0]
-    with pytest.raises(DataError, match="not among the given classes: circle"):
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 3: label 'circle' is not among the given "
+                                        r"classes \(1 rows have such labels: circle\); add them to the class names, "
+                                        r"or correct the rows$"):
         LabelCsvDataset(path, transform=T, classes=["star"])
+    with pytest.raises(DataError, match=r"labels.csv, line 2: label 'star' is not among the given classes \(3 rows "
+                                        r"have such labels: circle, star\)"):
+        LabelCsvDataset(path, transform=T, classes=["heart"])
 
 
 def test_world_dataset_matches_batch_path() -> None:
@@ -232,3 +250,31 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_every_dataloader_a_training_run_starts_ends_its_workers_with_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The test above kills a run holding a CSV loader's workers; every loader a training run starts must give its
+    # workers the same end. Building each with workers shows how it would start them; nothing is read.
+    built: list[dict[str, object]] = []
+
+    class Built(Exception):
+        pass
+
+    def record(*args: object, **kwargs: object) -> None:
+        built.append(kwargs)
+        raise Built
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", record)
+    monkeypatch.setattr(shards, "DataLoader", record)
+    csv = CsvDataset(write_text(tmp_path / "c.csv", "filepath,caption\na.png,x\nb.png,y\n"), transform=T)
+    zeroshot = evaluate_zeroshot(LabelledImages([tmp_path / "a.png"], [0], ["a"], transform=T, source="x"), ["a"],
+                                 ["a photo of a {}."], batch_size=2, workers=1)
+    starts = {"zero-shot evaluation": lambda: zeroshot(None),
+              "CSV batches": lambda: next(loader_batches(csv, 2, workers=1, seed=0)(0, Process())),
+              "shard batches": lambda: shard_batches(str(tmp_path / "s.tar"), transform=T, tokenize_fn=lambda c: c,
+                                                     batch_size=2, workers=1, seed=0)(0, Process())}
+    for name, start in starts.items():
+        with pytest.raises(Built):
+            start()
+        assert (built[-1]["num_workers"], built[-1].get("worker_init_fn")) == (1, exit_with_parent), name

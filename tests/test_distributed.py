@@ -76,7 +76,7 @@ def test_two_processes_resume_their_shard_streams_exactly(tmp_path: Path) -> Non
     middle = tmp_path / "straight" / "checkpoints" / "step_0000003"
     positions = load_training_state(middle)["data_positions"]
     # 20 samples a process, 4 a step: step 3 is the third batch of epoch 0 on each process.
-    assert positions == [{"epoch": 0, "consumed": [3], "next": 0}] * 2
+    assert positions == [{"epoch": 0, "consumed": [3], "next": 0, "skipped": 0}] * 2
     run([*common, "--resume", str(middle), "--output-dir", str(tmp_path / "resumed")], tmp_path)
     a, _ = load(tmp_path / "straight")
     b, _ = load(tmp_path / "resumed")

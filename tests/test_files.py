@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors import SafetensorError
+from safetensors.torch import load_file
 
-from clipworks import cli, create_model, save_checkpoint
+from clipworks import cli, create_model, load, save_checkpoint
 from clipworks.errors import ClipworksError, DiskFullError
 from clipworks.io import checkpoints
 from clipworks.io.files import write_atomic, write_npz_atomic, write_text_atomic
@@ -65,6 +67,35 @@ def test_every_writers_way_of_saying_disk_full_becomes_one_error(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # the temporary directory is gone
     assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before  # the old checkpoint is untouched
     assert isinstance(DiskFullError("x"), ClipworksError)  # the CLI prints it as one line, exit code 2
+
+
+def test_a_save_that_fails_leaves_latest_on_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    saves = []
+
+    def full_after_the_first_save(*args: object, **kwargs: object) -> None:
+        saves.append(args[1])
+        if len(saves) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save_file(*args, **kwargs)
+
+    real_save_file = checkpoints.save_file
+    monkeypatch.setattr(checkpoints, "save_file", full_after_the_first_save)
+    run = tmp_path / "run"
+    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "2", "--save-every", "1", "--batch-size", "4",
+                     "--world-samples", "8", "--eval-every", "0", "--no-tensorboard", "--quiet", "--output-dir",
+                     str(run)])
+    err = capsys.readouterr().err
+    assert len(saves) == 2 and code == 2 and len(err.strip().splitlines()) == 1
+    assert f"no space left on the device of {run / 'checkpoints'}" in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_0000001"]  # no temporary
+    assert (run / "checkpoints" / "latest").read_text() == "step_0000001"
+    step_1 = run / "checkpoints" / "step_0000001"
+    assert checkpoints.resolve_checkpoint(run) == step_1
+    model, _ = load(run)
+    weights = load_file(step_1 / "model.safetensors")
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in weights.items())
+    assert checkpoints.load_training_state(step_1)["step"] == 1  # resumable
 
 
 def test_other_write_errors_are_not_called_a_full_disk(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ damaged shards skipped and counted, and `clipworks shards` then `clipworks train
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import tarfile
@@ -244,6 +245,41 @@ def test_cli_shards_from_the_world_then_train_on_them(tmp_path: Path, capsys: py
     assert code == 0 and (tmp_path / "resampled" / "checkpoints" / "latest").read_text() == "step_0000003"
 
 
+def test_training_on_shards_logs_and_counts_skipped_samples(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for shard in range(2):  # two workers: each reads one shard, and tells the training process what it skipped
+        members = []
+        for index in range(shard * 8, shard * 8 + 8):
+            key, sample = f"{index:06d}", WORLD.sample("train", index)
+            buffer = io.BytesIO()
+            sample.image.save(buffer, "PNG")
+            image = b"not a png" if index == 2 else buffer.getvalue()
+            members += [(f"{key}.png", image)] + ([] if index == 13 else [(f"{key}.txt", sample.caption.encode())])
+        _tar(tmp_path / f"s-{shard}.tar", members)
+    val = WORLD.export("val", 6, tmp_path / "val")
+    broken = sorted((val / "images").glob("*.png"))[0]
+    broken.write_text("not an image")
+    run = tmp_path / "r"
+    # 3 steps of 4 take the epoch's 3 batches: two of s-0 (one without its undecodable image) and one of s-1's 7
+    # samples with a caption (the last 3 are a partial batch, dropped).
+    assert cli.main(["train", "--data", f"{tmp_path}/s-{{0..1}}.tar", "--val-data", str(val / "captions.csv"),
+                     "--steps", "3", "--batch-size", "4", "--model", "RN-Tiny", "--eval-every", "0", "--workers", "2",
+                     "--output-dir", str(run), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"skipped 1 unreadable images of 6 in {val / 'captions.csv'}" in printed
+    assert f"trained on the shards; 2 unusable samples or shards skipped (listed in {run}/log.jsonl)" in printed
+    assert f"validated on 5 images; 1 unreadable ones skipped (listed in {run}/log.jsonl)" in printed
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    data = records[0]["data"]  # the first record: what was known before the first step
+    assert (data["source"], data["streamed"]) == (f"{tmp_path}/s-{{0..1}}.tar", True)
+    assert (data["val"]["samples"], data["val"]["skipped"], data["val"]["skipped_images"]) == (5, 1, [str(broken)])
+    steps = [r for r in records if "loss" in r]
+    listed = [problem for r in steps for problem in r.get("skipped_samples", [])]
+    assert sorted(listed) == [[f"{tmp_path}/s-0.tar:000002", "undecodable .png (not an image)"],
+                              [f"{tmp_path}/s-1.tar:000013", "no .txt caption"]]
+    # Every step counts what was skipped so far: the new ones of each step added up.
+    assert [r["skipped"] for r in steps] == list(itertools.accumulate(len(r.get("skipped_samples", [])) for r in steps))
+
+
 def _uneven_shards(tmp_path: Path) -> str:
     """World samples in shards of 7, 5, 9, 3, 6 and 4 samples (so DataLoader workers run out at different times),
     with one undecodable image and one sample without a caption."""
@@ -295,3 +331,8 @@ def test_training_resumed_from_a_shard_checkpoint_is_bit_identical(tmp_path: Pat
     a = load_file(tmp_path / "straight" / "checkpoints" / "step_0000006" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "checkpoints" / "step_0000006" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The skipped samples are counted on from the checkpoint, each listed at the same step as without the resume.
+    straight, resumed = ([{k: r[k] for k in ("step", "skipped", "skipped_samples") if k in r}
+                          for r in map(json.loads, (tmp_path / run / "log.jsonl").read_text().splitlines())
+                          if "loss" in r] for run in ("straight", "resumed"))
+    assert resumed == straight[3:] and straight[-1]["skipped"] == 2

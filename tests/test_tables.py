@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,25 +35,62 @@ def test_every_record_ending_and_quoting_rule(tmp_path: Path) -> None:
     assert _rows(tmp_path / "c.tsv", tsv) == [{"filepath": "a.png", "caption": "comma, inside"}]
 
 
-def test_an_unclosed_quote_is_an_error_naming_its_line(tmp_path: Path) -> None:
+# Every line end the csv module reads records by, alone and mixed in one file (old Mac files end lines in \r only).
+LINE_ENDS = pytest.mark.parametrize("ends", [("\n",), ("\r\n",), ("\r",), ("\r", "\n", "\r\n")],
+                                    ids=["LF", "CRLF", "CR", "mixed"])
+
+
+def _joined(lines: list[str], ends: tuple[str, ...]) -> str:
+    """`lines`, each ended by the next of `ends` in turn."""
+    return "".join(line + ends[i % len(ends)] for i, line in enumerate(lines))
+
+
+@LINE_ENDS
+def test_an_unclosed_quote_is_an_error_naming_its_line(tmp_path: Path, ends: tuple[str, ...]) -> None:
     lines = ["filepath,caption", "a.png,fine", 'b.png,"opened and never closed'] + [f"{i}.png,row {i}"
                                                                                     for i in range(14)]
     with pytest.raises(DataError, match=r"c.csv, line 3: a quote opened in this row is never closed, so the 14 "
                                         r"lines after it would become one field"):
-        _rows(tmp_path / "c.csv", "\n".join(lines) + "\n")
+        _rows(tmp_path / "c.csv", _joined(lines, ends))
 
 
-def test_captions_that_swallowed_rows_are_counted_in_one_warning(tmp_path: Path) -> None:
-    text = 'filepath,caption\na.png,"first\nb.png,second"\nc.png,"x\nd.jpg,y"\ne.png,"a poem\nin two lines"\n'
+@LINE_ENDS
+def test_captions_that_swallowed_rows_are_counted_in_one_warning(tmp_path: Path, ends: tuple[str, ...]) -> None:
+    lines = ["filepath,caption", 'a.png,"first', 'b.png,second"', 'c.png,"x', 'd.jpg,y"', 'e.png,"a poem',
+             'in two lines"']
     with pytest.warns(DataWarning, match=r"c.csv: 2 rows have a field spanning lines that look like rows of this "
                                          r"file \(first at line 2\)"):
-        rows = _rows(tmp_path / "c.csv", text)
+        rows = _rows(tmp_path / "c.csv", _joined(lines, ends))
     assert [r["filepath"] for r in rows] == ["a.png", "c.png", "e.png"]  # read as written: the warning says where
+    assert rows[0]["caption"] == f"first{ends[1 % len(ends)]}b.png,second"
 
 
-def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path) -> None:
+def test_a_line_end_only_python_counts_neither_hides_a_row_nor_numbers_a_line(tmp_path: Path) -> None:
+    # To the csv module U+2028 is text, not a line end: the caption holds one line, and no row can hide in it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        rows = _rows(tmp_path / "c.csv", 'filepath,caption\ra.png,"one\u2028b.png,line"\r')
+    assert rows == [{"filepath": "a.png", "caption": "one\u2028b.png,line"}]
+    with pytest.raises(DataError, match=r"c.csv, line 3: a quote opened in this row is never closed, so the 1 lines"):
+        _rows(tmp_path / "c.csv", 'filepath,caption\ra.png,"x\u2028y"\rb.png,"open\u2028c.png,z\rd.png,w\r')
+
+
+@LINE_ENDS
+def test_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path: Path, ends: tuple[str, ...]) -> None:
+    content = _joined(["filepath,caption", "a.png,ok", "b.png,caf?"], ends).encode().replace(b"?", b"\xe9")
     with pytest.raises(DataError, match=r"c.csv, line 3: byte 0xe9 is not UTF-8 text .* save the file as UTF-8"):
-        _rows(tmp_path / "c.csv", b"filepath,caption\na.png,ok\nb.png,caf\xe9\n")
+        _rows(tmp_path / "c.csv", content)
+
+
+def test_a_missing_column_and_a_header_without_rows_name_the_file_and_header_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 1: the header has no column 'caption' "
+                                        r"\(columns found: filepath, title; separator ','\)\. Set "
+                                        r"--image-key/--caption-key to the columns to use\.$"):
+        _rows(path, "filepath,title\ra.png,x\r")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}, line 1: a header but no rows after it; expected "
+                                        r"one row per image$"):
+        _rows(path, "filepath,caption\r\r,\r")
 
 
 def test_a_directory_or_a_missing_file_says_which(tmp_path: Path) -> None:
@@ -64,7 +103,13 @@ def test_a_directory_or_a_missing_file_says_which(tmp_path: Path) -> None:
 def test_the_cli_gives_one_line_for_a_directory_and_for_broken_quoting(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "bad.csv").write_text('filepath,caption\na.png,"never closed\nb.png,x\n')
-    for data, message in ((tmp_path, "is a directory"), (tmp_path / "bad.csv", "line 2: a quote opened")):
+    (tmp_path / "mac.csv").write_bytes(b'filepath,caption\ra.png,"never closed\rb.png,x\rc.png,y\r')
+    (tmp_path / "mixed.csv").write_bytes(b'filepath,caption\r\na.png,ok\rb.png,"never closed\nc.png,x\r\n')
+    for data, message in ((tmp_path, "is a directory"), (tmp_path / "bad.csv", "bad.csv, line 2: a quote opened"),
+                          (tmp_path / "mac.csv", "mac.csv, line 2: a quote opened in this row is never closed, so "
+                                                 "the 2 lines after it"),
+                          (tmp_path / "mixed.csv", "mixed.csv, line 3: a quote opened in this row is never closed, "
+                                                   "so the 1 lines after it")):
         assert cli.main(["train", "--data", str(data), "--steps", "1", "--output-dir", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1

@@ -60,9 +60,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     cfg = resolve_train_config(given, config_file=args.config, recipe=args.recipe)
     result = run_training(cfg, progress=not args.quiet)
-    if result.data and result.data["skipped"]:
-        print(f"trained on {result.data['samples']} images; {result.data['skipped']} unreadable ones skipped "
-              f"(listed in {cfg.output_dir}/log.jsonl)")
+    data, listed = result.data or {}, f"(listed in {cfg.output_dir}/log.jsonl)"
+    if data.get("streamed") and data.get("skipped"):
+        print(f"trained on the shards; {data['skipped']} unusable samples or shards skipped {listed}")
+    elif data.get("skipped"):
+        print(f"trained on {data['samples']} images; {data['skipped']} unreadable ones skipped {listed}")
+    if data.get("val", {}).get("skipped"):
+        print(f"validated on {data['val']['samples']} images; {data['val']['skipped']} unreadable ones skipped "
+              f"{listed}")
     print(f"checkpoint: {result.checkpoint}")
 
 

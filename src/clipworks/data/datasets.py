@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..errors import DataError
 from ..models.transforms import OPENAI_MEAN, OPENAI_STD, to_tensor_batch
 from .images import UnreadableImage, check_image, open_image
-from .tables import read_table
+from .tables import read_table, read_table_with_lines
 from .world import World
 
 log = logging.getLogger(__name__)
@@ -193,12 +193,19 @@ class LabelCsvDataset(LabelledImages):
     def __init__(self, path: str | os.PathLike, *, transform: Transform, image_key: str = "filepath",
                  label_key: str = "label", classes: Sequence[str] | None = None, sep: str | None = None,
                  root: str | os.PathLike | None = None) -> None:
-        rows = read_table(path, columns=(image_key, label_key), flags="--image-key/--label-key", sep=sep)
+        numbered = read_table_with_lines(path, columns=(image_key, label_key), flags="--image-key/--label-key",
+                                         sep=sep)
+        rows = [row for _, row in numbered]
         base = Path(root) if root is not None else Path(path).parent
         names = list(classes) if classes is not None else sorted({r[label_key] for r in rows})
-        unknown = sorted({r[label_key] for r in rows} - set(names))
+        known = set(names)
+        unknown = [(line, row[label_key]) for line, row in numbered if row[label_key] not in known]
         if unknown:
-            raise DataError(f"{path} has labels not among the given classes: {', '.join(unknown[:5])}")
+            line, label = unknown[0]
+            distinct = sorted({label for _, label in unknown})
+            raise DataError(f"{path}, line {line}: label {label!r} is not among the given classes ({len(unknown)} "
+                            f"rows have such labels: {', '.join(distinct[:5])}); add them to the class names, or "
+                            "correct the rows")
         index = {name: i for i, name in enumerate(names)}
         super().__init__([resolve_path(r[image_key], base) for r in rows], [index[r[label_key]] for r in rows], names,
                          transform=transform, source=str(path))

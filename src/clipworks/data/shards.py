@@ -20,6 +20,11 @@ draws shards with replacement forever from a generator seeded by (seed, epoch, r
 Resume: a reader's sequence of samples, and each sample's random crop, depends only on (seed, epoch, rank, worker),
 so `ShardStream` records how many batches it took from each DataLoader worker and a resumed run's workers pass over
 that many samples undecoded: training continues with exactly the batch that would have come next.
+
+Reporting: a stream meets its bad data as it reads, in DataLoader workers whose counts the training process never
+sees. So each worker sends the problems it met with the batch it sends next, and `ShardStream` counts them when it
+takes that batch: the count of a step is then a function of the data and the position alone (not of how far the
+workers read ahead), it resumes with the position, and the training loop logs each step's new ones.
 """
 
 from __future__ import annotations
@@ -146,6 +151,7 @@ class ShardDataset(IterableDataset):
         self.n_seen = 0
         self.bad: list[tuple[str, str]] = []  # (shard:key, reason) of every bad sample met in this process
         self.bad_shards: list[tuple[str, str]] = []  # (shard, reason) of every shard that failed to read
+        self._reported = (0, 0)  # how many of `bad` and `bad_shards` `new_problems` has returned
 
     @property
     def n_bad(self) -> int:
@@ -153,6 +159,13 @@ class ShardDataset(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def new_problems(self) -> list[tuple[str, str]]:
+        """(shard:key, reason) of each bad sample and (shard, reason) of each failed shard met since the last call."""
+        samples, shards = self._reported
+        self._reported = len(self.bad), len(self.bad_shards)
+        return self.bad[samples:] + [(url, f"unreadable from there on ({reason})")
+                                     for url, reason in self.bad_shards[shards:]]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | str]]:
         info = get_worker_info()
@@ -201,6 +214,8 @@ class ShardDataset(IterableDataset):
             if position >= skip:
                 crop = hash((self.seed, self.epoch, rank, worker, position)) & (2**63 - 1)
                 yield self._decode(url, key, files, crop)
+            elif position == skip - 1:
+                self.new_problems()  # met before the resumed place: the run that took those batches counted them
 
     # ---------------------------------------------------------------- reading
     def _raw_samples(self, shards: Iterable[str], judge_after: int | None) -> Iterator[RawSample]:
@@ -315,14 +330,15 @@ def _identity(item: Any) -> Any:
 
 class _WorkerBatches(IterableDataset):
     """Each DataLoader worker's part of the epoch as batches: every `share` consecutive samples of its stream,
-    collated without the bad ones, as (worker, batch, False); then (worker, None, True) marks its end. A partial
-    last batch is dropped. `skip[w]` batches of worker w are passed over without decoding (a resumed epoch)."""
+    collated without the bad ones, as (worker, batch, False, problems met since its last batch); then
+    (worker, None, True, problems) marks its end. A partial last batch is dropped. `skip[w]` batches of worker w are
+    passed over without decoding (a resumed epoch)."""
 
     def __init__(self, dataset: ShardDataset, share: int) -> None:
         self.dataset, self.share = dataset, share
         self.skip: list[int] = []
 
-    def __iter__(self) -> Iterator[tuple[int, Batch | None, bool]]:
+    def __iter__(self) -> Iterator[tuple[int, Batch | None, bool, list[tuple[str, str]]]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         skip = self.skip[worker] * self.share if self.skip else 0
@@ -330,28 +346,31 @@ class _WorkerBatches(IterableDataset):
         for item in self.dataset.stream(worker, n_workers, skip=skip):
             chunk.append(item)
             if len(chunk) == self.share:
-                yield worker, collate_skip_bad(chunk), False
+                yield worker, collate_skip_bad(chunk), False, self.dataset.new_problems()
                 chunk = []
-        yield worker, None, True
+        yield worker, None, True, self.dataset.new_problems()
 
 
 class ShardStream:
     """Endless batches of one process from tar shards, with `position`: where in the stream the last batch came
     from, {"epoch", "consumed": batches taken from each DataLoader worker this epoch, "next": the worker whose batch
-    comes next}. Given that position back, a new stream continues with exactly the batch that would have followed.
+    comes next, "skipped": problems in the batches taken so far}. Given that position back, a new stream continues
+    with exactly the batch that would have followed, and counts on from there.
 
     Workers' batches are taken in a fixed rotation (0, 1, ..., K-1, 0, ...; a finished worker drops out), whatever
     order the DataLoader delivers them in, so the sequence depends on the data alone, not on timing.
     """
 
     def __init__(self, dataset: ShardDataset, *, share: int, workers: int, position: dict[str, Any] | None,
-                 description: str, rank: int) -> None:
+                 description: str, rank: int, skipped: int = 0) -> None:
         self.dataset, self.batched = dataset, _WorkerBatches(dataset, share)
         self.n_workers = max(workers, 1)
         self.loader = DataLoader(self.batched, batch_size=None, num_workers=workers, collate_fn=_identity,
                                  worker_init_fn=exit_with_parent)
         self.position = position or {"epoch": 0, "consumed": [0] * self.n_workers, "next": 0}
         self.description, self.rank, self.share = description, rank, share
+        self.n_skipped = skipped  # bad samples and shards in the batches taken, by this stream and before it
+        self._untaken: list[tuple[str, str]] = []  # (where, reason) of those not yet returned by `take_skipped`
         self._batches = self._generate()
 
     def __iter__(self) -> ShardStream:
@@ -359,6 +378,12 @@ class ShardStream:
 
     def __next__(self) -> Batch:
         return next(self._batches)
+
+    def take_skipped(self) -> tuple[int, list[tuple[str, str]]]:
+        """(bad samples and shards in the batches taken so far, this run's and any it resumed; (where, reason) of
+        those taken since the last call): what the training loop logs each step."""
+        new, self._untaken = self._untaken, []
+        return self.n_skipped, new
 
     def close(self) -> None:
         """Stop the DataLoader workers now: closing the generator shuts them down in ~0.1 s, while an abandoned
@@ -372,7 +397,7 @@ class ShardStream:
             self.dataset.set_epoch(epoch)  # before the workers start, so their copies see it
             self.batched.skip = consumed
             delivered = self._delivered()
-            waiting: list[list[tuple[Batch | None, bool]]] = [[] for _ in range(self.n_workers)]
+            waiting: list[list[tuple[Batch | None, bool, list[tuple[str, str]]]]] = [[] for _ in range(self.n_workers)]
             finished: set[int] = set()
             n = 0
             while len(finished) < self.n_workers:
@@ -380,16 +405,19 @@ class ShardStream:
                 if worker in finished:
                     continue
                 while not waiting[worker]:
-                    w, batch, end = next(delivered)
-                    waiting[w].append((batch, end))
-                batch, end = waiting[worker].pop(0)
+                    w, batch, end, problems = next(delivered)
+                    waiting[w].append((batch, end, problems))
+                batch, end, problems = waiting[worker].pop(0)
+                self._untaken += problems  # counted as their batch is taken, however far the workers read ahead
+                self.n_skipped += len(problems)
                 if end:
                     finished.add(worker)
                     continue
                 consumed[worker] += 1
                 if batch is not None and len(batch[0]) >= 2:
                     n += 1
-                    self.position = {"epoch": epoch, "consumed": list(consumed), "next": turn}
+                    self.position = {"epoch": epoch, "consumed": list(consumed), "next": turn,
+                                     "skipped": self.n_skipped}
                     yield batch
             if n == 0 and fresh:
                 raise DataError(f"the shards {self.description} gave process {self.rank} no batch of {self.share} "
@@ -398,7 +426,7 @@ class ShardStream:
                                 "shards)")
             epoch, consumed, turn = epoch + 1, [0] * self.n_workers, 0
 
-    def _delivered(self) -> Iterator[tuple[int, Batch | None, bool]]:
+    def _delivered(self) -> Iterator[tuple[int, Batch | None, bool, list[tuple[str, str]]]]:
         try:
             yield from self.loader
         except DataError as e:
@@ -415,6 +443,7 @@ def shard_batches(urls: str, *, transform: Transform, tokenize_fn: Callable[[lis
     (the same batches, crops included); without one, a run resumed at step k > 0 reshuffles from (seed, k)."""
 
     def batches(start: int, process: Process, position: dict[str, Any] | None = None) -> ShardStream:
+        skipped = position.get("skipped", 0) if position is not None else 0  # counted in the batches trained on
         if position is not None and len(position["consumed"]) != max(workers, 1):
             log.warning("the checkpoint's data position is for %d DataLoader workers, this run has %d: the data "
                         "order restarts from (seed, step) instead of the exact position",
@@ -425,7 +454,7 @@ def shard_batches(urls: str, *, transform: Transform, tokenize_fn: Callable[[lis
                                rank=process.rank, world_size=process.world_size, resampled=resampled,
                                samples_per_epoch=samples_per_epoch)
         return ShardStream(dataset, share=batch_size // process.world_size, workers=workers, position=position,
-                           description=urls, rank=process.rank)
+                           description=urls, rank=process.rank, skipped=skipped)
 
     return batches
 

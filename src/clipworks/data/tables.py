@@ -20,8 +20,11 @@ from pathlib import Path
 
 from ..errors import DataError, DataWarning
 
+# The line ends the csv module reads records by (as io's newline="" splits lines): \r\n, \r and \n. Other characters
+# Python counts as line ends (U+2028, U+0085, form feed, ...) are text to it, so they neither end nor number a line.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 # A line of a swallowed row: something path-like with an image extension, then the separator.
-_ROW_LIKE = r"[^\n]*\.(?:jpe?g|png|webp|gif|bmp|tiff?){sep}"
+_ROW_LIKE = r"[^\r\n]*\.(?:jpe?g|png|webp|gif|bmp|tiff?){sep}"
 
 
 def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
@@ -30,6 +33,12 @@ def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, s
 
     `flags` names the options that choose the columns, for the error message (e.g. "--image-key/--caption-key").
     """
+    return [row for _, row in read_table_with_lines(path, columns=columns, flags=flags, sep=sep)]
+
+
+def read_table_with_lines(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
+                          ) -> list[tuple[int, dict[str, str]]]:
+    """(line where the row starts, row) of each row, as `read_table` reads them: for errors naming a row's line."""
     path = Path(path)
     text = _read_text(path)
     if not text.strip():
@@ -38,16 +47,16 @@ def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, s
     if sep is None:
         sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
     records = _parse(path, text, sep)
-    header = records[0][1]
+    header_line, header = records[0]
     for column in columns:
         if column not in header:
-            raise DataError(f"{path} has no column {column!r} (columns found: {', '.join(header)}; separator "
-                            f"{sep!r}). Set {flags} to the columns to use.")
+            raise DataError(f"{path}, line {header_line}: the header has no column {column!r} (columns found: "
+                            f"{', '.join(header)}; separator {sep!r}). Set {flags} to the columns to use.")
     positions = [header.index(c) for c in columns]
-    rows = [{c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)}
-            for _, fields in records[1:] if any(f.strip() for f in fields)]
+    rows = [(line, {c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)})
+            for line, fields in records[1:] if any(f.strip() for f in fields)]
     if not rows:
-        raise DataError(f"{path} has a header but no rows")
+        raise DataError(f"{path}, line {header_line}: a header but no rows after it; expected one row per image")
     _warn_if_rows_were_swallowed(path, records[1:], sep)
     return rows
 
@@ -61,7 +70,7 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = _n_lines(data[:e.start].decode("utf-8-sig"))  # the bytes before it are valid UTF-8
         raise DataError(f"{path}, line {line}: byte {data[e.start]:#04x} is not UTF-8 text ({e.reason}); save the "
                         "file as UTF-8") from None
 
@@ -72,7 +81,7 @@ def _parse(path: Path, text: str, sep: str) -> list[tuple[int, list[str]]]:
     if error is None:
         return records
     if "unexpected end of data" in str(error):
-        swallowed = text.count("\n", _offset_of_line(text, start)) - 1
+        swallowed = _n_lines(text) - start - 1  # the lines after this one
         raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so the "
                         f"{max(swallowed, 0)} lines after it would become one field. Close the quote, or write a "
                         'quote inside a quoted field as "".')
@@ -93,17 +102,15 @@ def _read(text: str, sep: str, *, strict: bool) -> tuple[list[tuple[int, list[st
     return records, start, None
 
 
-def _offset_of_line(text: str, line: int) -> int:
-    offset = 0
-    for _ in range(line - 1):
-        offset = text.index("\n", offset) + 1
-    return offset
+def _n_lines(text: str) -> int:
+    """The lines of `text` as `csv.reader.line_num` counts them (after a final line end, an empty last line)."""
+    return len(_LINE_END.findall(text)) + 1
 
 
 def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]], sep: str) -> None:
     row_like = re.compile(_ROW_LIKE.format(sep=re.escape(sep)), re.IGNORECASE)
     suspicious = [line for line, fields in records
-                  if any("\n" in f and row_like.search(f.split("\n", 1)[1]) for f in fields)]
+                  if any(row_like.search(_LINE_END.split(f, 1)[-1]) for f in fields if _LINE_END.search(f))]
     if suspicious:
         warnings.warn(f"{path}: {len(suspicious)} rows have a field spanning lines that look like rows of this file "
                       f"(first at line {suspicious[0]}); check the quoting there", DataWarning, stacklevel=3)

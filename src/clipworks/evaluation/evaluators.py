@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..data.datasets import CsvDataset, LabelledImages, WorldDataset, collate_skip_bad
 from ..data.world import World
+from ..distributed import exit_with_parent
 from ..io.files import cache_dir
 from ..models.clip import CLIP
 from ..models.encode import embed_images, encode_texts, encode_tokens
@@ -83,7 +84,7 @@ def evaluate_zeroshot(dataset: LabelledImages, classnames: Sequence[str], templa
 
     def evaluate(model: CLIP) -> dict[str, float]:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                             collate_fn=collate_skip_bad)
+                                             collate_fn=collate_skip_bad, worker_init_fn=exit_with_parent)
         features, labels = zip(*embed_images(model, loader))  # per batch: (B, E) embeddings, (B,) labels
         classifier = weights(model) if weights is not None else zero_shot_classifier(model, classnames, templates)
         logits = zero_shot_logits(torch.cat(features), classifier)

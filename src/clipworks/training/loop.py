@@ -48,7 +48,9 @@ class TrainResult:
     checkpoint: Path
     history: list[dict[str, Any]]  # one entry per logged step: step, loss, lr, logit_scale, samples_per_s, data_wait_s
     evals: list[dict[str, Any]]  # one entry per evaluation: step + metrics
-    data: dict[str, Any] | None = None  # what the data source reported (e.g. images skipped as unreadable)
+    # What the data source reported (e.g. images skipped as unreadable); for a stream (tar shards), "skipped" counts
+    # the bad samples and shards in the batches trained on, and log.jsonl's step records list them.
+    data: dict[str, Any] | None = None
 
 
 def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None, *,
@@ -76,7 +78,8 @@ def train(cfg: TrainConfig, batches: Batches, evaluate: Evaluator | None = None,
         loss, lr = _optimizer_step(run, images, tokens, step)
         done = step + 1  # logs, evaluations and checkpoints count the optimizer steps done
         logbook.step(done, loss, lr, run.model.logit_scale.exp().item(),
-                     samples=images.shape[0] * run.process.world_size, data_wait=data_wait)
+                     samples=images.shape[0] * run.process.world_size, data_wait=data_wait,
+                     skipped=_skipped(data, run.process))
         last = done == run.cfg.steps
         due = [e for e, every in ((evaluate, run.cfg.eval_every),
                                   (zeroshot, run.cfg.zeroshot_every or run.cfg.eval_every))
@@ -179,6 +182,16 @@ def _fetch(data: Iterator[Batch], device: torch.device) -> tuple[torch.Tensor, t
     return images.to(device, non_blocking=True), tokens.to(device, non_blocking=True), data_wait
 
 
+def _skipped(data: Iterator[Batch], process: Process) -> tuple[int, list[tuple[str, str]]] | None:
+    """For a stream that meets its bad data as it reads (tar shards): (bad samples and shards in the batches trained
+    on so far, (where, reason) of those new in this step's), over all processes. None for data whose bad images were
+    counted before the first step."""
+    if not hasattr(data, "take_skipped"):
+        return None
+    parts = gather_objects(data.take_skipped(), process)  # each rank's count and new ones
+    return sum(n for n, _ in parts), [problem for _, new in parts for problem in new]
+
+
 def _optimizer_step(run: _Run, images: torch.Tensor, tokens: torch.Tensor, step: int) -> tuple[float, float]:
     """Optimizer step `step` (counted from 0) on the global batch; returns its loss (the same on every process)
     and learning rate."""
@@ -234,8 +247,11 @@ def _finish(run: _Run, data: Iterator[Batch], checkpoint: Path | None, logbook: 
         torch.distributed.barrier()  # the last checkpoint is on disk before any process returns
     if checkpoint is None:  # not rank 0, or resumed at or past the final step
         checkpoint = resolve_checkpoint(run.out)
+    data_report = logbook.data_report
+    if logbook.n_skipped is not None:  # a stream: what it skipped is known only now
+        data_report = {**(data_report or {}), "skipped": logbook.n_skipped}
     return TrainResult(model=run.model.eval(), checkpoint=checkpoint, history=logbook.history, evals=logbook.evals,
-                       data=logbook.data_report)
+                       data=data_report)
 
 
 def _train_mode(model: CLIP, *, lock_image: bool) -> None:
@@ -259,6 +275,7 @@ class _Logbook:
     last: float = field(default_factory=time.perf_counter)  # when the last step (or evaluation) ended
     rate: float = 0.0  # training samples/s, smoothed over steps
     data_report: dict[str, Any] | None = None
+    n_skipped: int | None = None  # a stream's bad samples and shards in the batches trained on (None: not a stream)
 
     @classmethod
     def open(cls, run: _Run, start: int, *, progress: bool) -> _Logbook:
@@ -268,13 +285,20 @@ class _Logbook:
         board = _summary_writer(run.out / "tensorboard") if run.cfg.tensorboard and main else None
         return cls(run.out / LOG_FILE, main, bar, board)
 
-    def step(self, step: int, loss: float, lr: float, logit_scale: float, *, samples: int, data_wait: float) -> None:
-        """The record of optimizer step `step`, which trained on `samples` (the global batch) since the last."""
+    def step(self, step: int, loss: float, lr: float, logit_scale: float, *, samples: int, data_wait: float,
+             skipped: tuple[int, list[tuple[str, str]]] | None = None) -> None:
+        """The record of optimizer step `step`, which trained on `samples` (the global batch) since the last; for a
+        stream, `skipped` is (its count of bad samples so far, those new in this step's batch)."""
         now = time.perf_counter()
         step_rate = samples / max(now - self.last, 1e-9)
         self.rate, self.last = (step_rate if self.rate == 0 else 0.9 * self.rate + 0.1 * step_rate), now
         record = {"step": step, "loss": loss, "lr": lr, "logit_scale": logit_scale, "samples_per_s": self.rate,
                   "data_wait_s": data_wait}
+        if skipped is not None:
+            self.n_skipped, new = skipped
+            record["skipped"] = self.n_skipped
+            if new:
+                record["skipped_samples"] = [list(problem) for problem in new]
         self.history.append(record)
         self._write(record)
         if self.board is not None:
@@ -284,7 +308,9 @@ class _Logbook:
         self.bar.update(1)
 
     def data(self, report: dict[str, Any], *, write: bool) -> None:
-        """What the data source found before the first step (e.g. unreadable images): a {"data": ...} record."""
+        """What the data source found before the first step (e.g. unreadable images): a {"data": ...} record. A
+        stream's bad data is met as it is read: each step's record counts it ("skipped") and lists what is new
+        ("skipped_samples"), so the log and its count stay whole through a kill and a resume."""
         self.data_report = report
         if write:
             self._write({"data": report})

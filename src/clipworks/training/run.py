@@ -9,6 +9,7 @@ labelled set or benchmark dataset (`zeroshot_data`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..data.batches import loader_batches, world_batches, world_data
 from ..data.datasets import CsvDataset, open_labelled
@@ -39,25 +40,31 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             batches = shard_batches(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
                                     batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed,
                                     resampled=cfg.resampled, samples_per_epoch=cfg.samples_per_epoch)
-            report = None  # a stream: bad samples are skipped and logged as they are met
+            # A stream: bad samples are skipped as they are met, and each step's log record counts them.
+            report = {"source": cfg.data, "streamed": True}
         else:
             dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
                                  image_key=cfg.image_key, caption_key=cfg.caption_key)
-            bad = dataset.scan()  # drops unreadable images up front; stops with a clear error when most are bad
-            if bad:
-                print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {cfg.data} "
-                      f"(first: {bad[0]}; all listed in log.jsonl)")
-            report = {"source": cfg.data, "samples": len(dataset), "skipped": len(bad),
-                      "skipped_images": [str(p) for p in bad]}
+            report = _scan(dataset, cfg.data)
             batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
         evaluate = None
         if cfg.val_data:
             val = CsvDataset(cfg.val_data, transform=image_transform(size), tokenize_fn=tok,
                              image_key=cfg.image_key, caption_key=cfg.caption_key)
-            val.scan()
+            report["val"] = _scan(val, cfg.val_data)
             evaluate = evaluate_captions(val, cfg.batch_size)
     zeroshot = zeroshot_evaluator(cfg, size) if cfg.zeroshot_data else None
     return train(cfg, batches, evaluate, zeroshot=zeroshot, progress=progress, data_report=report)
+
+
+def _scan(dataset: CsvDataset, source: str) -> dict[str, Any]:
+    """Drop `dataset`'s unreadable images up front (a clear error when most are bad), say how many, and return
+    what log.jsonl's first record and the run's last lines report of them."""
+    bad = dataset.scan()
+    if bad:
+        print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {source} "
+              f"(first: {bad[0]}; all listed in log.jsonl)")
+    return {"source": source, "samples": len(dataset), "skipped": len(bad), "skipped_images": [str(p) for p in bad]}
 
 
 def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> Evaluator:

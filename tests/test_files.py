@@ -60,7 +60,7 @@ def test_every_writers_way_of_saying_disk_full_becomes_one_error(tmp_path: Path,
 
     monkeypatch.setattr(checkpoints, "save_file", fail)
     with pytest.raises(DiskFullError, match=rf"no space left on the device of {tmp_path}: [\d,.]+ MB free, about "
-                                            r"[\d,.]+ MB needed; free some space"):
+                                            r"[\d,.]+ MB needed for ckpt; free some space"):
         save_checkpoint(tmp_path / "ckpt", model)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # the temporary directory is gone
     assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before  # the old checkpoint is untouched

@@ -474,9 +474,10 @@ def write_shards(samples: Iterable[tuple[ImageSource, str, dict[str, Any]]], out
     if samples_per_shard < 1:
         raise ConfigError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    with full_disk_is_one_error(out):  # a full disk: one error, the shard being written removed
+    # A full disk: one error, the shard being written removed, the shards before it complete.
+    with full_disk_is_one_error(out, what=f"the shards {prefix}-*.tar"):
+        out.mkdir(parents=True, exist_ok=True)
         tar, tmp = None, None
         try:
             for index, (image, caption, extra) in enumerate(samples):

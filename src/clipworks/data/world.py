@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import ConfigError
-from ..io.files import write_npz_atomic
+from ..io.files import write_dir_atomic, write_npz_atomic
 
 Split = Literal["train", "val", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "val", "heldout")
@@ -288,21 +288,24 @@ class World:
         """
         if task not in ZERO_SHOT_TASKS:
             raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(ZERO_SHOT_TASKS)}")
-        out = Path(out_dir)
-        rows = []
-        for i in range(n):
-            s = self.sample(split, i)
-            label = class_name(task, s.attributes)
-            relative = Path(task, label, f"{i:06d}.png") if class_folders else Path("images", f"{i:06d}.png")
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            s.image.save(out / relative)
-            rows.append((relative.as_posix(), s.caption, label))
-        for name, header, column in (("captions.csv", "caption", 1), ("labels.csv", "label", 2)):
-            with open(out / name, "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow(["filepath", header])
-                writer.writerows((row[0], row[column]) for row in rows)
-        return out
+
+        def write(tmp: Path) -> None:
+            rows = []
+            for i in range(n):
+                s = self.sample(split, i)
+                label = class_name(task, s.attributes)
+                relative = Path(task, label, f"{i:06d}.png") if class_folders else Path("images", f"{i:06d}.png")
+                (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+                s.image.save(tmp / relative)
+                rows.append((relative.as_posix(), s.caption, label))
+            for name, header, column in (("captions.csv", "caption", 1), ("labels.csv", "label", 2)):
+                with open(tmp / name, "w", newline="", encoding="utf-8") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(["filepath", header])
+                    writer.writerows((row[0], row[column]) for row in rows)
+
+        # Written beside `out_dir`, then moved into it: a full disk leaves nothing of a half-written export.
+        return write_dir_atomic(out_dir, write, keep_others=True, what=f"{n} images and their CSVs")
 
     # ---------------------------------------------------------------- zero-shot
     def zero_shot_tasks(self) -> dict[str, ZeroShotTask]:

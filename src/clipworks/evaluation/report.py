@@ -13,6 +13,7 @@ Writes report.md, report.json, fewshot.png and robustness.png under `out`.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..errors import ConfigError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference, resolve_checkpoint
 from ..io.files import cache_dir as world_cache_dir
-from ..io.files import write_atomic, write_text_atomic
+from ..io.files import write_bytes_atomic, write_text_atomic
 from ..models.clip import CLIP
 from . import linear_probe as lp
 from .evaluators import encode_world_images
@@ -156,7 +157,7 @@ def _plot_fewshot(fewshot: dict[str, Any], path: Path) -> None:
         ax.set(title=f"{name}", xlabel="labelled examples per class", ylabel="top-1", ylim=(0, 1.02))
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    _write_png(fig, path)
 
 
 def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: Path) -> None:
@@ -173,7 +174,13 @@ def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: P
         ax.set(title=task, ylabel="top-1", ylim=(0, 1.02))
         ax.legend(fontsize=7)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    _write_png(fig, path)
+
+
+def _write_png(fig: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")  # in memory first: its size is known before writing
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _markdown(r: dict[str, Any]) -> str:

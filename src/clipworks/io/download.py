@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from ..errors import ClipworksError, DiskFullError
-from .files import full_disk_is_one_error
+from .files import full_disk_is_one_error, write_text_atomic
 
 CHUNK = 1 << 20
 TIMEOUT = 30.0  # seconds without a byte before a connection counts as lost
@@ -71,7 +71,7 @@ def _stamp(dest: Path) -> str:
 
 def _remember(dest: Path, sha256: str) -> None:
     """Note that `dest`, as it is now (size, mtime), holds the file with this SHA-256."""
-    _note(dest).write_text(f"{sha256} {_stamp(dest)}\n")
+    write_text_atomic(_note(dest), f"{sha256} {_stamp(dest)}\n")
 
 
 def _hash_file(path: Path, *, progress: bool, what: str) -> Any:
@@ -179,7 +179,8 @@ def _stream(response, part: Path, start: int, digest, url: str, dest: Path, *, p
     remaining = int(length) if length and length.isdigit() else 0
     total = start + remaining if remaining else None
     try:
-        with response, full_disk_is_one_error(part.parent, remaining), open(part, "r+b" if start else "wb") as f, \
+        with response, full_disk_is_one_error(part.parent, remaining, what=dest.name), \
+                open(part, "r+b" if start else "wb") as f, \
                 tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
                      disable=not progress, file=sys.stderr) as bar:
             f.seek(start)

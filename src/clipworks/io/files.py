@@ -1,15 +1,17 @@
 """Files written atomically: to a temporary sibling, then renamed over the target, so that readers (and a process
-killed mid-write) see the old file or the new one, never a part.
+killed mid-write) see the old file or the new one, never a part; logs are appended a whole record or nothing.
 
-A write that fails because the file system is full becomes one `DiskFullError` naming the directory, the space free
-and the space needed, whatever library did the writing (an OSError ENOSPC from Python, safetensors' SafetensorError,
-torch.save's RuntimeError, SQLite's "database or disk is full"); the temporary is removed and the target untouched.
+A write that fails because the file system is full becomes one `DiskFullError` naming the directory, the space free,
+the space needed where it is known (else what was being written), whatever library did the writing (an OSError
+ENOSPC from Python, safetensors' SafetensorError, torch.save's RuntimeError, faiss's RuntimeError, SQLite's
+"database or disk is full"); the temporary is removed and the target untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import shutil
 import tempfile
@@ -27,6 +29,10 @@ _FULL_MESSAGES = ("no space left", "disk is full", "file write failed", "disk qu
 
 
 def free_bytes(directory: str | Path) -> int:
+    """The bytes free on the file system of `directory` (of its nearest existing parent, if it is not made yet)."""
+    directory = Path(directory).absolute()
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
     return shutil.disk_usage(directory).free
 
 
@@ -43,36 +49,46 @@ def nbytes(obj: Any) -> int:
     return 0
 
 
-def _disk_full(directory: Path, needed: int) -> DiskFullError:
-    mb = lambda n: f"{n / 2**20:,.1f} MB"  # noqa: E731
-    need = f", about {mb(needed)} needed" if needed else ""
-    return DiskFullError(f"no space left on the device of {directory}: {mb(free_bytes(directory))} free{need}; free "
-                         "some space or write somewhere else (nothing was replaced)")
+def _size(n: int) -> str:
+    if n >= 2**20 // 10:
+        return f"{n / 2**20:,.1f} MB"
+    return f"{n / 2**10:,.1f} kB" if n >= 2**10 else f"{n} bytes"
+
+
+def _disk_full(directory: Path, needed: int, what: str) -> DiskFullError:
+    need = f"about {_size(needed)} needed for {what}" if needed else f"not enough for {what}"
+    return DiskFullError(f"no space left on the device of {directory}: {_size(free_bytes(directory))} free, {need}; "
+                         "free some space or write somewhere else (nothing was replaced)")
+
+
+def _is_full(e: BaseException) -> bool:
+    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+            or any(m in str(e).lower() for m in _FULL_MESSAGES))
 
 
 @contextlib.contextmanager
-def full_disk_is_one_error(directory: str | Path, needed: int = 0) -> Iterator[None]:
-    """Writing into `directory`: refused up front when `needed` bytes (if known) cannot fit, and an exception raised
-    inside turned into DiskFullError when the disk is what failed."""
-    if needed and free_bytes(directory) < needed:
-        raise _disk_full(Path(directory), needed)
+def full_disk_is_one_error(directory: str | Path, needed: int = 0, *, what: str,
+                           check_first: bool = True) -> Iterator[None]:
+    """Writing `what` into `directory`: refused up front when `needed` bytes (if known) cannot fit, and an exception
+    raised inside turned into DiskFullError when the disk is what failed. `check_first=False`: `needed` is an
+    estimate for the message only (a database may fit new rows into pages it already has)."""
+    if needed and check_first and free_bytes(directory) < needed:
+        raise _disk_full(Path(directory), needed, what)
     try:
         yield
     except DiskFullError:
         raise
     except Exception as e:
-        full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
-                or any(m in str(e).lower() for m in _FULL_MESSAGES))
-        if not full:
+        if not _is_full(e):
             raise
-        raise _disk_full(Path(directory), needed) from None
+        raise _disk_full(Path(directory), needed, what) from None
 
 
 def write_atomic(path: str | Path, write: Callable[[str], object], *, needed: int = 0) -> None:
     """`write(tmp)` to a temporary sibling of `path`, then rename it over `path`. The file gets the usual 0644 mode
-    (not mkstemp's 0600); the temporary is removed on failure. `needed`: the bytes it will take, if known."""
+    (not mkstemp's 0600); the temporary is removed on failure. `needed`: the bytes it will take at least, if known."""
     path = Path(path)
-    with full_disk_is_one_error(path.parent, needed):
+    with full_disk_is_one_error(path.parent, needed, what=path.name):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(fd)
         try:
@@ -84,23 +100,24 @@ def write_atomic(path: str | Path, write: Callable[[str], object], *, needed: in
 
 
 def write_dir_atomic(path: str | Path, write: Callable[[Path], object], *, needed: int = 0,
-                     keep_others: bool = False) -> Path:
+                     keep_others: bool = False, what: str | None = None) -> Path:
     """`write(tmp)` fills a temporary sibling directory, which then replaces `path` (an existing one included). The
     directory gets mode 0755 (not mkdtemp's 0700); the temporary is removed on failure. `keep_others`: move the
-    written files into `path` one by one instead, leaving files of other names in it alone (exports into a folder
-    the user chose)."""
+    written files into `path` one by one instead (subfolders merged), leaving files of other names in it alone
+    (exports into a folder the user chose). `what`: how a full disk's message names it (default: its name)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with full_disk_is_one_error(path.parent, needed):
+    with full_disk_is_one_error(path.parent, needed, what=what or path.name):
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
         try:
             write(tmp)
             os.chmod(tmp, 0o755)
             if keep_others:
-                path.mkdir(exist_ok=True)
-                for file in tmp.iterdir():
-                    os.replace(file, path / file.name)
-                tmp.rmdir()
+                for file in sorted(p for p in tmp.rglob("*") if not p.is_dir()):
+                    target = path / file.relative_to(tmp)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(file, target)
+                shutil.rmtree(tmp)
             elif path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -115,19 +132,48 @@ def write_dir_atomic(path: str | Path, write: Callable[[Path], object], *, neede
     return path
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(data), needed=len(data))
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text), needed=len(text))  # a byte or more per character
 
 
 def write_npz_atomic(path: str | Path, *, compressed: bool = False, **arrays: np.ndarray) -> None:
     """`np.savez` (or `savez_compressed`) of `arrays` to `path`, atomically. Written through a file object: given a
-    name, numpy would append ".npz" to the temporary's."""
+    name, numpy would append ".npz" to the temporary's. Compressed, it is made in memory first, so that its size is
+    known before writing."""
+    if compressed:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        write_bytes_atomic(path, buffer.getvalue())
+        return
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+            np.savez(f, **arrays)
 
     write_atomic(path, write, needed=nbytes(arrays))
+
+
+def append_whole(path: str | Path, data: bytes) -> None:
+    """Append `data` to `path` (made if missing) whole or not at all: a write that fails (a full disk) cuts the file
+    back to its old length, so the records before stay readable and no half record follows them."""
+    path = Path(path)
+    with full_disk_is_one_error(path.parent, len(data), what=path.name):
+        existed = path.exists()
+        with open(path, "ab", buffering=0) as f:
+            size = f.seek(0, os.SEEK_END)
+            try:
+                view, done = memoryview(data), 0
+                while done < len(data):  # an unbuffered write may take part of the data before the error
+                    done += f.write(view[done:])
+            except BaseException:
+                f.truncate(size)
+                if not existed:
+                    path.unlink(missing_ok=True)
+                raise
 
 
 def cache_dir() -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SearchIndexError
+from ..io.files import write_atomic
 from .embeddings import EmbeddingShards
 from .store import Entry, SqliteFile
 
@@ -27,19 +28,23 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def write_catalog(path: Path, shards: EmbeddingShards, meta: dict[str, str]) -> None:
-    """Fill a new catalog at `path` from the shards' parquet rows, one batch per transaction."""
-    path.unlink(missing_ok=True)
-    db = sqlite3.connect(path)
-    try:
-        db.executescript(_SCHEMA)
-        for start, paths, captions in shards.metadata_rows():
+    """Fill a new catalog from the shards' parquet rows, one batch per transaction, in a temporary file that then
+    replaces `path` (a full disk: one DiskFullError, the temporary removed)."""
+
+    def fill(tmp: str) -> None:
+        db = sqlite3.connect(tmp)  # mkstemp's empty file is an empty database
+        try:
+            db.executescript(_SCHEMA)
+            for start, paths, captions in shards.metadata_rows():
+                with db:
+                    db.executemany("INSERT INTO items VALUES (?, ?, ?)",
+                                   zip(range(start, start + len(paths)), paths, captions))
             with db:
-                db.executemany("INSERT INTO items VALUES (?, ?, ?)",
-                               zip(range(start, start + len(paths)), paths, captions))
-        with db:
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-    finally:
-        db.close()
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+        finally:
+            db.close()
+
+    write_atomic(path, fill)
 
 
 class Catalog(SqliteFile):

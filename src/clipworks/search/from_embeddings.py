@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import SearchIndexError
-from ..io.files import write_atomic, write_text_atomic
+from ..io.files import write_text_atomic
 from ..io.pretrained import is_name
 from .budget import PQ_NBITS, IndexPlan, choose_index, format_size
 from .catalog import CATALOG, write_catalog
 from .embeddings import EmbeddingShards
-from .index import FAISS_FILE, MANIFEST, IndexSpec, import_faiss, set_search_parameters
+from .index import FAISS_FILE, MANIFEST, IndexSpec, import_faiss, set_search_parameters, write_faiss
 from .store import STORE
 
 K = 10  # recall@K
@@ -114,7 +114,7 @@ def build_from_embeddings(source: str | Path, *, out: str | Path, max_memory: in
                      **({"nprobe": tuning.setting} if plan.nlist else {}),
                      **({"hnsw_m": plan.hnsw_m, "ef_search": tuning.setting} if plan.kind == "hnsw" else {}))
     set_search_parameters(index, spec)
-    write_atomic(out / FAISS_FILE, lambda tmp: faiss.write_index(index, tmp))
+    write_faiss(index, out / FAISS_FILE)
     with_text = len(query_sets) == 2
     manifest = {
         "format": 1, "source": "embeddings", "embeddings": str(Path(source).resolve()), "spec": asdict(spec),

@@ -104,6 +104,16 @@ def make_faiss_index(spec: IndexSpec, ids: np.ndarray, vectors: np.ndarray) -> A
     return index
 
 
+def write_faiss(index: Any, path: Path) -> None:
+    """`faiss.write_index` atomically, refused up front when the vectors' codes alone cannot fit (floats for flat,
+    IVF-Flat and HNSW, PQ bytes otherwise; ids, cells and graph links come on top)."""
+    try:
+        code = index.sa_code_size()
+    except RuntimeError:  # HNSW has no standalone codes: it keeps the floats
+        code = 4 * index.d
+    write_atomic(path, lambda tmp: import_faiss().write_index(index, tmp), needed=index.ntotal * code)
+
+
 def set_search_parameters(index: Any, spec: IndexSpec) -> None:
     faiss = import_faiss()
     if spec.kind == "hnsw":
@@ -360,11 +370,10 @@ class Index:
 
     def save(self) -> None:
         """Write index.faiss and index.json atomically (the store is already committed)."""
-        faiss = import_faiss()
         version = self.store.version
         manifest = {"format": 1, "spec": self.spec.__dict__, "version": version, "count": len(self.store),
                     "embed_dim": self.embed_dim, "checkpoint": self.store.get_meta("checkpoint")}
-        write_atomic(self.directory / FAISS_FILE, lambda tmp: faiss.write_index(self.faiss_index, tmp))
+        write_faiss(self.faiss_index, self.directory / FAISS_FILE)
         write_text_atomic(self.directory / MANIFEST, json.dumps(manifest, indent=2))
 
     def _read_manifest(self) -> dict[str, Any]:

@@ -13,9 +13,10 @@ could influence, only rows of this table by integer id.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,17 @@ class SqliteFile:
     """One SQLite connection used under a lock (the server's worker threads share it), with a `meta` key/value
     table: what `Store` and the catalog of an index built from embeddings (catalog.py) have in common."""
 
+    path: Path
     _lock: threading.Lock
     _db: sqlite3.Connection
+
+    @contextlib.contextmanager
+    def _writing(self, needed: int = 0) -> Iterator[None]:
+        """A transaction under the lock; a full disk ("database or disk is full") is one DiskFullError, the
+        transaction rolled back. `needed`: the bytes of the rows written, for the message."""
+        with full_disk_is_one_error(self.path.parent, needed, what=self.path.name, check_first=False), self._lock, \
+                self._db:
+            yield
 
     def close(self) -> None:
         with self._lock:
@@ -90,7 +100,7 @@ class SqliteFile:
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._lock, self._db:
+        with self._writing():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     @property
@@ -108,7 +118,7 @@ class Store(SqliteFile):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False)
-        with self._lock, self._db:
+        with self._writing():
             self._db.executescript(_SCHEMA)
 
     # ---------------------------------------------------------------- reads
@@ -167,7 +177,8 @@ class Store(SqliteFile):
         records, skipped = list(records), list(skipped)
         if not records and not skipped:
             return
-        with full_disk_is_one_error(self.path.parent), self._lock, self._db:
+        needed = sum(4 * r.vector.size + len(r.thumbnail) + len(r.path) + len(r.caption) for r in records)
+        with self._writing(needed):
             self._db.executemany(
                 "INSERT INTO items (path, source, caption, size, mtime_ns, width, height, vector, thumbnail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET source = excluded.source, "
@@ -184,7 +195,7 @@ class Store(SqliteFile):
     def remove(self, paths: Iterable[str]) -> int:
         """Forget these images (embedded or skipped); returns how many embedded ones were removed."""
         paths = [(p,) for p in paths]
-        with full_disk_is_one_error(self.path.parent), self._lock, self._db:
+        with self._writing():
             before = self._db.total_changes
             self._db.executemany("DELETE FROM items WHERE path = ?", paths)
             removed = self._db.total_changes - before

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from ..errors import ConfigError
 from ..evaluation.evaluators import Evaluator
 from ..hardware import Precision, keep_freed_memory, resolve_precision
 from ..io.checkpoints import load_model, resolve_checkpoint
-from ..io.files import full_disk_is_one_error, write_text_atomic
+from ..io.files import append_whole, write_text_atomic
 from ..models.clip import CLIP, create_model
 from ..models.configs import registry_name
 from .config import TrainConfig
@@ -269,7 +272,7 @@ class _Logbook:
     file: Path
     main: bool  # rank 0: the only process that writes
     bar: tqdm
-    board: Any  # a TensorBoard SummaryWriter, or None
+    board: _Board | None
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     last: float = field(default_factory=time.perf_counter)  # when the last step (or evaluation) ended
@@ -282,7 +285,7 @@ class _Logbook:
         main = run.process.is_main
         bar = tqdm(total=run.cfg.steps, initial=start, disable=not (progress and main), unit="step",
                    dynamic_ncols=True)
-        board = _summary_writer(run.out / "tensorboard") if run.cfg.tensorboard and main else None
+        board = _board(run.out / "tensorboard") if run.cfg.tensorboard and main else None
         return cls(run.out / LOG_FILE, main, bar, board)
 
     def step(self, step: int, loss: float, lr: float, logit_scale: float, *, samples: int, data_wait: float,
@@ -302,8 +305,8 @@ class _Logbook:
         self.history.append(record)
         self._write(record)
         if self.board is not None:
-            for key in ("loss", "lr", "logit_scale", "samples_per_s", "data_wait_s"):
-                self.board.add_scalar(f"train/{key}", record[key], step)
+            self.board.add({f"train/{key}": record[key] for key in ("loss", "lr", "logit_scale", "samples_per_s",
+                                                                    "data_wait_s")}, step)
         self.bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{self.rate:.0f}", T=f"{logit_scale:.1f}")
         self.bar.update(1)
 
@@ -319,30 +322,53 @@ class _Logbook:
         self.evals.append(metrics)
         self._write({"eval": metrics})
         if self.board is not None:
-            for key, value in metrics.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.board.add_scalar(f"eval/{key}", value, metrics["step"])
-            self.board.flush()
+            self.board.add({f"eval/{key}": value for key, value in metrics.items()
+                            if key != "step" and isinstance(value, (int, float))}, metrics["step"])
         self.bar.write("eval " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                           for k, v in metrics.items()))
         self.last = time.perf_counter()  # evaluation time is not training throughput
 
     def close(self) -> None:
         self.bar.close()
-        if self.board is not None:
-            self.board.close()
 
     def _write(self, record: dict[str, Any]) -> None:
         if self.main:
-            with full_disk_is_one_error(self.file.parent), self.file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_whole(self.file, (json.dumps(record) + "\n").encode())
 
 
-def _summary_writer(log_dir: Path) -> Any:
-    """A TensorBoard SummaryWriter, or None (with one line saying why) when tensorboard is not installed."""
+class _Board:
+    """TensorBoard scalars: one event per step appended to an event file, whole or not at all, by the training
+    thread itself. (torch's SummaryWriter writes from a thread of its own, where a full disk would print a
+    traceback before the run could report it as one line.)"""
+
+    def __init__(self, log_dir: Path) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self._event, self._summary, self._record = Event, Summary, RecordWriter
+        log_dir.mkdir(parents=True, exist_ok=True)
+        number = len(list(log_dir.glob("events.out.tfevents.*")))  # a resumed run adds a file beside the old ones
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{number}"
+        self.file = log_dir / name
+        self._append(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add(self, scalars: dict[str, float], step: int) -> None:
+        if not scalars:
+            return
+        values = [self._summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        self._append(self._event(wall_time=time.time(), step=step, summary=self._summary(value=values)))
+
+    def _append(self, event: Any) -> None:
+        buffer = io.BytesIO()
+        self._record(buffer).write(event.SerializeToString())  # TFRecord framing: length, CRCs, data
+        append_whole(self.file, buffer.getvalue())
+
+
+def _board(log_dir: Path) -> _Board | None:
+    """TensorBoard scalars in `log_dir`, or None (with one line saying why) when tensorboard is not installed."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        return _Board(log_dir)
     except ImportError as e:  # a dependency, but a broken or minimal environment should still train
         print(f"TensorBoard scalars skipped ({e}): `pip install tensorboard`, or pass --no-tensorboard")
         return None
-    return SummaryWriter(log_dir=str(log_dir))

@@ -40,9 +40,10 @@ KINDS = {
 
 
 def word(alphabet: str, n: int, rng: random.Random) -> str:
-    """n characters drawn from `alphabet`, checked to be one word after cleaning."""
-    text = "".join(rng.choices(alphabet, k=n))
-    assert len(_WORD_PATTERN.findall(clean(text))) == 1, alphabet[:10]
+    """n characters drawn from `alphabet` that are one word after cleaning (ftfy may take accented letters for
+    mojibake and decode them into something else: then they are drawn again)."""
+    while len(_WORD_PATTERN.findall(clean(text := "".join(rng.choices(alphabet, k=n))))) != 1:
+        pass
     return text
 
 

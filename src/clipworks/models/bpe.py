@@ -436,17 +436,17 @@ class Merges:
         # packed with any id it gives a negative key, never a merge, so neighbours need no bounds checks.
         symbols.append(-1)
         del ranks[n - 1:]
-        ranks.append(_NOT_A_MERGE)
-        ranks.append(_NOT_A_MERGE)
+        ranks += (_NOT_A_MERGE, _NOT_A_MERGE)
         after = list(range(1, n + 2))  # position of the next symbol
         before = list(range(-1, n))  # position of the previous symbol
+        heap.append(_NOT_A_MERGE)  # after every entry: the heap is never empty
         heapq.heapify(heap)
         waiting = []  # pairs ranked before the round that makes them wait for its end, as in the reference
-        while heap:
-            rank = heap[0] // n
+        while (top := heap[0]) != _NOT_A_MERGE:
+            rank = top // n
             first, merged = rank * n, merged_ids[rank]
-            end = first + n
-            while heap and heap[0] < end:  # this rank's pairs, left to right
+            end, shifted = first + n, merged << 16
+            while heap[0] < end:  # this rank's pairs, left to right
                 i = pop(heap) - first
                 if ranks[i] != rank:  # stale: the pair changed since it was pushed, e.g. its left "a" merged
                     continue
@@ -459,15 +459,17 @@ class Merges:
                 # stops before it); one ranked before it waits for the round's end.
                 h = before[i]
                 r = ranks[h] = rank_of(symbols[h] << 16 | merged, _NOT_A_MERGE)
-                if r < rank:
-                    waiting.append(r * n + h)
-                elif r != _NOT_A_MERGE:
-                    push(heap, r * n + h)
-                r = ranks[i] = rank_of(merged << 16 | symbols[k], _NOT_A_MERGE)
-                if r < rank:
-                    waiting.append(r * n + i)
-                elif r != _NOT_A_MERGE:
-                    push(heap, r * n + i)
+                if r != _NOT_A_MERGE:
+                    if r > rank:
+                        push(heap, r * n + h)
+                    else:
+                        waiting.append(r * n + h)
+                r = ranks[i] = rank_of(shifted | symbols[k], _NOT_A_MERGE)
+                if r != _NOT_A_MERGE:
+                    if r > rank:
+                        push(heap, r * n + i)
+                    else:
+                        waiting.append(r * n + i)
             if waiting:
                 for entry in waiting:
                     push(heap, entry)

@@ -18,6 +18,7 @@ from reference import openai_simple_tokenizer
 
 from clipworks.models import bpe
 from clipworks.models.bpe import _ARRAY_ROUNDS_FROM, Merges
+from clipworks.models.pair_table import PairTable
 
 END = "</w>"
 
@@ -133,8 +134,6 @@ def test_merge_table_validation() -> None:
 
 
 def test_pair_table_equals_a_dict_on_hits_misses_and_crowded_probes() -> None:
-    from clipworks.models.bpe import PairTable
-
     rng = np.random.default_rng(0)
     keys = np.unique(rng.integers(0, 1 << 32, 5000))
     values = rng.integers(0, 1 << 40, len(keys))

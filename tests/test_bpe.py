@@ -90,7 +90,7 @@ def test_random_tables_and_long_words_match_reference(seed: int) -> None:
     n = 3 * _ARRAY_ROUNDS_FROM
     words = ["".join(rng.choices("abcd", k=n)), "".join(rng.choices("abcde", k=n)), "a" * n, "a" * (n + 1),
              # Shorter than _ARRAY_ROUNDS_FROM: array rounds only while each pays, then one heap, uncut.
-             "a" * 300, "".join(rng.choices("abcd", k=bpe._ARRAYS_FROM)), "ab" * 400,
+             "a" * 600, "".join(rng.choices("abcd", k=bpe._ARRAYS_FROM)), "ab" * 400,
              "ab" * (n // 2), "abcabd" * (n // 6), "".join(rng.choice(["aaaa", "b", "cd", "e"]) for _ in range(n // 2)),
              # Pieces between cuts of every size: merged together (short), by the heap, with array rounds (long).
              "e".join("".join(rng.choices("abcd", k=rng.choice([1, 3, 64, 65, 300, n // 2]))) for _ in range(12))]

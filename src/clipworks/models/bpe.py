@@ -42,7 +42,9 @@ import numpy as np
 from .pair_table import PairTable
 
 _NOT_A_MERGE = np.iinfo(np.int64).max  # the rank of a pair that is not a merge, after every real rank
-_ARRAYS_FROM = 256  # words of at least this many symbols are merged from numpy arrays, shorter ones from lists
+# Words of at least this many symbols are merged from numpy arrays, shorter ones from lists: below, numpy's fixed
+# costs (more of them with the CPU's caches cold, as on a tokenizer's first call) outweigh what array rounds save.
+_ARRAYS_FROM = 512
 # Words of at least this many symbols are cut into pieces (short ones merged by `apply_many`), and their array
 # rounds have an allowance of _FREE_ROUNDS rounds.
 _ARRAY_ROUNDS_FROM = 1024

@@ -7,7 +7,8 @@ in a process that did other work since its last text; with `--warm`, on one toke
 word of the same kind and length, its id caches emptied before each run. Timed in wall time and in the process's
 CPU time (on a shared machine the wall time also counts the time other jobs held the cores); the median of a few
 runs is shown. `--against OLD_SRC` times another source tree's tokenizer too, alternately run by run with this one,
-as "before".
+as "before" (so each run follows one of the other tree's, which evicts part of its tables from the caches: warm, not
+hot).
 
 Run: PYTHONPATH=src .venv/bin/python bench/tokenizer_word_lengths.py [--append] [--repeats N] [--warm]
      [--against OLD_SRC]

@@ -360,8 +360,10 @@ class Merges:
         piece = np.searchsorted(bounds, pairs, side="right") - 1  # (p,) the piece each is in
         entries = (ranks[pairs] * np.diff(bounds)[piece] + pairs - bounds[piece]).tolist()  # heap entries
         firsts = np.searchsorted(pairs, bounds).tolist()  # each piece's first entry
-        bounds, symbols, ranks = bounds.tolist(), symbols.tolist(), ranks.tolist()
-        return ((symbols[a:b], ranks[a:b], entries[i:j]) for (a, b), (i, j) in zip(pairwise(bounds), pairwise(firsts)))
+        bounds, listed = bounds.tolist(), symbols.tolist()
+        # A piece without an entry is as it is: its ranks are not needed (a long run may have millions).
+        return ((listed[a:b], ranks[a:b].tolist() if j > i else [], entries[i:j])
+                for (a, b), (i, j) in zip(pairwise(bounds), pairwise(firsts)))
 
     def _pair_rounds_many(self, symbols: np.ndarray, ranks: np.ndarray,
                           lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import importlib
 import importlib.util
 import pstats
@@ -99,16 +100,23 @@ def other_tokenizer(src: Path) -> ModuleType:
     return importlib.import_module("other_models.tokenizer")
 
 
-def per_char(how: str, text: str, repeats: int = 5,
-             modules: Sequence[ModuleType] = (tokenizer_module,)) -> list[PerChar]:
+def per_char(how: str, text: str, repeats: int = 5, modules: Sequence[ModuleType] = (tokenizer_module,), *,
+             fresh: bool = True) -> list[PerChar]:
     """Median µs per character of `how` ("encode": `Tokenizer.encode`; "tokenize": `tokenize(..., truncate=True)`)
-    on `text` with each module's tokenizer, each run on a fresh tokenizer (no warm cache). The modules take turns
-    run by run, so load from elsewhere on the machine hits them alike."""
+    on `text` with each module's tokenizer, each run on a fresh tokenizer (no warm cache), or with not `fresh` on
+    the module's shared tokenizer with its id caches emptied (its tables stay in the CPU's caches from earlier
+    runs). The modules take turns run by run, so load from elsewhere on the machine hits them alike."""
     walls, cpus = [[] for _ in modules], [[] for _ in modules]
     for _ in range(repeats):
         for module, wall_times, cpu_times in zip(modules, walls, cpus):
-            module.get_tokenizer.cache_clear()
+            if fresh:
+                module.get_tokenizer.cache_clear()
+                # The dropped tokenizer (~26 MB) is in reference cycles (its caches hold its bound methods): free
+                # it now, or hundreds of runs pile up gigabytes until a full collection, and later runs slow down.
+                gc.collect()
             tokenizer = module.get_tokenizer()
+            tokenizer._word_ids.clear()
+            tokenizer._chunk_ids.clear()
             wall, cpu = time.perf_counter(), time.process_time()
             tokenizer.encode(text) if how == "encode" else module.tokenize(text, truncate=True)
             wall_times.append(time.perf_counter() - wall)

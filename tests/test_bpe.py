@@ -9,13 +9,16 @@ overlapping pairs ("a a a") all the time. Words of thousands of symbols take the
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
 import pytest
 from reference import openai_simple_tokenizer
 
+from clipworks.models import bpe
 from clipworks.models.bpe import _ARRAY_ROUNDS_FROM, Merges
+from clipworks.models.pair_table import PairTable
 
 END = "</w>"
 
@@ -86,6 +89,8 @@ def test_random_tables_and_long_words_match_reference(seed: int) -> None:
     toy = Toy(random_table(rng, "abcd", 40), "abcde")
     n = 3 * _ARRAY_ROUNDS_FROM
     words = ["".join(rng.choices("abcd", k=n)), "".join(rng.choices("abcde", k=n)), "a" * n, "a" * (n + 1),
+             # Shorter than _ARRAY_ROUNDS_FROM: array rounds only while each pays, then one heap, uncut.
+             "a" * 600, "".join(rng.choices("abcd", k=bpe._ARRAYS_FROM)), "ab" * 400,
              "ab" * (n // 2), "abcabd" * (n // 6), "".join(rng.choice(["aaaa", "b", "cd", "e"]) for _ in range(n // 2)),
              # Pieces between cuts of every size: merged together (short), by the heap, with array rounds (long).
              "e".join("".join(rng.choices("abcd", k=rng.choice([1, 3, 64, 65, 300, n // 2]))) for _ in range(12))]
@@ -98,10 +103,14 @@ def test_random_tables_and_long_words_match_reference(seed: int) -> None:
             assert start == theirs[: len(start)] and len(start) >= min(limit, len(theirs)), (word[:40], limit)
 
 
+@pytest.mark.parametrize("rounds", ["as costed", "numpy rounds only", "heap only"])
 @pytest.mark.parametrize("seed", range(4))
-def test_many_words_at_once_equal_each_word_alone(seed: int) -> None:
+def test_many_words_at_once_equal_each_word_alone(seed: int, rounds: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """`apply_many` on random tables and words of 1..40 symbols (runs, repeats, ties) equals `apply` of each word,
-    and so the reference."""
+    and so the reference: with its numpy rounds until every word is done, with one heap for all words from the
+    start (`_pair_rounds_many`), and handing over from one to the other when a round stops paying."""
+    if rounds != "as costed":  # a round is made while its merges are at least _MANY_ROUND (+ one per symbols)
+        monkeypatch.setattr(bpe, "_MANY_ROUND", -math.inf if rounds == "numpy rounds only" else math.inf)
     rng = random.Random(seed)
     for _ in range(40):
         letters = rng.choice(["ab", "abc", "abcd"])
@@ -125,8 +134,6 @@ def test_merge_table_validation() -> None:
 
 
 def test_pair_table_equals_a_dict_on_hits_misses_and_crowded_probes() -> None:
-    from clipworks.models.bpe import PairTable
-
     rng = np.random.default_rng(0)
     keys = np.unique(rng.integers(0, 1 << 32, 5000))
     values = rng.integers(0, 1 << 40, len(keys))
@@ -139,10 +146,28 @@ def test_pair_table_equals_a_dict_on_hits_misses_and_crowded_probes() -> None:
     assert table.get(crowded).tolist() == (crowded + 1).tolist() and table.get(crowded + 3).tolist() == [0] * 64
 
 
+def test_pair_ranks_by_square_sorted_search_and_hash_table_agree() -> None:
+    """`_ranks_of` reads small ids' pairs from a square, and looks the others up by a sorted search (fewer than
+    _HASH_FROM pairs) or in the hash table (more): all three give a dict's answer."""
+    rng = np.random.default_rng(1)
+    # Parts with large ids, then with small ones; merged ids are no part (a table with cycles would make no sense).
+    parts = np.concatenate([rng.integers(1024, 60000, (1000, 2)), rng.integers(0, 300, (300, 2))])
+    table = [(int(a), int(b), 60000 + k) for k, (a, b) in enumerate(parts)]
+    merges = Merges(table)
+    ranks = {a << 16 | b: rank for rank, (a, b, _) in enumerate(table)}  # a pair listed twice keeps its later rank
+    lefts, rights = np.array([a for a, _, _ in table]), np.array([b for _, b, _ in table])
+    for n in (5, bpe._HASH_FROM - 1, bpe._HASH_FROM + 1):
+        for merge in (rng.choice(1000, n), rng.choice(np.arange(1000, len(table)), n)):  # large ids, small ones
+            left = np.where(rng.random(n) < 0.5, lefts[merge], rng.permutation(lefts[merge]))  # half not merges
+            expected = [ranks.get(a << 16 | b, bpe._NOT_A_MERGE) for a, b in zip(left.tolist(), rights[merge].tolist())]
+            assert merges._ranks_of(left, rights[merge]).tolist() == expected
+
+
 @pytest.mark.parametrize("offset", [0, 60000])
-def test_distinct_words_merged_once_equal_apply_many(offset: int) -> None:
+def test_distinct_words_merged_once_equal_apply_many(offset: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`_apply_distinct` (each distinct word merged once, told apart by a packed key) equals `apply_many` on words
     that repeat, words of one symbol and words too long for a key: ids near 2**16 (`offset`) pack three a key."""
+    monkeypatch.setattr(bpe, "_DISTINCT_FROM", 0)  # 200 words: find the distinct ones all the same
     rng = random.Random(offset)
     for _ in range(30):
         letters = rng.choice(["ab", "abc", "abcd"])

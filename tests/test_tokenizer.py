@@ -513,6 +513,37 @@ def test_long_emoji_and_cjk_words_match_reference(reference: object) -> None:
         assert torch.equal(tokenize(text, 77, truncate=True), expected), name
 
 
+def word_of_bytes(rng: random.Random, alphabet: str, size: int, filler: str) -> str:
+    """One word of exactly `size` UTF-8 bytes: characters of `alphabet` while they fit, then `filler` (one byte, of
+    the same word class) up to the size."""
+    word = ""
+    while len((more := word + rng.choice(alphabet)).encode()) <= size:
+        word = more
+    return word + filler * (size - len(word.encode()))
+
+
+def test_mid_length_words_match_reference(reference: object) -> None:
+    """Words of a few hundred to a few thousand bytes, where `Merges.apply` changes method: from _ARRAYS_FROM
+    symbols array rounds while each pays and one heap, from _ARRAY_ROUNDS_FROM cut pieces merged by `apply_many`,
+    which one heap finishes once its rounds stop paying (issue 14: 1,000-5,000 random letters took up to 2 µs per
+    character). Each kind of word just below and at both thresholds, and at 1,500 and 3,000 bytes."""
+    rng = random.Random(16)
+    kinds = {  # alphabet, and a one-byte character of the same word class
+        "letters": (string.ascii_lowercase, "x"), "CJK": ("".join(map(chr, range(0x4E00, 0xA000))), "x"),
+        "emoji": ("".join(map(chr, range(0x1F300, 0x1FB00))), "!"), "mixed letters": ("aωжиابתי한국日本", "x"),
+        "punctuation": (string.punctuation, "!"), "run of !": ("!", "!"), "run of 😀": ("😀", "!"),
+    }
+    sizes = (bpe._ARRAYS_FROM - 1, bpe._ARRAYS_FROM, bpe._ARRAY_ROUNDS_FROM - 1, bpe._ARRAY_ROUNDS_FROM, 1500, 3000)
+    tokenizer = Tokenizer()
+    for name, (alphabet, filler) in kinds.items():
+        for size in sizes:
+            text = word_of_bytes(rng, alphabet, size, filler)
+            assert [len(w.encode()) for w in _WORD_PATTERN.findall(clean(text))] == [size], (name, size)
+            assert tokenizer.encode(text) == reference.encode(text), (name, size)
+            expected = reference_tokenize(reference, [text], 77, truncate=True)
+            assert torch.equal(tokenize(text, 77, truncate=True), expected), (name, size)
+
+
 @pytest.mark.parametrize("n", [5000, 20_000])
 def test_longer_words_equal_the_plain_heap_rounds(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     tokenizer = get_tokenizer()
@@ -520,7 +551,7 @@ def test_longer_words_equal_the_plain_heap_rounds(n: int, monkeypatch: pytest.Mo
              if len(word.encode()) >= bpe._ARRAY_ROUNDS_FROM]
     assert len(words) >= 14
     fast = [tokenizer._bpe(word) for word in words]
-    monkeypatch.setattr(bpe, "_ARRAY_ROUNDS_FROM", sys.maxsize)  # every word takes the heap alone, uncut
+    monkeypatch.setattr(bpe, "_ARRAYS_FROM", sys.maxsize)  # every word takes the heap alone, uncut
     assert fast == [tokenizer._bpe(word) for word in words]
 
 
@@ -543,7 +574,9 @@ def test_truncated_long_texts_keep_the_first_ids_of_the_full_encoding() -> None:
 
 
 def test_time_per_character_does_not_grow_with_word_length() -> None:
-    # Quadratic merging makes a word 100 times longer about 100 times slower per character; allow 10.
+    # Quadratic merging makes a word 100 times longer about 100 times slower per character; allow 10. Words of
+    # 1,024 to 3,000 letters, where `Merges.apply` cuts a word into pieces, once took twice the time per character
+    # of a 1,000-letter word.
     tokenizer = get_tokenizer()
     rng = random.Random(18)
 
@@ -556,7 +589,9 @@ def test_time_per_character_does_not_grow_with_word_length() -> None:
         return min(times) / len(text)
 
     for make in (lambda n: "".join(rng.choices(string.ascii_lowercase, k=n)), lambda n: "ab" * (n // 2)):
-        assert seconds_per_character(make(100_000)) / seconds_per_character(make(1000)) < 10
+        base = seconds_per_character(make(1000))
+        for n in (1024, 1500, 3000, 100_000):
+            assert seconds_per_character(make(n)) / base < 10, n
 
 
 @pytest.mark.parametrize("cache_size", [64, 1 << 16])

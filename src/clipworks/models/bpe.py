@@ -7,22 +7,28 @@ with the merge (a, a) becomes "aa a"). Each round rescans the whole word, and a 
 about as many rounds as it has symbols. `Merges.apply` makes the same rounds with work per merge, not per round:
 - `_pair_rounds`: symbols form a linked list indexed by their starting position, so a merge is O(1),
   and each adjacent pair that is a merge is an entry `rank * n + position` of a heap. A round pops the entries of
-  the lowest rank in position order, the reference's left-to-right scan. An entry whose pair has changed since
-  it was pushed is skipped, which is also the overlap rule: in "a a a" the second (a, a) finds its left "a"
-  merged into "aa". Pairs a round creates are pushed when it ends, as the reference ranks pairs only between
-  rounds: a round cannot create a pair of its own rank ((x, ab) or (ab, y) equal to (a, b) would need ab = a or
-  ab = b), but it creates one of lower rank if "ab" takes part in a merge ranked before (a, b).
-- `_array_rounds`: a long word first runs the reference's rounds on numpy arrays, while they merge enough of it
-  per scan: runs such as "aaaa..." or "😀😀😀..." take a few rounds that each merge much of the word, which would
-  cost the heap a Python step per merge.
+  the lowest rank in position order, the reference's left-to-right scan. The rank of the pair starting at each
+  position is kept in a list, so an entry whose pair has changed since it was pushed is told by one read and
+  skipped, which is also the overlap rule: in "a a a" the second (a, a) finds its left "a" merged into "aa". The
+  reference ranks pairs only between rounds: a round cannot create a pair of its own rank ((x, ab) or (ab, y)
+  equal to (a, b) would need ab = a or ab = b), a pair it creates ranked after its own is pushed at once (the
+  round stops before it), and one ranked before it (when "ab" takes part in a merge ranked before (a, b)) waits
+  for the round's end.
+- `_array_rounds`: a word of a few hundred symbols or more first runs the reference's rounds on numpy arrays,
+  while a round merges more than it costs: runs such as "aaaa..." or "😀😀😀..." (whose first round joins every
+  emoji's first two bytes) take a few rounds that each merge much of the word, which would cost the heap a
+  Python step per merge.
 - `_cuts`: a word can be cut where no merge could ever join its two sides, into pieces that merge as words of
   their own. The heap then works on one piece at a time (far jumps in a long word cost cache misses), and when
   only the first ids are needed (`tokenize` keeps 77), the rest of the word is not merged at all.
 - `apply_many`: many short words (a long word's short pieces, a long text's new words) merge together in numpy
   rounds, each word's round on its own lowest-ranked pair: a Python step per round instead of per merge. Random
-  CJK or emoji cut into pieces of one to a few characters, which this merges all at once.
+  CJK or emoji cut into pieces of one to a few characters, which this merges all at once. A round costs a few
+  dozen numpy calls however few words still merge, so once a round would merge fewer pairs than the heap makes
+  in that time, one heap finishes all the words left.
 - `_apply_distinct`: a long word's short pieces repeat, so each distinct piece is merged once (found by sorting
   keys that pack a piece's symbols) and its ids copied wherever it occurs.
+Where the thresholds below come from: bench/RESULTS.md, "Tokenizer per word length".
 """
 
 from __future__ import annotations
@@ -33,16 +39,27 @@ from itertools import pairwise
 
 import numpy as np
 
+from .pair_table import PairTable
+
 _NOT_A_MERGE = np.iinfo(np.int64).max  # the rank of a pair that is not a merge, after every real rank
-_ARRAY_ROUNDS_FROM = 1024  # words of at least this many symbols start with rounds on arrays
-# Rounds on arrays go on while their cost, counted in merges' worth of `_pair_rounds` work, stays below the merges
-# they made plus an allowance of _FREE_ROUNDS rounds. Scanning _SCAN symbols costs about one such merge, and the
-# numpy calls of a round about _ROUND merges (measured ratios, rounded toward fewer array rounds).
-_SCAN = 1024
-_ROUND = 24
+# Words of at least this many symbols are merged from numpy arrays, shorter ones from lists: below, numpy's fixed
+# costs (more of them with the CPU's caches cold, as on a tokenizer's first call) outweigh what array rounds save.
+_ARRAYS_FROM = 512
+# Words of at least this many symbols are cut into pieces (short ones merged by `apply_many`), and their array
+# rounds have an allowance of _FREE_ROUNDS rounds.
+_ARRAY_ROUNDS_FROM = 1024
 _FREE_ROUNDS = 2
+# Costs counted in merges' worth of `_pair_rounds` work (measured ratios, rounded toward fewer array rounds): an
+# array round costs _ROUND merges plus one per _SCAN symbols, and is made only if it merges more pairs than that;
+# a round of `apply_many` costs _MANY_ROUND merges plus one per _MANY_SCAN symbols.
+_SCAN = 512
+_ROUND = 40
+_MANY_SCAN = 64
+_MANY_ROUND = 48
+_HASH_FROM = 2048  # pairs looked up at once from this many on go to the hash table, fewer to a sorted search
 _PIECE = 256  # a long word's pair rounds run piece by piece, a piece at least this long where a cut is possible
 _SHORT = 64  # a long word's pieces up to this many symbols are merged together, by `apply_many`
+_DISTINCT_FROM = 4096  # from this many pieces on, each distinct piece is merged once (`_apply_distinct`)
 
 
 def _segments(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -55,7 +72,7 @@ def _overlaps_dropped(at: np.ndarray) -> np.ndarray:
     """The starts a round merges, from the ascending starts `at` of its pair: consecutive starts only occur for a
     pair (a, a), in a run of a's, and the reference's scan merges the run's 1st, 3rd, 5th, ... occurrence, because
     each merge consumes the next occurrence's left "a"."""
-    if not len(at) or np.diff(at).min(initial=2) > 1:
+    if (at[1:] - at[:-1]).min(initial=2) > 1:
         return at
     k = np.arange(len(at))
     run_start = np.maximum.accumulate(np.where(np.diff(at, prepend=-2) != 1, k, 0))
@@ -67,47 +84,6 @@ def _without(n: int, positions: np.ndarray) -> np.ndarray:
     keep = np.ones(n, dtype=bool)
     keep[positions] = False
     return keep
-
-
-class PairTable:
-    """Int keys (packed pairs, below 2**32) -> int values, looked up many at once: open addressing with linear
-    probing in numpy arrays, at most a quarter full, so a lookup costs a gather or two where a sorted search over
-    the merges' ~49k keys costs ~16 dependent steps."""
-
-    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: the top bits of key * 2**64/phi
-
-    def __init__(self, keys: np.ndarray, values: np.ndarray, missing: int) -> None:
-        bits = max(4, int(np.ceil(np.log2(4 * max(len(keys), 1)))))
-        self._shift, self._mask, self._missing = np.uint64(64 - bits), (1 << bits) - 1, missing
-        self._keys = np.full(1 << bits, -1, dtype=np.int64)  # -1: an empty slot (keys are non-negative)
-        self._values = np.full(1 << bits, missing, dtype=np.int64)
-        slot, pending = self._slot(keys), np.arange(len(keys))
-        while len(pending):  # place each key at its first free slot, ties to the earlier key
-            free = self._keys[slot[pending]] == -1
-            slots, first = np.unique(slot[pending][free], return_index=True)
-            placed = pending[free][first]
-            self._keys[slots], self._values[slots] = keys[placed], values[placed]
-            pending = np.setdiff1d(pending, placed, assume_unique=True)
-            slot[pending] = (slot[pending] + 1) & self._mask
-
-    def _slot(self, keys: np.ndarray) -> np.ndarray:
-        keys = np.asarray(keys, dtype=np.int64).view(np.uint64)  # the same bits: keys are non-negative
-        return ((keys * self._GOLDEN) >> self._shift).view(np.int64)
-
-    def get(self, keys: np.ndarray) -> np.ndarray:
-        """The value of each key, `missing` for a key not in the table."""
-        keys = np.asarray(keys, dtype=np.int64)
-        slot = self._slot(keys)
-        found = self._keys[slot]  # most keys end here: found, or an empty slot
-        out = np.where(found == keys, self._values[slot], self._missing)
-        todo = np.flatnonzero((found != keys) & (found != -1))  # another key here: the probe sequence goes on
-        while len(todo):
-            slot[todo] = (slot[todo] + 1) & self._mask
-            found = self._keys[slot[todo]]
-            hit = found == keys[todo]
-            out[todo[hit]] = self._values[slot[todo[hit]]]
-            todo = todo[~hit & (found != -1)]
-        return out
 
 
 class Merges:
@@ -122,14 +98,18 @@ class Merges:
         if not len(table) or table.min() < 0 or table.max() >= 1 << 16:
             raise ValueError("a merge table needs at least one merge, and ids in [0, 65536)")
         left, right, merged = table.T  # (M,) each
-        # left << 16 | right -> rank << 16 | merged: one dict lookup per pair, on ints. dict() keeps the later
-        # rank of a pair listed twice.
-        self._table = dict(zip((left << 16 | right).tolist(), (np.arange(len(table)) << 16 | merged).tolist()))
+        # left << 16 | right -> rank: one dict lookup per pair, on ints. dict() keeps the later rank of a pair
+        # listed twice.
+        self._rank = dict(zip((left << 16 | right).tolist(), range(len(table))))
         # The same table as sorted arrays, for looking up every pair of a long word at once.
-        keys = np.array(list(self._table), dtype=np.int64)
+        keys = np.array(list(self._rank), dtype=np.int64)
         order = np.argsort(keys)
-        self._keys, self._ranks = keys[order], np.array(list(self._table.values()), dtype=np.int64)[order] >> 16
+        self._keys, self._ranks = keys[order], np.array(list(self._rank.values()), dtype=np.int64)[order]
+        # A last key after every pair, so that a sorted search always lands on a key (`_ranks_of`).
+        self._keys_to_end = np.append(self._keys, _NOT_A_MERGE)
+        self._ranks_to_end = np.append(self._ranks, _NOT_A_MERGE)
         self._merged = merged.copy()  # (M,) the merged id of each rank
+        self._merged_ids = merged.tolist()  # the same, for `_pair_rounds`
         # And as a square for the pairs of ids below `_dense`, the ids up to the last that is no merge's result
         # (512 for CLIP; capped at 1024, 8 MB): they make all of a word's pairs before its first round, and
         # indexing beats the sorted search.
@@ -161,15 +141,15 @@ class Merges:
         With a `limit`, the result may stop anywhere past its first `limit` ids, which are exact: a long word is
         merged only as far as needed, cut where no merge can cross (see `_cuts`).
         """
-        if len(symbols) < _ARRAY_ROUNDS_FROM:
+        if len(symbols) < _ARRAYS_FROM:
             symbols = symbols.tolist() if isinstance(symbols, np.ndarray) else list(symbols)
-            n, heap, table = len(symbols), [], self._table
-            for i in range(n - 1):
-                value = table.get(symbols[i] << 16 | symbols[i + 1])
-                if value is not None:
-                    heap.append((value >> 16) * n + i)
-            return self._pair_rounds(symbols, heap)
+            rank = self._rank.get
+            ranks = [rank(a << 16 | b, _NOT_A_MERGE) for a, b in zip(symbols, symbols[1:])]
+            n = len(symbols)
+            return self._pair_rounds(symbols, ranks, [r * n + i for i, r in enumerate(ranks) if r != _NOT_A_MERGE])
         symbols = np.asarray(symbols, dtype=np.int64)
+        if len(symbols) < _ARRAY_ROUNDS_FROM:
+            return self._merge_piece(symbols)
         if limit is not None and limit < len(symbols):  # (a word has no more ids than symbols)
             # Merge the part before a cut, four times longer at each try, until it gives `limit` symbols; if no
             # cut comes late enough, the whole word.
@@ -199,18 +179,18 @@ class Merges:
         for seen, piece in enumerate(np.flatnonzero(~short).tolist()):
             merged += flat[ends[taken]:ends[piece - seen]]  # the short pieces before this one
             taken = piece - seen
-            merged += self._merge_piece(symbols[bounds[piece]:bounds[piece + 1]])
+            part = symbols[bounds[piece]:bounds[piece + 1]]
+            merged += self._merge_piece(part) if len(part) >= _ARRAYS_FROM else self.apply(part)
             if limit is not None and len(merged) >= limit:
                 return merged
         return merged + flat[ends[taken]:]
 
     def _merge_piece(self, symbols: np.ndarray) -> list[int]:
-        """The merged ids of one piece of a word that has no cut: array rounds first if it is long enough to gain."""
-        if len(symbols) < _ARRAY_ROUNDS_FROM:
-            return self.apply(symbols)
+        """The merged ids of one word or piece of a word, at least _ARRAYS_FROM symbols long: array rounds while
+        they gain, then pair rounds piece by piece."""
         merged: list[int] = []
-        for part, heap in self._pieces(*self._array_rounds(symbols)):
-            merged += self._pair_rounds(part, heap)
+        for part in self._pieces(*self._array_rounds(symbols)):
+            merged += self._pair_rounds(*part)
         return merged
 
     def apply_many(self, symbols: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +200,8 @@ class Merges:
         The reference's rounds run on all words together, each word's round on its own lowest-ranked pair: no pair
         spans two words, a word's minimum is a segmented minimum, and the overlap rule is `_overlaps_dropped`. A word
         leaves when it has no merge left, so a round costs the words still merging. Rounds are as many as the most
-        merges any word makes: meant for short words.
+        merges any word makes; once one would merge too few pairs to pay for its numpy calls, `_pair_rounds_many`
+        finishes the words left from that round on.
         """
         sym = np.asarray(symbols, dtype=np.int64)
         lengths = np.asarray(lengths, dtype=np.int64)
@@ -228,16 +209,28 @@ class Merges:
         ranks = np.full(len(sym), _NOT_A_MERGE)  # rank of the pair starting at each symbol, if in the same word
         ranks[:-1] = self._ranks_of(sym[:-1], sym[1:])
         ranks[np.cumsum(lengths) - 1] = _NOT_A_MERGE  # a word's last symbol starts no pair
+        first = np.zeros(len(sym), dtype=bool)  # (N,) where a word starts
+        first[np.cumsum(lengths)[:-1]] = True
+        first[:1] = True
         done_words, done_symbols = [], []
         while len(sym):
-            starts = np.flatnonzero(np.diff(word, prepend=-1))  # (w,) first symbol of each word still here
+            starts = np.flatnonzero(first)  # (w,) first symbol of each word still here
             best = np.minimum.reduceat(ranks, starts)  # (w,) each word's lowest rank
             finished = best == _NOT_A_MERGE  # (w,) words with no merge left
-            # (n,) the lowest rank in each symbol's word, -1 in a finished word (no pair has it)
-            per_symbol = np.repeat(np.where(finished, -1, best), np.diff(starts, append=len(sym)))
+            best[finished] = -1  # no pair has rank -1
+            ends = np.append(starts[1:], len(sym))  # (w,)
+            per_symbol = np.repeat(best, ends - starts)  # (n,) the lowest rank in each symbol's word
             # The best pair's occurrences in every word (a word's last symbol starts no pair, so a run of
             # consecutive starts is inside one word). Their right symbols go, and finished words leave.
             at = _overlaps_dropped(np.flatnonzero(ranks == per_symbol))
+            if len(at) < _MANY_ROUND + len(sym) / _MANY_SCAN:
+                # A round would cost more than `_pair_rounds` making its merges: it finishes the words left (as
+                # many as this round's merges at most) from the round reached, as the reference goes on.
+                active = np.repeat(~finished, ends - starts)  # (n,)
+                flat, counts = self._pair_rounds_many(sym[active], ranks[active], (ends - starts)[~finished])
+                done_words += [word[~active], np.repeat(word[starts[~finished]], counts)]
+                done_symbols += [sym[~active], flat]
+                break
             keep = _without(len(sym), at + 1)
             if finished.any():
                 gone = per_symbol == -1
@@ -245,7 +238,7 @@ class Merges:
                 done_symbols.append(sym[gone])
                 keep &= ~gone
             merged, merged_at = self._merged[ranks[at]], np.cumsum(keep)[at] - 1  # (m,) each, after the removal
-            sym, ranks, word = sym[keep], ranks[keep], word[keep]
+            sym, ranks, word, first = sym[keep], ranks[keep], word[keep], first[keep]
             sym[merged_at] = merged
             # The pairs on both sides of each merged symbol change; those that end a word are no pair.
             changed = np.concatenate([merged_at[merged_at > 0] - 1, merged_at])
@@ -259,13 +252,16 @@ class Merges:
             words, minlength=len(lengths))
 
     def _apply_distinct(self, symbols: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`apply_many`, merging each distinct word once: a long word's pieces repeat (random CJK or emoji, cut into
-        pieces of one to a few characters, has a few thousand distinct pieces in 100,000 characters).
+        """`apply_many`, merging each distinct word once when there are at least _DISTINCT_FROM words: a long
+        word's pieces repeat (random CJK or emoji, cut into pieces of one to a few characters, has a few thousand
+        distinct pieces in 100,000 characters); fewer repeat too little to pay for finding them.
 
         A word of one symbol is its own result. Words of 2 to `63 // bits` symbols are told apart by one int64
         packing their symbols, `bits` a symbol (plus one, so that no symbol packs to 0); longer ones are merged as
         they are.
         """
+        if len(lengths) < _DISTINCT_FROM:
+            return self.apply_many(symbols, lengths)
         n, starts = len(symbols), np.cumsum(lengths) - lengths  # (W,) each word's first symbol
         bits = int(symbols.max(initial=0) + 1).bit_length()
         packed = (lengths > 1) & (lengths <= 63 // bits)  # (W,)
@@ -291,21 +287,26 @@ class Merges:
     def _array_rounds(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reference rounds on arrays, while they are cheaper than `_pair_rounds` would be.
 
-        A round costs a scan of the m symbols left, cheap per symbol but paid even by a round with one merge:
-        rounds stop when their cost passes what they saved (see _SCAN), after an allowance of a few rounds, as a
-        run's first round may merge only its end (e.g. "!" + "!</w>"). Returns the symbols left (m,) and the rank
-        of the pair starting at each (m,).
+        A round costs a scan of the m symbols left, cheap per symbol but paid even by a round with one merge (see
+        _SCAN): rounds go on while they have merged more than they cost. A round that would not pay is made all
+        the same if the next lowest rank's occurrences would pay for both: a run's round may merge only its end
+        (e.g. "!" + "!</w>") before one that halves it. A word of at least _ARRAY_ROUNDS_FROM symbols also has an
+        allowance of _FREE_ROUNDS rounds, and keeps up to that much of what its rounds gained for later ones.
+        Returns the symbols left (m,) and the rank of the pair starting at each (m,).
         """
         # The last symbol starts no pair.
         ranks = np.append(self._ranks_of(symbols[:-1], symbols[1:]), _NOT_A_MERGE)
-        cost, merges = -_FREE_ROUNDS * (len(symbols) / _SCAN + _ROUND), 0
-        while cost <= merges:
-            rank = ranks.min()
-            if rank == _NOT_A_MERGE:
-                break
+        allowance = _FREE_ROUNDS * (len(symbols) / _SCAN + _ROUND) if len(symbols) >= _ARRAY_ROUNDS_FROM else 0
+        balance = allowance  # merges made less cost, in merges, at most the allowance
+        while (rank := ranks.min()) != _NOT_A_MERGE:
             at = _overlaps_dropped(np.flatnonzero(ranks == rank))  # where the best pair starts, left to right
-            merged = self._table[int(symbols[at[0]]) << 16 | int(symbols[at[0] + 1])] & 0xFFFF
-            cost, merges = cost + len(symbols) / _SCAN + _ROUND, merges + len(at)
+            cost = len(symbols) / _SCAN + _ROUND
+            balance = min(balance + len(at) - cost, allowance)
+            if balance < 0:
+                later = ranks[ranks > rank]
+                if not len(later) or balance + np.count_nonzero(ranks == later.min()) < cost:
+                    break
+            merged = self._merged[rank]
             # The right symbol of each merge goes, and with it the pair it started; the pairs on both sides of
             # each merged symbol are ranked again. (New arrays: the caller's are left as they were.)
             keep = _without(len(symbols), at + 1)
@@ -321,7 +322,12 @@ class Merges:
         """The rank of each pair (left[i], right[i]), _NOT_A_MERGE if it is not a merge."""
         if len(left) and max(left.max(), right.max()) < self._dense:
             return self._square[left, right]
-        return self._rank_of.get(left << 16 | right)
+        keys = left << 16 | right
+        if len(keys) >= _HASH_FROM:
+            return self._rank_of.get(keys)
+        # Fewer keys: a sorted search costs less than the hash table's fixed steps and probe loop.
+        at = np.searchsorted(self._keys_to_end, keys)
+        return np.where(self._keys_to_end[at] == keys, self._ranks_to_end[at], _NOT_A_MERGE)
 
     def _cuts(self, symbols: np.ndarray) -> np.ndarray:
         """Positions where a word can be cut into two words of its own: (k,) ascending, in 1..len(symbols) - 1.
@@ -336,57 +342,102 @@ class Merges:
             return np.flatnonzero(~self._joinable_square[last, first]) + 1
         return np.flatnonzero(self._joinable.get(last << 16 | first) == 0) + 1
 
-    def _pieces(self, symbols: np.ndarray, ranks: np.ndarray) -> Iterator[tuple[list[int], list[int]]]:
-        """A long word cut into pieces of about _PIECE symbols or more, as `_pair_rounds` takes them, in order.
+    def _pieces(self, symbols: np.ndarray, ranks: np.ndarray) -> Iterator[tuple[list[int], list[int], list[int]]]:
+        """A long word cut into pieces of about _PIECE symbols or more, as `_pair_rounds` takes them (symbols, ranks,
+        heap), in order.
 
         The heap then works on one small piece at a time: on a long word, jumping between far positions in
         round order costs a cache miss per step.
         """
-        n, cuts = len(symbols), self._cuts(symbols)
+        n = len(symbols)
+        if n < _ARRAY_ROUNDS_FROM:  # short enough to be one piece
+            at = np.flatnonzero(ranks != _NOT_A_MERGE)
+            return iter([(symbols.tolist(), ranks.tolist(), (ranks[at] * n + at).tolist())])
+        cuts = self._cuts(symbols)
         at = np.searchsorted(cuts, np.arange(_PIECE, n, _PIECE))  # the first cut at or after each multiple
-        bounds = [0, *np.unique(cuts[at[at < len(cuts)]]).tolist(), n]
-        starts = np.flatnonzero(ranks != _NOT_A_MERGE)  # (p,) where the pairs that are merges start
-        firsts = np.searchsorted(starts, bounds).tolist()  # each piece's first entry in `starts`
-        symbols, pair_ranks, starts = symbols.tolist(), ranks[starts].tolist(), starts.tolist()
-        for (a, b), (i, j) in zip(pairwise(bounds), pairwise(firsts)):
-            yield symbols[a:b], [rank * (b - a) + start - a for start, rank in zip(starts[i:j], pair_ranks[i:j])]
+        bounds = np.array([0, *np.unique(cuts[at[at < len(cuts)]]), n])
+        pairs = np.flatnonzero(ranks != _NOT_A_MERGE)  # (p,) where the pairs that are merges start
+        piece = np.searchsorted(bounds, pairs, side="right") - 1  # (p,) the piece each is in
+        entries = (ranks[pairs] * np.diff(bounds)[piece] + pairs - bounds[piece]).tolist()  # heap entries
+        firsts = np.searchsorted(pairs, bounds).tolist()  # each piece's first entry
+        bounds, listed = bounds.tolist(), symbols.tolist()
+        # A piece without an entry is as it is: its ranks are not needed (a long run may have millions).
+        return ((listed[a:b], ranks[a:b].tolist() if j > i else [], entries[i:j])
+                for (a, b), (i, j) in zip(pairwise(bounds), pairwise(firsts)))
 
-    def _pair_rounds(self, symbols: list[int], heap: list[int]) -> list[int]:
-        """The reference's rounds over a linked list of the n symbols, from a heap of entries `rank * n + start`
-        for the pairs that are merges.
+    def _pair_rounds_many(self, symbols: np.ndarray, ranks: np.ndarray,
+                          lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`_pair_rounds` on several words at once, in one heap: the words of `lengths` (W,) symbols one after
+        another in `symbols` (N,), `ranks` (N,) the rank of the pair starting at each symbol (_NOT_A_MERGE at each
+        word's end). A separator -2, which no merge has, goes between each two words. Returns (ids, lengths (W,))
+        as `apply_many` does.
+        """
+        if not len(lengths):
+            return symbols, lengths
+        position = np.arange(len(symbols)) + np.repeat(np.arange(len(lengths)), lengths)  # (N,) with separators
+        n = len(symbols) + len(lengths) - 1
+        joined, joined_ranks = np.full(n, -2), np.full(n, _NOT_A_MERGE)
+        joined[position], joined_ranks[position] = symbols, ranks
+        at = np.flatnonzero(joined_ranks != _NOT_A_MERGE)
+        heap = (joined_ranks[at] * n + at).tolist()
+        merged = np.array(self._pair_rounds(joined.tolist(), joined_ranks.tolist(), heap), dtype=np.int64)
+        separators = np.flatnonzero(merged == -2)
+        return merged[merged >= 0], np.diff(separators, prepend=-1, append=len(merged)) - 1
 
-        `symbols[i]` is the symbol that started as the i-th, or -1 once merged into the one before it.
+    def _pair_rounds(self, symbols: list[int], ranks: list[int], heap: list[int]) -> list[int]:
+        """The reference's rounds over a linked list of the n symbols: `ranks[i]` is the rank of the pair starting
+        at symbol i (n - 1 of them, or n with _NOT_A_MERGE last), `heap` has an entry `rank * n + i` for each pair
+        that is a merge.
+
+        `symbols[i]` is the symbol that started as the i-th, or -1 once merged into the one before it; `ranks[i]`
+        stays the rank of the pair starting there, so an entry whose pair has changed since it was pushed is told
+        by a list read. Other negative symbols (`_pair_rounds_many`'s separators) are in no merge, and stay.
         """
         if not heap:
             return symbols
-        n, table = len(symbols), self._table.get
+        n, rank_of, merged_ids = len(symbols), self._rank.get, self._merged_ids
+        pop, push = heapq.heappop, heapq.heappush
         # A -1 at position n stands for "no symbol" after the last and, read as symbols[-1], before the first:
         # packed with any id it gives a negative key, never a merge, so neighbours need no bounds checks.
         symbols.append(-1)
+        del ranks[n - 1:]
+        ranks += (_NOT_A_MERGE, _NOT_A_MERGE)
         after = list(range(1, n + 2))  # position of the next symbol
         before = list(range(-1, n))  # position of the previous symbol
+        heap.append(_NOT_A_MERGE)  # after every entry: the heap is never empty
         heapq.heapify(heap)
-        while heap:
-            rank = heap[0] // n
-            created = []  # pairs this round makes wait for later rounds, as in the reference
-            while heap and heap[0] // n == rank:  # this rank's pairs, left to right
-                i = heapq.heappop(heap) - rank * n
-                j = after[i]
-                value = table(symbols[i] << 16 | symbols[j], -1)
-                if value >> 16 != rank:  # stale: the pair changed since it was pushed, e.g. its left "a" merged
+        waiting = []  # pairs ranked before the round that makes them wait for its end, as in the reference
+        while (top := heap[0]) != _NOT_A_MERGE:
+            rank = top // n
+            first, merged = rank * n, merged_ids[rank]
+            end, shifted = first + n, merged << 16
+            while heap[0] < end:  # this rank's pairs, left to right
+                i = pop(heap) - first
+                if ranks[i] != rank:  # stale: the pair changed since it was pushed, e.g. its left "a" merged
                     continue
-                merged = value & 0xFFFF
-                symbols[i], symbols[j] = merged, -1
+                j = after[i]
                 k = after[i] = after[j]
                 before[k] = i
+                symbols[i] = merged
+                symbols[j], ranks[j] = -1, _NOT_A_MERGE
+                # The new pairs on both sides. One ranked after this round's pair waits in the heap (this round
+                # stops before it); one ranked before it waits for the round's end.
                 h = before[i]
-                value = table(symbols[h] << 16 | merged)
-                if value is not None:
-                    created.append((value >> 16) * n + h)
-                value = table(merged << 16 | symbols[k])
-                if value is not None:
-                    created.append((value >> 16) * n + i)
-            for entry in created:
-                heapq.heappush(heap, entry)
+                r = ranks[h] = rank_of(symbols[h] << 16 | merged, _NOT_A_MERGE)
+                if r != _NOT_A_MERGE:
+                    if r > rank:
+                        push(heap, r * n + h)
+                    else:
+                        waiting.append(r * n + h)
+                r = ranks[i] = rank_of(shifted | symbols[k], _NOT_A_MERGE)
+                if r != _NOT_A_MERGE:
+                    if r > rank:
+                        push(heap, r * n + i)
+                    else:
+                        waiting.append(r * n + i)
+            if waiting:
+                for entry in waiting:
+                    push(heap, entry)
+                waiting.clear()
         symbols.pop()
-        return [symbol for symbol in symbols if symbol >= 0]  # the symbols left, in order
+        return [symbol for symbol in symbols if symbol != -1]  # the symbols left, in order

@@ -1,6 +1,7 @@
-"""A hostile user's probe of clipworks: broken CSV/TSV files, CLI misuse, hostile checkpoints, fuzzed and very long
-texts for the tokenizer, hostile HTTP requests. Each case states what handling it means; the summary (cases tried,
-handled per group) goes to bench/RESULTS.md and the README's reliability section.
+"""A hostile user's probe of clipworks: training faults (kill -9, a full disk, corrupt data and checkpoints; in
+bench/probe_training.py), broken CSV/TSV files, CLI misuse, hostile checkpoints, fuzzed and very long texts for the
+tokenizer, hostile HTTP requests and 300 concurrent ones to a real server. Each case states what handling it means;
+the summary (cases tried, handled per group) goes to bench/RESULTS.md and the README's reliability section.
 
 Run with the test environment (it has the reference tokenizer, faiss, FastAPI): .venv/bin/python bench/hostile_probe.py
 """
@@ -14,9 +15,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -24,6 +27,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
+from probe_training import training_cases  # noqa: E402
 from timing import append_results, cpu_line  # noqa: E402
 
 from clipworks import create_model, load, save_checkpoint  # noqa: E402
@@ -31,8 +35,9 @@ from clipworks.data.tables import read_table  # noqa: E402
 from clipworks.data.world import World, WorldConfig  # noqa: E402
 from clipworks.errors import ClipworksError  # noqa: E402
 from clipworks.models.tokenizer import get_tokenizer  # noqa: E402
+from clipworks.search.index import Index  # noqa: E402
 
-Result = tuple[str, bool, str]  # (case, handled, what happened)
+Result = tuple[str, bool | None, str]  # (case, handled; None: could not be run here, what happened)
 
 
 # ---------------------------------------------------------------- CSV / TSV
@@ -217,16 +222,24 @@ def _seconds(fn: Callable[[], object]) -> float:
 
 
 # ---------------------------------------------------------------- HTTP
+def world_index(tmp: Path, checkpoint: Path) -> tuple[Index, Path]:
+    """An index (in tmp/index) of 24 world images embedded by `checkpoint`, and the images' folder. Building it again
+    finds every image indexed already and embeds nothing."""
+    images = tmp / "images" / "images"
+    if not images.is_dir():
+        World(WorldConfig()).export("val", 24, tmp / "images")
+    index, _ = Index.build(images, checkpoint=checkpoint, out=tmp / "index", progress=False)
+    return index, images
+
+
 def http_cases(tmp: Path, checkpoint: Path) -> list[Result]:
     from fastapi.testclient import TestClient
 
-    from clipworks.search.index import Index
     from clipworks.search.serve import Limits, create_app
 
-    images = World(WorldConfig()).export("val", 24, tmp / "images")
-    index, _ = Index.build(images / "images", checkpoint=checkpoint, out=tmp / "index", progress=False)
+    index, images = world_index(tmp, checkpoint)
     client = TestClient(create_app(index, Limits()), raise_server_exceptions=False)
-    png = (images / "images").glob("*.png").__next__().read_bytes()
+    png = next(images.glob("*.png")).read_bytes()
     upload = lambda data=png, **fields: {"files": {"file": ("a.png", data, "image/png")}, "data": fields}  # noqa: E731
     labels = ",".join(f"label{i}" for i in range(5000))
     # (method, url, request, the status that handles it, words its {"error": ...} must hold; None: any answer < 400)
@@ -275,6 +288,102 @@ def http_cases(tmp: Path, checkpoint: Path) -> list[Result]:
     return results
 
 
+# ---------------------------------------------------------------- concurrent HTTP
+def concurrent_http_cases(tmp: Path, checkpoint: Path, n: int = 300, bound: float = 60.0) -> list[Result]:
+    """`clipworks serve` in its own process, sent `n` requests at once from as many threads (text and image
+    searches, classifications, thumbnails, info, malformed ones). A request is handled when it is answered within
+    `bound` seconds of the burst's start with its right status and body: 200 and the endpoint's JSON keys (or a
+    JPEG), or a malformed one's 4xx and {"error": ...}; the server must answer /api/info afterwards."""
+    import httpx
+
+    index, images = world_index(tmp, checkpoint)
+    ids = [hit.id for hit in index.search("a photo", k=5)]
+    png = next(images.glob("*.png")).read_bytes()
+    upload = {"files": {"file": ("a.png", png, "image/png")}}
+    label_sets = ["red,green,blue", "a circle,a square", "cat,dog,car,tree"]
+    malformed = [("GET", "/api/thumbnail/abc", {}, 422), ("GET", "/api/search?k=3", {}, 422),
+                 ("GET", "/api/thumbnail/9223372036854775808", {}, 404), ("GET", "/api/nowhere", {}, 404),
+                 ("POST", "/api/classify", {**upload, "data": {"labels": ""}}, 422),
+                 ("POST", "/api/search/image", {"files": {"file": ("a.png", b"not an image", "image/png")}}, 400)]
+    search_keys, hit_keys = {"query", "k", "results"}, {"id", "score", "path", "caption", "thumbnail"}
+
+    def request(i: int) -> tuple[str, str, str, dict, Callable[[httpx.Response], bool]]:
+        """(kind, method, url, request, the check of its answer) of request i."""
+        kind = ("text search", "text search", "text search", "image search", "classify", "thumbnail", "thumbnail",
+                "info", "malformed", "malformed")[i % 10]
+        if kind == "text search":
+            return kind, "GET", f"/api/search?q=a photo of {i} shapes&k=5", {}, lambda r: (
+                r.status_code == 200 and set(r.json()) == search_keys and len(r.json()["results"]) == 5
+                and all(hit_keys <= set(hit) for hit in r.json()["results"]))
+        if kind == "image search":
+            return kind, "POST", "/api/search/image?k=3", upload, lambda r: (
+                r.status_code == 200 and set(r.json()) == search_keys and len(r.json()["results"]) == 3)
+        if kind == "classify":
+            labels = label_sets[i % 3]
+            return kind, "POST", "/api/classify", {**upload, "data": {"labels": labels}}, lambda r: (
+                r.status_code == 200 and set(r.json()) == {"labels", "templates"}
+                and sorted(x["label"] for x in r.json()["labels"]) == sorted(labels.split(","))
+                and abs(sum(x["prob"] for x in r.json()["labels"]) - 1) < 1e-3)
+        if kind == "thumbnail":
+            return kind, "GET", f"/api/thumbnail/{ids[i % len(ids)]}", {}, lambda r: (
+                r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:2] == b"\xff\xd8")
+        if kind == "info":
+            return kind, "GET", "/api/info", {}, lambda r: (
+                r.status_code == 200 and set(r.json()) == {"images", "kind", "embed_dim", "limits"}
+                and r.json()["images"] == 24)
+        method, url, kwargs, status = malformed[i % len(malformed)]
+        return f"malformed ({status})", method, url, kwargs, lambda r: (
+            r.status_code == status and list(r.json()) == ["error"] and isinstance(r.json()["error"], str))
+
+    log = tmp / "server.log"
+    with open(log, "w") as err:
+        server = subprocess.Popen([sys.executable, "-m", "clipworks.cli", "serve", str(tmp / "index"), "--port", "0"],
+                                  stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        line = server.stdout.readline()  # "serving ... at http://127.0.0.1:PORT/ (Ctrl-C to stop)"
+        if " at http://" not in line:
+            return [("the server starts", False, f"{line!r}; {log.read_text()[-200:]}")]
+        url = line.split(" at ")[1].split("/ ")[0]
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        with httpx.Client(base_url=url, limits=limits, timeout=bound) as client:
+            for _ in range(600):  # the socket is bound before the server answers on it
+                try:
+                    if client.get("/api/info").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            together = threading.Barrier(n, timeout=60)
+
+            def send(i: int) -> Result:
+                kind, method, path, kwargs, check = request(i)
+                together.wait()
+                t0 = time.perf_counter()
+                try:
+                    r = client.request(method, path, **kwargs)
+                    ok = check(r) and time.perf_counter() - start <= bound
+                    what = f"{r.status_code} in {time.perf_counter() - t0:.2f} s"
+                except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:  # dropped, or not the JSON expected
+                    ok, what = False, f"{type(e).__name__}: {str(e)[:80]}"
+                return f"{kind} #{i}", ok, what
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                results = list(pool.map(send, range(n)))
+            seconds = time.perf_counter() - start
+            alive = client.get("/api/info").status_code == 200 and server.poll() is None
+        kinds = sorted({case.split(" #")[0] for case, _, _ in results})
+        summary = "; ".join(f"{kind} {sum(ok for c, ok, _ in results if c.startswith(kind + ' #'))}/"
+                            f"{sum(c.startswith(kind + ' #') for c, _, _ in results)}" for kind in kinds)
+        print(f"concurrent HTTP: {n} requests answered in {seconds:.1f} s; handled by kind: {summary}")
+        traceback = "Traceback" in log.read_text()
+        results.append((f"after {n} at once: /api/info answers, no traceback in the server's log", alive
+                        and not traceback, f"the {n} took {seconds:.1f} s; {summary}"))
+        return results
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A valid PNG header of any size with tiny pixel data: what a decompression bomb looks like."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -285,28 +394,42 @@ def _png_header(width: int, height: int) -> bytes:
 
 def main() -> None:
     print(cpu_line())
+    began = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         checkpoint = save_checkpoint(tmp / "tiny", create_model("RN-Tiny", seed=0))
-        groups = {"CSV/TSV files": lambda: csv_cases(tmp),
+        groups = {"training faults": lambda: training_cases(tmp),
+                  "CSV/TSV files": lambda: csv_cases(tmp),
                   "CLI misuse": lambda: cli_cases(tmp, checkpoint),
                   "hostile checkpoints": lambda: checkpoint_cases(tmp, checkpoint),
                   "tokenizer: fuzzed and very long texts": tokenizer_cases,
-                  "HTTP requests": lambda: http_cases(tmp, checkpoint)}
-        table = ["| probe group | cases | handled | not handled |", "|---|---:|---:|---|"]
+                  "HTTP requests": lambda: http_cases(tmp, checkpoint),
+                  "concurrent HTTP requests": lambda: concurrent_http_cases(tmp, checkpoint)}
+        table = ["| probe group | cases | handled | not handled | seconds |", "|---|---:|---:|---|---:|"]
         for group, run in groups.items():
+            t0 = time.perf_counter()
             results = run()
+            seconds = time.perf_counter() - t0
             for case, ok, what in results:
-                print(f"{'ok ' if ok else 'NOT'} {group}: {case}: {what}")
-            failed = [case for case, ok, _ in results if not ok]
-            table.append(f"| {group} | {len(results)} | {len(results) - len(failed)} | {'; '.join(failed) or '-'} |")
-    print("\n".join(table))
+                if not ok or len(results) <= 50:  # a large group prints its own summary
+                    print(f"{'ok ' if ok else '-- ' if ok is None else 'NOT'} {group}: {case}: {what}")
+            tried = [(case, ok) for case, ok, _ in results if ok is not None]
+            failed = [case for case, ok in tried if not ok]
+            missing = "; ".join(failed[:6]) + (f"; and {len(failed) - 6} more" if len(failed) > 6 else "")
+            not_run = [case for case, ok, _ in results if ok is None]
+            missing += f"{'; ' if missing else ''}not run here: {'; '.join(not_run)}" if not_run else ""
+            table.append(f"| {group} | {len(tried)} | {len(tried) - len(failed)} | {missing or '-'} | {seconds:.0f} |")
+    total = f"Whole probe: {time.perf_counter() - began:.0f} s."
+    print("\n".join(table), "\n" + total)
     append_results("Hostile-input probe (bench/hostile_probe.py)", f"torch {torch.__version__}",
-                   "Each case as a hostile user would try it; handled = the right rows or a one-line error naming "
-                   "the file/flag (CSV, CLI: exit code 2, no traceback), a CheckpointError in < 5 s with no code run, "
-                   "ids equal to OpenAI's and <= 1 us per character, an HTTP answer in < 5 s with the status that "
-                   "names the fault and a JSON {\"error\": ...} holding the words that explain it.",
-                   table)
+                   "Each case as a hostile user would try it; handled = a resume after kill -9 whose final weights "
+                   "equal an uninterrupted run's tensor for tensor (training faults: RN-Tiny through the CLI, fp32, "
+                   "batch 16), the right rows or a one-line error naming the file/flag (training, CSV, CLI: exit code "
+                   "2, no traceback), a CheckpointError in < 5 s with no code run, ids equal to OpenAI's and <= 1 us "
+                   "per character, an HTTP answer in < 5 s with the status that names the fault and a JSON "
+                   "{\"error\": ...} holding the words that explain it; concurrent: each of 300 requests sent at once "
+                   "to `clipworks serve` answered within 60 s with its right status and JSON keys, and /api/info "
+                   "answered after.", [*table, "", total])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from clipworks.models import bpe
+from clipworks.models import tokenizer as tokenizer_module
 from clipworks.models.cleaning import chunks, clean
 from clipworks.models.tokenizer import (
     _ASCII_WORD_PATTERN,
@@ -43,6 +44,16 @@ REFERENCE_PATH = Path(sysconfig.get_paths()["purelib"]) / "clip" / "simple_token
 
 
 # ---- reference --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["compiled", "python"])
+def merger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each word merged by `tokenizers`' compiled BPE where the tokenizer uses it (words under _COMPILED_UP_TO
+    bytes), or every word by `bpe.Merges`, which still merges the longest words, a long word's first ids for
+    `tokenize` and a long text's new words: both give the reference's ids."""
+    if request.param == "python":
+        monkeypatch.setattr(tokenizer_module, "_COMPILED_UP_TO", 0)
+    return request.param
+
 
 @pytest.fixture(scope="module")
 def reference() -> object:
@@ -187,7 +198,7 @@ def test_tokenize_matches_reference(reference: object, corpus: list[str]) -> Non
     assert not mismatched, f"{len(mismatched)} texts differ from clip.tokenize, e.g. {mismatched[:3]!r}"
 
 
-def test_encode_matches_reference_without_context_limit(reference: object, corpus: list[str]) -> None:
+def test_encode_matches_reference_without_context_limit(reference: object, corpus: list[str], merger: str) -> None:
     tokenizer = Tokenizer()
     subset = corpus[::4] + [text for text in corpus if len(text) > 2000]
     mismatched = [text for text in subset if tokenizer.encode(text) != reference.encode(text)]
@@ -371,7 +382,7 @@ def test_split_pattern_finds_the_words_of_openais(reference: object) -> None:
         assert _WORD_PATTERN.findall(cleaned) == reference.pat.findall(cleaned), text
 
 
-def test_random_unicode_matches_reference(reference: object) -> None:
+def test_random_unicode_matches_reference(reference: object, merger: str) -> None:
     rng = random.Random(4)
     texts = [random_unicode(rng) for _ in range(3000)]
     ours = Tokenizer().encode_batch(texts)
@@ -379,7 +390,7 @@ def test_random_unicode_matches_reference(reference: object) -> None:
     assert not mismatched, f"{len(mismatched)} texts differ, e.g. {mismatched[:3]!r}"
 
 
-def test_long_words_and_runs_match_reference(reference: object) -> None:
+def test_long_words_and_runs_match_reference(reference: object, merger: str) -> None:
     texts = ["a" * 5000, "Supercalifragilistic" * 200, "😀" * 300, "猫" * 1000, "0123456789" * 300,
              "!?" * 2000, "'s" * 500, "<|endoftext|>" * 100, "é" * 2000, "e\u0301" * 500, "Ã©" * 300]
     tokenizer = Tokenizer()
@@ -474,7 +485,7 @@ def long_texts(rng: random.Random, n: int) -> dict[str, str]:
     }
 
 
-def test_long_words_match_reference(reference: object) -> None:
+def test_long_words_match_reference(reference: object, merger: str) -> None:
     tokenizer = Tokenizer()
     for name, text in long_texts(random.Random(14), 2500).items():
         theirs = reference.encode(text)
@@ -486,7 +497,7 @@ def test_long_words_match_reference(reference: object) -> None:
             tokenize(text)
 
 
-def test_long_emoji_and_cjk_words_match_reference(reference: object) -> None:
+def test_long_emoji_and_cjk_words_match_reference(reference: object, merger: str) -> None:
     """Long words of random emoji or CJK are cut into short pieces that repeat; each distinct piece is merged once
     (`Merges._apply_distinct`) and its ids reused wherever it occurs."""
     rng = random.Random(15)
@@ -522,7 +533,7 @@ def word_of_bytes(rng: random.Random, alphabet: str, size: int, filler: str) -> 
     return word + filler * (size - len(word.encode()))
 
 
-def test_mid_length_words_match_reference(reference: object) -> None:
+def test_mid_length_words_match_reference(reference: object, merger: str) -> None:
     """Words of a few hundred to a few thousand bytes, where `Merges.apply` changes method: from _ARRAYS_FROM
     symbols array rounds while each pays and one heap, from _ARRAY_ROUNDS_FROM cut pieces merged by `apply_many`,
     which one heap finishes once its rounds stop paying (issue 14: 1,000-5,000 random letters took up to 2 µs per
@@ -550,9 +561,11 @@ def test_longer_words_equal_the_plain_heap_rounds(n: int, monkeypatch: pytest.Mo
     words = [word for text in long_texts(random.Random(n), n).values() for word in _WORD_PATTERN.findall(clean(text))
              if len(word.encode()) >= bpe._ARRAY_ROUNDS_FROM]
     assert len(words) >= 14
+    compiled = [tokenizer._bpe(word) for word in words]
+    monkeypatch.setattr(tokenizer_module, "_COMPILED_UP_TO", 0)
     fast = [tokenizer._bpe(word) for word in words]
     monkeypatch.setattr(bpe, "_ARRAYS_FROM", sys.maxsize)  # every word takes the heap alone, uncut
-    assert fast == [tokenizer._bpe(word) for word in words]
+    assert compiled == fast == [tokenizer._bpe(word) for word in words]
 
 
 def test_truncated_long_texts_keep_the_first_ids_of_the_full_encoding() -> None:

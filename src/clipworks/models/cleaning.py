@@ -158,7 +158,10 @@ def _may_be_bad(text: str, screens: _Screens) -> bool:
 
 def _fix_encoding_by_line(text: str, anchors: re.Pattern[str]) -> str:
     """ftfy's encoding fix of each line (with its "\n", as ftfy cuts them) that its badness pattern finds bad: the
-    first step of a round of ftfy's on each line, which leaves the other lines as they are."""
+    first step of a round of ftfy's on each line, which leaves the other lines as they are. The caller found the
+    pattern in `text`, so a text of one line is bad as it is (the search is a tenth of a text's cleaning)."""
+    if "\n" not in text:
+        return ftfy.fix_encoding(text)
     lines = text.split("\n")
     lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
     return "".join(ftfy.fix_encoding(line) if anchors.search(line) and badness.is_bad(line) else line

@@ -2,7 +2,8 @@
 
 Text is cleaned (ftfy, HTML unescaped twice, whitespace collapsed, lowercased), split into words by a unicode
 regex, and each word's UTF-8 bytes are merged by the first 48,894 ranked merges of `bpe_simple_vocab_16e6.txt.gz`
-(`bpe.py`: the reference's merge rounds, in time O(n log n) in the word's length instead of quadratic).
+(`bpe.py`: the reference's merge rounds, in time O(n log n) in the word's length instead of quadratic; a new word
+under _COMPILED_UP_TO bytes is merged by the `tokenizers` package's compiled BPE given the same merges instead).
 The 49,408 ids are: 256 byte symbols, the same 256 marking the end of a word (`</w>`), one id per merge, then
 `<|startoftext|>` = 49406 and `<|endoftext|>` = 49407. `tokenize` gives exactly the ids of OpenAI's `clip.tokenize`.
 

@@ -36,7 +36,7 @@ from ..models.clip import CLIP
 from ..models.configs import CLIPConfig, registry_name
 from ..models.inference import optimize_for_inference
 from ..models.transforms import image_transform
-from .files import nbytes, write_dir_atomic
+from .files import nbytes, torch_save, write_dir_atomic
 from .formats import Checkpoint, read_foreign
 from .pretrained import find, locate
 
@@ -55,7 +55,7 @@ def save_checkpoint(path: str | Path, model: CLIP, *, training_state: dict[str, 
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps({"model": model.config.to_dict(), **(metadata or {})}, indent=2))
         if training_state is not None:
-            torch.save(training_state, tmp / TRAINING_STATE)
+            torch_save(training_state, tmp / TRAINING_STATE)
 
     return write_dir_atomic(path, write, needed=nbytes(state) + nbytes(training_state))
 

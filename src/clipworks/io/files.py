@@ -4,7 +4,9 @@ killed mid-write) see the old file or the new one, never a part; logs are append
 A write that fails because the file system is full becomes one `DiskFullError` naming the directory, the space free,
 the space needed where it is known (else what was being written), whatever library did the writing (an OSError
 ENOSPC from Python, safetensors' SafetensorError, torch.save's RuntimeError, faiss's RuntimeError, SQLite's
-"database or disk is full"); the temporary is removed and the target untouched.
+"database or disk is full"); the temporary is removed and the target untouched. torch.save's zip writer reports a
+write that failed mid-file only as a stream error, whatever the cause: `torch_save` calls that a full disk only when
+the file system has no room left for the rest of the file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ from ..errors import DiskFullError
 
 # Messages by which writers that do not raise OSError report a full disk.
 _FULL_MESSAGES = ("no space left", "disk is full", "file write failed", "disk quota exceeded")
+# How torch.save's zip writer reports any failed write of its stream: "basic_ios::clear: iostream error", then, as the
+# archive is closed, "[enforce fail at inline_container.cc:672] . unexpected pos N vs M". Not by itself a full disk.
+_STREAM_ERRORS = ("iostream error", "unexpected pos")
+# What a torch.save file holds beyond its tensors' bytes (pickled structure, zip headers, 64-byte alignment): the
+# room that must be left for a failed write to count as a full disk when all the tensor bytes were already written.
+_ARCHIVE_OVERHEAD = 2**20
 
 
 def free_bytes(directory: str | Path) -> int:
@@ -82,6 +90,21 @@ def full_disk_is_one_error(directory: str | Path, needed: int = 0, *, what: str,
         if not _is_full(e):
             raise
         raise _disk_full(Path(directory), needed, what) from None
+
+
+def torch_save(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj, path)`; a stream error with less room left on the file system than the rest of the file
+    would take (its tensors' bytes not yet written, plus the archive's overhead) is raised as OSError ENOSPC."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if not any(m in str(e) for m in _STREAM_ERRORS):
+            raise
+        path = Path(path)
+        written = path.stat().st_size if path.exists() else 0
+        if free_bytes(path.parent) >= max(nbytes(obj) - written, 0) + _ARCHIVE_OVERHEAD:
+            raise  # room enough: something other than the disk failed
+        raise OSError(errno.ENOSPC, f"No space left on device (torch.save: {e})") from e
 
 
 def write_atomic(path: str | Path, write: Callable[[str], object], *, needed: int = 0) -> None:

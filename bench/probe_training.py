@@ -233,7 +233,8 @@ def data_and_checkpoint_cases(runs: Runs, straight: Path) -> list[Result]:
     vit = runs.run(tmp / "vit", "--model", "ViT-Tiny", "--save-every", "1", steps=1)
     other = tmp / "vit" / "checkpoints" / "step_0000001"
     run = runs.run(tmp / "from-vit", "--resume", str(other)) if vit.returncode == 0 else vit
-    results.append(("--resume a checkpoint of another model (ViT-Tiny)", *one_line_error(run, str(other))))
+    results.append(("--resume a checkpoint of another model (ViT-Tiny)",
+                    *one_line_error(run, str(other), "ViT-Tiny", "RN-Tiny", "--model ViT-Tiny", "--init")))
 
     for name, file, cut in (("--resume latest, its weights truncated", "model.safetensors", 2),
                             ("--resume latest, its training state truncated", "training_state.pt", 2)):

@@ -29,7 +29,9 @@ from ..io.checkpoints import (
     save_checkpoint,
 )
 from ..io.files import write_text_atomic
+from ..io.formats import Checkpoint
 from ..models.clip import CLIP
+from ..models.configs import registry_name
 from .config import TrainConfig
 
 LOG_FILE = "log.jsonl"  # a run's record of every step and evaluation, one JSON object a line, in its output dir
@@ -77,6 +79,24 @@ def _checkpoint_to_resume(resume: str | None, out: Path) -> Path | None:
     return resolve_checkpoint(resume) if resume else None
 
 
+def _check_same_architecture(checkpoint: Path, weights: Checkpoint, model: CLIP) -> None:
+    """A resume continues the model it saved: weights of another architecture are refused, saying what to pass."""
+    found = {name: tuple(tensor.shape) for name, tensor in weights.state.items()}
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    if found == expected:
+        return
+    theirs, ours = registry_name(weights.config), registry_name(model.config)
+    if theirs == ours:  # both custom: say where they differ
+        name = next(n for n in {**expected, **found} if found.get(n) != expected.get(n))
+        what = (f"a custom architecture unlike this run's ({name}: {found.get(name, 'absent')} in the checkpoint, "
+                f"{expected.get(name, 'absent')} in this run)")
+    else:
+        what = f"{theirs or 'a custom architecture'}, and this run trains {ours or 'a custom architecture'}"
+    fix = f"--model {theirs}" if theirs else "the --init its run started from"
+    raise ConfigError(f"--resume {checkpoint} holds the weights of {what}; a resume continues the model it saved: "
+                      f"pass {fix}, or start a new run from its weights with --init {checkpoint} instead of --resume")
+
+
 def restore(model: CLIP, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, resume: str | None,
             out: Path, process: Process) -> tuple[int, Any]:
     """Prepare `out` for the run and return (the first step, this process's data position or None).
@@ -94,7 +114,9 @@ def restore(model: CLIP, optimizer: torch.optim.Optimizer, scaler: torch.amp.Gra
         if log_file.exists() and process.is_main:
             log_file.unlink()
         return 0, None
-    model.load_state_dict(read_checkpoint(checkpoint).state)
+    weights = read_checkpoint(checkpoint)
+    _check_same_architecture(checkpoint, weights, model)
+    model.load_state_dict(weights.state)
     state = load_training_state(checkpoint)
     if state is None:
         raise ConfigError(f"{checkpoint} holds weights only, no optimizer state: use --init to fine-tune from it")

@@ -244,7 +244,9 @@ def data_and_checkpoint_cases(runs: Runs, straight: Path) -> list[Result]:
         data_bytes = damaged.read_bytes()
         damaged.unlink()
         damaged.write_bytes(data_bytes[: len(data_bytes) // cut])
-        results.append((name, *one_line_error(runs.run(out, "--resume", "latest", steps=STEPS + 2), str(damaged))))
+        earlier = out / "checkpoints" / f"step_{STEPS - 2:07d}"  # --keep 2: the checkpoint before, to resume instead
+        words = [str(damaged)] + (["is damaged", f"--resume {earlier}"] if file == "training_state.pt" else [])
+        results.append((name, *one_line_error(runs.run(out, "--resume", "latest", steps=STEPS + 2), *words)))
 
     results.append(workers_case(runs, data / "captions.csv"))
     modes = {p.relative_to(straight).as_posix(): oct(p.stat().st_mode & 0o777)

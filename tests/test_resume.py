@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,3 +92,28 @@ def test_resume_from_another_models_checkpoint_is_one_line_naming_both(
                                  f"it saved: {fix}, or start a new run from its weights with --init {checkpoint} "
                                  "instead of --resume\n")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "truncated, no earlier checkpoint"])
+def test_resume_from_a_damaged_training_state_is_one_line_naming_the_checkpoint_before_it(
+        damage: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # checkpoints at steps 20 and 40
+    damaged = run / "checkpoints" / "step_0000040" / "training_state.pt"
+    data = damaged.read_bytes()
+    damaged.write_bytes(random.Random(0).randbytes(len(data)) if damage == "random bytes" else data[:len(data) // 2])
+    if damage.endswith("no earlier checkpoint"):
+        shutil.rmtree(run / "checkpoints" / "step_0000020")
+    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "41", "--batch-size", "32", "--world-samples", "64",
+                     "--eval-every", "0", "--quiet", "--output-dir", str(run), "--resume", "latest"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"clipworks train: error: {damaged} is damaged")
+    if damage.endswith("no earlier checkpoint"):
+        assert err.endswith(f"; no earlier checkpoint is left beside it; to start a new run from its weights: --init "
+                            f"{damaged.parent}\n")
+    else:
+        assert err.endswith(f"; resume from the checkpoint before it instead: --resume {run}/checkpoints/step_0000020 "
+                            "(the steps after it run again)\n")
+        assert cli.main(["train", "--model", "RN-Tiny", "--steps", "21", "--batch-size", "32", "--world-samples", "64",
+                         "--eval-every", "0", "--quiet", "--output-dir", str(run), "--resume",
+                         str(run / "checkpoints" / "step_0000020")]) == 0  # the line's advice works
+        assert (run / "checkpoints" / "latest").read_text() == "step_0000021"

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..distributed import Process
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io.checkpoints import (
     LATEST,
+    TRAINING_STATE,
     load_training_state,
     read_checkpoint,
     remove_stale_temporaries,
@@ -97,6 +98,15 @@ def _check_same_architecture(checkpoint: Path, weights: Checkpoint, model: CLIP)
                       f"pass {fix}, or start a new run from its weights with --init {checkpoint} instead of --resume")
 
 
+def _instead_of(damaged: Path) -> str:
+    """What to resume from when `damaged`'s training state cannot be read: the newest checkpoint before it."""
+    earlier = [p for p in sorted(damaged.parent.glob("step_*"))
+               if p.name < damaged.name and (p / TRAINING_STATE).is_file()]
+    if earlier:
+        return f"resume from the checkpoint before it instead: --resume {earlier[-1]} (the steps after it run again)"
+    return f"no earlier checkpoint is left beside it; to start a new run from its weights: --init {damaged}"
+
+
 def restore(model: CLIP, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, resume: str | None,
             out: Path, process: Process) -> tuple[int, Any]:
     """Prepare `out` for the run and return (the first step, this process's data position or None).
@@ -117,7 +127,10 @@ def restore(model: CLIP, optimizer: torch.optim.Optimizer, scaler: torch.amp.Gra
     weights = read_checkpoint(checkpoint)
     _check_same_architecture(checkpoint, weights, model)
     model.load_state_dict(weights.state)
-    state = load_training_state(checkpoint)
+    try:
+        state = load_training_state(checkpoint)
+    except CheckpointError as e:  # no silent fall-back to another checkpoint: the user chooses
+        raise CheckpointError(f"{e}; {_instead_of(checkpoint)}") from None
     if state is None:
         raise ConfigError(f"{checkpoint} holds weights only, no optimizer state: use --init to fine-tune from it")
     scales = [group["lr_scale"] for group in optimizer.param_groups]

@@ -233,7 +233,8 @@ def data_and_checkpoint_cases(runs: Runs, straight: Path) -> list[Result]:
     vit = runs.run(tmp / "vit", "--model", "ViT-Tiny", "--save-every", "1", steps=1)
     other = tmp / "vit" / "checkpoints" / "step_0000001"
     run = runs.run(tmp / "from-vit", "--resume", str(other)) if vit.returncode == 0 else vit
-    results.append(("--resume a checkpoint of another model (ViT-Tiny)", *one_line_error(run, str(other))))
+    results.append(("--resume a checkpoint of another model (ViT-Tiny)",
+                    *one_line_error(run, str(other), "ViT-Tiny", "RN-Tiny", "--model ViT-Tiny", "--init")))
 
     for name, file, cut in (("--resume latest, its weights truncated", "model.safetensors", 2),
                             ("--resume latest, its training state truncated", "training_state.pt", 2)):
@@ -243,7 +244,9 @@ def data_and_checkpoint_cases(runs: Runs, straight: Path) -> list[Result]:
         data_bytes = damaged.read_bytes()
         damaged.unlink()
         damaged.write_bytes(data_bytes[: len(data_bytes) // cut])
-        results.append((name, *one_line_error(runs.run(out, "--resume", "latest", steps=STEPS + 2), str(damaged))))
+        earlier = out / "checkpoints" / f"step_{STEPS - 2:07d}"  # --keep 2: the checkpoint before, to resume instead
+        words = [str(damaged)] + (["is damaged", f"--resume {earlier}"] if file == "training_state.pt" else [])
+        results.append((name, *one_line_error(runs.run(out, "--resume", "latest", steps=STEPS + 2), *words)))
 
     results.append(workers_case(runs, data / "captions.csv"))
     modes = {p.relative_to(straight).as_posix(): oct(p.stat().st_mode & 0o777)

@@ -52,6 +52,24 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint_intact(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temporary directory left behind
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask 022", "umask 027"])
+def test_checkpoint_and_export_files_get_the_modes_the_umask_gives(umask: int, tmp_path: Path) -> None:
+    """Not mkdtemp's 0700, nor the 0600 safetensors' save_file gives its file whatever the umask."""
+    model = create_model("ViT-Tiny")
+    old = os.umask(umask)
+    try:
+        save_checkpoint(tmp_path / "run" / "step_0000001", model, training_state={"step": 1})
+        save_hf(model, tmp_path / "hf")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*")}
+    written = {"run/step_0000001/model.safetensors", "run/step_0000001/training_state.pt", "hf/model.safetensors"}
+    assert written < modes.keys()
+    assert modes == {name: (0o777 if (tmp_path / name).is_dir() else 0o666) & ~umask for name in modes}
+    if umask == 0o022:
+        assert modes["run/step_0000001"] == 0o755 and modes["run/step_0000001/model.safetensors"] == 0o644
+
+
 def test_truncated_weights_name_the_file(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "c", create_model("RN-Tiny"))
     weights = tmp_path / "c" / "model.safetensors"

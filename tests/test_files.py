@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 
 from clipworks import cli, create_model, load, save_checkpoint
 from clipworks.errors import ClipworksError, DiskFullError
-from clipworks.io import checkpoints
-from clipworks.io.files import append_whole, write_atomic, write_npz_atomic, write_text_atomic
+from clipworks.io import checkpoints, files
+from clipworks.io.files import append_whole, torch_save, write_atomic, write_npz_atomic, write_text_atomic
 
 
 def test_npz_files_are_written_whole_with_normal_permissions(tmp_path: Path) -> None:
@@ -111,6 +111,47 @@ def test_other_write_errors_are_not_called_a_full_disk(tmp_path: Path) -> None:
         write_atomic(tmp_path / "x", lambda tmp: (_ for _ in ()).throw(PermissionError(errno.EACCES, "denied")))
 
 
+# torch.save's zip writer out of room mid-file, as measured on a 1 MB tmpfs: "basic_ios::clear: iostream error", then
+# this as the archive is closed. A failed write for any other reason reads the same.
+STREAM_FAILURE = "[enforce fail at inline_container.cc:672] . unexpected pos 400704 vs 400656"
+
+
+@pytest.mark.parametrize("free", [4096, 2**40])
+def test_torch_saves_stream_error_is_a_full_disk_only_when_the_rest_cannot_fit(
+        free: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The second save's training state fails mid-file; `free` bytes are left then (a full disk, or plenty)."""
+    real_save, real_free, failed = torch.save, files.free_bytes, []
+
+    def save_then_fail(obj: object, path: Path) -> None:
+        if "step_0000001" in path.parent.name:  # the first save is written whole
+            return real_save(obj, path)
+        Path(path).write_bytes(b"PK\x03\x04" + bytes(4000))  # the part that was written
+        failed.append(path)
+        try:
+            raise RuntimeError("basic_ios::clear: iostream error")
+        except RuntimeError:
+            raise RuntimeError(STREAM_FAILURE)
+
+    monkeypatch.setattr(torch, "save", save_then_fail)
+    monkeypatch.setattr(files, "free_bytes", lambda directory: free if failed else real_free(directory))
+    run = tmp_path / "run"
+    args = ["train", "--model", "RN-Tiny", "--steps", "2", "--save-every", "1", "--batch-size", "4",
+            "--world-samples", "8", "--eval-every", "0", "--no-tensorboard", "--quiet", "--output-dir", str(run)]
+    if free < 2**20:
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert re.fullmatch(rf"clipworks train: error: no space left on the device of "
+                            rf"{re.escape(str(run / 'checkpoints'))}: 4\.0 kB free, about [\d,.]+ MB needed for "
+                            r"step_0000002; free some space or write somewhere else \(nothing was replaced\)\n", err)
+    else:  # room enough: not a full disk, so a bug's traceback, not a misleading message
+        with pytest.raises(RuntimeError, match=re.escape(STREAM_FAILURE)):
+            cli.main(args)
+    assert len(failed) == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_0000001"]  # no temporary
+    assert checkpoints.resolve_checkpoint(run).name == "step_0000001"
+    assert checkpoints.load_training_state(run)["step"] == 1  # `latest` is still resumable
+
+
 @contextlib.contextmanager
 def _small_tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir()
@@ -141,6 +182,14 @@ def test_a_real_full_disk_mid_write_and_a_training_run_that_cannot_save(
         assert "MB needed" in err and len(err.strip().splitlines()) == 1
         assert not list((small / "run" / "checkpoints").glob(".*")) and not (small / "run" / "checkpoints" /
                                                                               "latest").exists()
+
+
+def test_a_real_full_disk_mid_torch_save_is_one_error(tmp_path: Path) -> None:
+    with _small_tmpfs(tmp_path / "small", "1m") as small:
+        state = {"a": torch.zeros(100_000), "b": torch.zeros(600_000)}  # 2.8 MB: the disk fills in "b"
+        with pytest.raises(DiskFullError, match=f"no space left on the device of {small}: 0 bytes free"):
+            write_atomic(small / "state.pt", lambda tmp: torch_save(state, tmp))
+        assert not list(small.iterdir())
 
 
 # ---- every writer on a full disk: the simulation, then one case per writer ------------------------------------------

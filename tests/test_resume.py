@@ -1,20 +1,26 @@
 """Step-exact resume: kill -9 a run at random moments, including in the middle of writing a checkpoint, resume it
-with `--resume latest` each time, and the final weights are bit-identical to an uninterrupted run."""
+with `--resume latest` each time, and the final weights are bit-identical to an uninterrupted run. A checkpoint that
+cannot be resumed (another model's, a damaged training state) is one line saying what to pass instead."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
-from clipworks import load
+from clipworks import cli, load, save_checkpoint
+from clipworks.models.clip import CLIP
+from clipworks.models.configs import get_config
 
 ARGS = [sys.executable, "-m", "clipworks.cli", "train", "--model", "RN-Tiny", "--steps", "10", "--batch-size", "8",
         "--world-samples", "24", "--save-every", "1", "--keep", "2", "--eval-every", "0", "--quiet"]
@@ -66,3 +72,48 @@ def test_kill_9_during_saves_and_steps_then_resume_is_bit_identical(tmp_path: Pa
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 11))  # each step logged once, in order, despite the repeats after each kill
     assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step_0000009", "step_0000010"]  # keep 2
+
+
+@pytest.mark.parametrize("other, what, fix", [
+    ("ViT-Tiny", "holds the weights of ViT-Tiny, and this run trains RN-Tiny", "pass --model ViT-Tiny"),
+    ("RN-Tiny embed 64", "holds the weights of a custom architecture, and this run trains RN-Tiny",
+     "pass the --init its run started from")], ids=["ViT-Tiny", "custom"])
+def test_resume_from_another_models_checkpoint_is_one_line_naming_both(
+        other: str, what: str, fix: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = get_config(other.split()[0])
+    if other.endswith("embed 64"):
+        config = dataclasses.replace(config, embed_dim=64)
+    checkpoint = save_checkpoint(tmp_path / "other" / "step_0000001", CLIP(config), training_state={"step": 1})
+    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "2", "--batch-size", "4", "--world-samples", "8",
+                     "--eval-every", "0", "--no-tensorboard", "--quiet", "--output-dir", str(tmp_path / "run"),
+                     "--resume", str(checkpoint)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (f"clipworks train: error: --resume {checkpoint} {what}; a resume continues the model "
+                                 f"it saved: {fix}, or start a new run from its weights with --init {checkpoint} "
+                                 "instead of --resume\n")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "truncated, no earlier checkpoint"])
+def test_resume_from_a_damaged_training_state_is_one_line_naming_the_checkpoint_before_it(
+        damage: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # checkpoints at steps 20 and 40
+    damaged = run / "checkpoints" / "step_0000040" / "training_state.pt"
+    data = damaged.read_bytes()
+    damaged.write_bytes(random.Random(0).randbytes(len(data)) if damage == "random bytes" else data[:len(data) // 2])
+    if damage.endswith("no earlier checkpoint"):
+        shutil.rmtree(run / "checkpoints" / "step_0000020")
+    code = cli.main(["train", "--model", "RN-Tiny", "--steps", "41", "--batch-size", "32", "--world-samples", "64",
+                     "--eval-every", "0", "--quiet", "--output-dir", str(run), "--resume", "latest"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"clipworks train: error: {damaged} is damaged")
+    if damage.endswith("no earlier checkpoint"):
+        assert err.endswith(f"; no earlier checkpoint is left beside it; to start a new run from its weights: --init "
+                            f"{damaged.parent}\n")
+    else:
+        assert err.endswith(f"; resume from the checkpoint before it instead: --resume {run}/checkpoints/step_0000020 "
+                            "(the steps after it run again)\n")
+        assert cli.main(["train", "--model", "RN-Tiny", "--steps", "21", "--batch-size", "32", "--world-samples", "64",
+                         "--eval-every", "0", "--quiet", "--output-dir", str(run), "--resume",
+                         str(run / "checkpoints" / "step_0000020")]) == 0  # the line's advice works
+        assert (run / "checkpoints" / "latest").read_text() == "step_0000021"

@@ -36,7 +36,7 @@ from ..models.clip import CLIP
 from ..models.configs import CLIPConfig, registry_name
 from ..models.inference import optimize_for_inference
 from ..models.transforms import image_transform
-from .files import nbytes, write_dir_atomic
+from .files import nbytes, torch_save, write_dir_atomic
 from .formats import Checkpoint, read_foreign
 from .pretrained import find, locate
 
@@ -55,7 +55,7 @@ def save_checkpoint(path: str | Path, model: CLIP, *, training_state: dict[str, 
         save_file(state, str(tmp / WEIGHTS))
         (tmp / CONFIG).write_text(json.dumps({"model": model.config.to_dict(), **(metadata or {})}, indent=2))
         if training_state is not None:
-            torch.save(training_state, tmp / TRAINING_STATE)
+            torch_save(training_state, tmp / TRAINING_STATE)
 
     return write_dir_atomic(path, write, needed=nbytes(state) + nbytes(training_state))
 
@@ -349,8 +349,21 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.d
 
 
 def load_training_state(path: str | Path) -> dict[str, Any] | None:
+    """A checkpoint's optimizer state, step and RNG states; None for weights only. A file torch.load cannot read back
+    (truncated, overwritten) is a CheckpointError naming it."""
     file = resolve_checkpoint(path) / TRAINING_STATE
-    return torch.load(file, map_location="cpu", weights_only=True) if file.exists() else None
+    if not file.exists():
+        return None
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except OSError:  # the file could not be read at all (permissions, the device): not its content
+        raise
+    except Exception as e:  # noqa: BLE001 - unpickling damaged bytes fails in any way (IndexError, KeyError, ...)
+        # torch's messages run on for lines (advice about weights_only, miniz): their first sentence says enough.
+        first = str(e).strip().split(". ")[0].splitlines()
+        detail = f"{type(e).__name__}: {first[0]}" if first else type(e).__name__
+        raise CheckpointError(f"{file} is damaged (truncated or overwritten?): torch.load cannot read it back "
+                              f"({detail})") from None
 
 
 def load_for_inference(path: str | Path, *, device: str | torch.device = "cpu",

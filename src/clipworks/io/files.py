@@ -1,10 +1,14 @@
 """Files written atomically: to a temporary sibling, then renamed over the target, so that readers (and a process
-killed mid-write) see the old file or the new one, never a part; logs are appended a whole record or nothing.
+killed mid-write) see the old file or the new one, never a part; logs are appended a whole record or nothing. What is
+written gets the modes a plain `open` and `mkdir` give under the umask (0644 and 0755 under umask 022), whatever the
+temporary's (mkstemp's 0600, mkdtemp's 0700) or the writing library's (safetensors' save_file creates 0600).
 
 A write that fails because the file system is full becomes one `DiskFullError` naming the directory, the space free,
 the space needed where it is known (else what was being written), whatever library did the writing (an OSError
 ENOSPC from Python, safetensors' SafetensorError, torch.save's RuntimeError, faiss's RuntimeError, SQLite's
-"database or disk is full"); the temporary is removed and the target untouched.
+"database or disk is full"); the temporary is removed and the target untouched. torch.save's zip writer reports a
+write that failed mid-file only as a stream error, whatever the cause: `torch_save` calls that a full disk only when
+the file system has no room left for the rest of the file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ from ..errors import DiskFullError
 
 # Messages by which writers that do not raise OSError report a full disk.
 _FULL_MESSAGES = ("no space left", "disk is full", "file write failed", "disk quota exceeded")
+# How torch.save's zip writer reports any failed write of its stream: "basic_ios::clear: iostream error", then, as the
+# archive is closed, "[enforce fail at inline_container.cc:672] . unexpected pos N vs M". Not by itself a full disk.
+_STREAM_ERRORS = ("iostream error", "unexpected pos")
+# What a torch.save file holds beyond its tensors' bytes (pickled structure, zip headers, 64-byte alignment): the
+# room that must be left for a failed write to count as a full disk when all the tensor bytes were already written.
+_ARCHIVE_OVERHEAD = 2**20
 
 
 def free_bytes(directory: str | Path) -> int:
@@ -84,16 +94,50 @@ def full_disk_is_one_error(directory: str | Path, needed: int = 0, *, what: str,
         raise _disk_full(Path(directory), needed, what) from None
 
 
+def torch_save(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj, path)`; a stream error with less room left on the file system than the rest of the file
+    would take (its tensors' bytes not yet written, plus the archive's overhead) is raised as OSError ENOSPC."""
+    try:
+        torch.save(obj, path)
+    except RuntimeError as e:
+        if not any(m in str(e) for m in _STREAM_ERRORS):
+            raise
+        path = Path(path)
+        written = path.stat().st_size if path.exists() else 0
+        if free_bytes(path.parent) >= max(nbytes(obj) - written, 0) + _ARCHIVE_OVERHEAD:
+            raise  # room enough: something other than the disk failed
+        raise OSError(errno.ENOSPC, f"No space left on device (torch.save: {e})") from e
+
+
+def _umask() -> int:
+    """The process's file-creation mask: from /proc/self/status on Linux, elsewhere read by setting it and back (for
+    that moment a file another thread creates gets the stricter 0o077)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _give_normal_modes(root: Path) -> None:
+    """`root` and everything under it get the modes a new file and directory get under the umask."""
+    mask = _umask()
+    for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def write_atomic(path: str | Path, write: Callable[[str], object], *, needed: int = 0) -> None:
-    """`write(tmp)` to a temporary sibling of `path`, then rename it over `path`. The file gets the usual 0644 mode
-    (not mkstemp's 0600); the temporary is removed on failure. `needed`: the bytes it will take at least, if known."""
+    """`write(tmp)` to a temporary sibling of `path`, then rename it over `path`. The file gets a new file's mode
+    (0644 under umask 022, not mkstemp's 0600); the temporary is removed on failure. `needed`: the bytes it will take
+    at least, if known."""
     path = Path(path)
     with full_disk_is_one_error(path.parent, needed, what=path.name):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(fd)
         try:
             write(tmp)
-            os.chmod(tmp, 0o644)
+            _give_normal_modes(Path(tmp))
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -101,8 +145,9 @@ def write_atomic(path: str | Path, write: Callable[[str], object], *, needed: in
 
 def write_dir_atomic(path: str | Path, write: Callable[[Path], object], *, needed: int = 0,
                      keep_others: bool = False, what: str | None = None) -> Path:
-    """`write(tmp)` fills a temporary sibling directory, which then replaces `path` (an existing one included). The
-    directory gets mode 0755 (not mkdtemp's 0700); the temporary is removed on failure. `keep_others`: move the
+    """`write(tmp)` fills a temporary sibling directory, which then replaces `path` (an existing one included). Its
+    directories and files get a new one's mode (0755 and 0644 under umask 022, whatever mkdtemp or the writer gave
+    them); the temporary is removed on failure. `keep_others`: move the
     written files into `path` one by one instead (subfolders merged), leaving files of other names in it alone
     (exports into a folder the user chose). `what`: how a full disk's message names it (default: its name)."""
     path = Path(path)
@@ -111,7 +156,7 @@ def write_dir_atomic(path: str | Path, write: Callable[[Path], object], *, neede
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
         try:
             write(tmp)
-            os.chmod(tmp, 0o755)
+            _give_normal_modes(tmp)
             if keep_others:
                 for file in sorted(p for p in tmp.rglob("*") if not p.is_dir()):
                     target = path / file.relative_to(tmp)

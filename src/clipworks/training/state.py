@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from ..distributed import Process
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io.checkpoints import (
     LATEST,
+    TRAINING_STATE,
     load_training_state,
     read_checkpoint,
     remove_stale_temporaries,
@@ -29,7 +30,9 @@ from ..io.checkpoints import (
     save_checkpoint,
 )
 from ..io.files import write_text_atomic
+from ..io.formats import Checkpoint
 from ..models.clip import CLIP
+from ..models.configs import registry_name
 from .config import TrainConfig
 
 LOG_FILE = "log.jsonl"  # a run's record of every step and evaluation, one JSON object a line, in its output dir
@@ -77,6 +80,33 @@ def _checkpoint_to_resume(resume: str | None, out: Path) -> Path | None:
     return resolve_checkpoint(resume) if resume else None
 
 
+def _check_same_architecture(checkpoint: Path, weights: Checkpoint, model: CLIP) -> None:
+    """A resume continues the model it saved: weights of another architecture are refused, saying what to pass."""
+    found = {name: tuple(tensor.shape) for name, tensor in weights.state.items()}
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    if found == expected:
+        return
+    theirs, ours = registry_name(weights.config), registry_name(model.config)
+    if theirs == ours:  # both custom: say where they differ
+        name = next(n for n in {**expected, **found} if found.get(n) != expected.get(n))
+        what = (f"a custom architecture unlike this run's ({name}: {found.get(name, 'absent')} in the checkpoint, "
+                f"{expected.get(name, 'absent')} in this run)")
+    else:
+        what = f"{theirs or 'a custom architecture'}, and this run trains {ours or 'a custom architecture'}"
+    fix = f"--model {theirs}" if theirs else "the --init its run started from"
+    raise ConfigError(f"--resume {checkpoint} holds the weights of {what}; a resume continues the model it saved: "
+                      f"pass {fix}, or start a new run from its weights with --init {checkpoint} instead of --resume")
+
+
+def _instead_of(damaged: Path) -> str:
+    """What to resume from when `damaged`'s training state cannot be read: the newest checkpoint before it."""
+    earlier = [p for p in sorted(damaged.parent.glob("step_*"))
+               if p.name < damaged.name and (p / TRAINING_STATE).is_file()]
+    if earlier:
+        return f"resume from the checkpoint before it instead: --resume {earlier[-1]} (the steps after it run again)"
+    return f"no earlier checkpoint is left beside it; to start a new run from its weights: --init {damaged}"
+
+
 def restore(model: CLIP, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, resume: str | None,
             out: Path, process: Process) -> tuple[int, Any]:
     """Prepare `out` for the run and return (the first step, this process's data position or None).
@@ -94,8 +124,13 @@ def restore(model: CLIP, optimizer: torch.optim.Optimizer, scaler: torch.amp.Gra
         if log_file.exists() and process.is_main:
             log_file.unlink()
         return 0, None
-    model.load_state_dict(read_checkpoint(checkpoint).state)
-    state = load_training_state(checkpoint)
+    weights = read_checkpoint(checkpoint)
+    _check_same_architecture(checkpoint, weights, model)
+    model.load_state_dict(weights.state)
+    try:
+        state = load_training_state(checkpoint)
+    except CheckpointError as e:  # no silent fall-back to another checkpoint: the user chooses
+        raise CheckpointError(f"{e}; {_instead_of(checkpoint)}") from None
     if state is None:
         raise ConfigError(f"{checkpoint} holds weights only, no optimizer state: use --init to fine-tune from it")
     scales = [group["lr_scale"] for group in optimizer.param_groups]

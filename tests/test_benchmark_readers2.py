@@ -181,6 +181,26 @@ def test_birdsnap_species_and_test_list_leaves_out_missing_images(tmp_path, capl
     assert read_birdsnap(tmp_path, "train").labels == [1]
 
 
+def test_birdsnap_and_list_files_end_lines_at_line_ends_only(tmp_path):
+    # U+2028, U+0085 and form feed inside a field are text: splitlines() cut each of these rows in two.
+    base = tmp_path / "birdsnap"
+    write_text(base / "species.txt", "id\tcommon\tdir\r\n1\tAcorn\u2028Woodpecker\tAcorn_Woodpecker\r\n"
+                                     "2\tAcadian\x85Flycatcher\tAcadian_Flycatcher\r\n")
+    write_text(base / "images.txt", "url\tpath\tspecies_id\rhttp://a/\x0c1\tAcorn_Woodpecker/1.jpg\t1\r"
+                                    "http://a/2\tAcadian_Flycatcher/2.jpg\t2\r")
+    write_text(base / "test_images.txt", "path\nAcorn_Woodpecker/1.jpg\nAcadian_Flycatcher/2.jpg\n")
+    for rel in ("Acorn_Woodpecker/1.jpg", "Acadian_Flycatcher/2.jpg"):
+        write_image(base / "images" / rel)
+    test = read_birdsnap(tmp_path, "test")
+    assert test.classes == ["Acadian_Flycatcher", "Acorn_Woodpecker"]
+    assert names(test) == ["1.jpg", "2.jpg"] and test.labels == [1, 0]
+    data = tmp_path / "fgvc-aircraft-2013b" / "data"  # a plain list (read_lines): one name per line, whatever it holds
+    write_text(data / "variants.txt", "A300\x1cB4\rBoeing\u2029717\r")
+    write_text(data / "images_variant_test.txt", "1025794 Boeing\u2029717\r0062765 A300\x1cB4\r")
+    fgvc = read_fgvc_aircraft(tmp_path, "test")
+    assert fgvc.classes == ["A300\x1cB4", "Boeing\u2029717"] and fgvc.labels == [1, 0]
+
+
 def test_voc2007_multilabel_targets_with_difficult(tmp_path):
     base = tmp_path / "VOCdevkit" / "VOC2007"
     objects = {"000001": [("dog", 0), ("person", 1)], "000004": [("car", 1), ("car", 0), ("aeroplane", 1)],

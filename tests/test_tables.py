@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clipworks import cli
-from clipworks.data.tables import read_table
+from clipworks.data.tables import read_table, split_lines
 from clipworks.errors import DataError, DataWarning
 
 COLUMNS = ("filepath", "caption")
@@ -73,6 +73,14 @@ def test_a_line_end_only_python_counts_neither_hides_a_row_nor_numbers_a_line(tm
     assert rows == [{"filepath": "a.png", "caption": "one\u2028b.png,line"}]
     with pytest.raises(DataError, match=r"c.csv, line 3: a quote opened in this row is never closed, so the 1 lines"):
         _rows(tmp_path / "c.csv", 'filepath,caption\ra.png,"x\u2028y"\rb.png,"open\u2028c.png,z\rd.png,w\r')
+
+
+def test_split_lines_cuts_at_the_csv_line_ends_only() -> None:
+    # What the benchmark readers read their lists and tab-separated files by: str.splitlines() would also cut at
+    # each of U+2028, U+0085, U+2029, form feed, vertical tab and \x1c..\x1e, changing the field that holds it.
+    text = "a\u2028b\r\nc\x85d\re\x0cf\x0bg\n\nh\u2029i\x1cj\x1dk\x1el\r\n"
+    assert split_lines(text) == ["a\u2028b", "c\x85d", "e\x0cf\x0bg", "", "h\u2029i\x1cj\x1dk\x1el"]
+    assert split_lines("no end") == ["no end"] and split_lines("") == [] and split_lines("\n") == [""]
 
 
 @LINE_ENDS

@@ -61,6 +61,14 @@ def read_table_with_lines(path: str | os.PathLike, *, columns: Sequence[str], fl
     return rows
 
 
+def split_lines(text: str) -> list[str]:
+    """`text` cut at \\r\\n, \\r and \\n only, as the csv module cuts records (and without an empty last line after a
+    final line end, as str.splitlines()): the other characters splitlines() cuts at (U+2028, U+0085, form feed, ...)
+    stay inside their line. For the benchmark readers' plain-text lists and tab-separated files."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 def _read_text(path: Path) -> str:
     if path.is_dir():
         raise DataError(f"{path} is a directory; expected a CSV/TSV file with a header line and one row per image")

@@ -34,6 +34,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..datasets import IMAGE_EXTENSIONS, LabelledImages, MultiLabelImages
+from ..tables import split_lines
 from . import SPLITS, labelled, reader
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,8 @@ def loadmat(path: Path, dataset: str, *keys: str) -> list[Any]:
 
 
 def read_lines(path: Path, dataset: str) -> list[str]:
-    """The non-empty lines of a text file, stripped."""
-    return [line.strip() for line in need(path, dataset).read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The non-empty lines of a text file, stripped; lines end at \\r\\n, \\r or \\n only (`split_lines`)."""
+    return [line.strip() for line in split_lines(need(path, dataset).read_text(encoding="utf-8")) if line.strip()]
 
 
 # ---- readers ----
@@ -205,7 +206,7 @@ def read_flowers102(root: Path, split: str) -> LabelledImages:
 
 
 def _tsv(path: Path, dataset: str, *columns: str) -> list[dict[str, str]]:
-    lines = [line.split("\t") for line in need(path, dataset).read_text(encoding="utf-8").splitlines() if line]
+    lines = [line.split("\t") for line in split_lines(need(path, dataset).read_text(encoding="utf-8")) if line]
     header = lines[0] if lines else []
     missing = [c for c in columns if c not in header]
     if missing:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..datasets import ArrayImages
+from ..tables import split_lines
 from . import find, reader
 
 try:
@@ -178,7 +179,7 @@ def read_stl10(root: Path, split: str) -> ArrayImages:
     class_names.txt: airplane, bird, car, cat, deer, dog, horse, monkey, ship, truck.
     """
     base = find(root, "stl10_binary/class_names.txt", "class_names.txt").parent
-    classes = [line.strip() for line in find(base, "class_names.txt").read_text().splitlines() if line.strip()]
+    classes = [line.strip() for line in split_lines(find(base, "class_names.txt").read_text()) if line.strip()]
     images = _MappedSTL10(find(base, f"{split}_X.bin"))
     labels_file = find(base, f"{split}_y.bin")
     labels = np.fromfile(labels_file, np.uint8).astype(np.int64) - 1

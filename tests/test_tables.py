@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clipworks import cli
-from clipworks.data.tables import read_table, split_lines
+from clipworks.data.tables import read_table, read_table_with_lines, split_lines
 from clipworks.errors import DataError, DataWarning
 
 COLUMNS = ("filepath", "caption")
@@ -101,6 +101,19 @@ def test_a_missing_column_and_a_header_without_rows_name_the_file_and_header_lin
         _rows(path, "filepath,caption\r\r,\r")
 
 
+@LINE_ENDS
+@pytest.mark.parametrize("name, sep", [("c.csv", ","), ("c.tsv", "\t"), ("c.txt", ";")])
+def test_blank_lines_before_the_header_are_skipped(tmp_path: Path, ends: tuple[str, ...], name: str, sep: str) -> None:
+    # Empty, spaces only, separators only (a spreadsheet's empty row); in c.txt the separator is sniffed past them.
+    lines = ["", "  ", sep * 2, f"filepath{sep}caption", f"a.png{sep}x", f"b.png{sep}y"]
+    (tmp_path / name).write_bytes(_joined(lines, ends).encode())
+    assert read_table_with_lines(tmp_path / name, columns=COLUMNS, flags="--image-key/--caption-key") == [
+        (5, {"filepath": "a.png", "caption": "x"}), (6, {"filepath": "b.png", "caption": "y"})]
+    with pytest.raises(DataError, match=rf"{name}, line 2: the header has no column 'caption' \(columns found: "
+                                        r"filepath, title;"):
+        _rows(tmp_path / name, _joined(["", f"filepath{sep}title", f"a.png{sep}x"], ends))
+
+
 def test_a_directory_or_a_missing_file_says_which(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is a directory; expected a CSV/TSV file"):
         read_table(tmp_path, columns=COLUMNS, flags="")
@@ -113,11 +126,14 @@ def test_the_cli_gives_one_line_for_a_directory_and_for_broken_quoting(tmp_path:
     (tmp_path / "bad.csv").write_text('filepath,caption\na.png,"never closed\nb.png,x\n')
     (tmp_path / "mac.csv").write_bytes(b'filepath,caption\ra.png,"never closed\rb.png,x\rc.png,y\r')
     (tmp_path / "mixed.csv").write_bytes(b'filepath,caption\r\na.png,ok\rb.png,"never closed\nc.png,x\r\n')
+    (tmp_path / "blank.csv").write_bytes(b"\n ,\r\n,,\n")
     for data, message in ((tmp_path, "is a directory"), (tmp_path / "bad.csv", "bad.csv, line 2: a quote opened"),
                           (tmp_path / "mac.csv", "mac.csv, line 2: a quote opened in this row is never closed, so "
                                                  "the 2 lines after it"),
                           (tmp_path / "mixed.csv", "mixed.csv, line 3: a quote opened in this row is never closed, "
-                                                   "so the 1 lines after it")):
+                                                   "so the 1 lines after it"),
+                          (tmp_path / "blank.csv", "blank.csv has only blank lines (or separators); expected a header "
+                                                   "line naming the columns (filepath,caption) and one row per image")):
         assert cli.main(["train", "--data", str(data), "--steps", "1", "--output-dir", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1

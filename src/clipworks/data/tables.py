@@ -5,7 +5,8 @@ The file is parsed by the csv module from the decoded text itself, never from it
 split breaks on characters Python counts as line ends inside a quoted caption (U+2028, U+0085, form feed) and merges
 the words around them. What the format allows but usually means a broken file is reported, not silently accepted:
 a quote opened and never closed (every later row would become one caption) is an error naming its line; captions
-spanning several lines that look like rows of the file are counted in one `DataWarning`.
+spanning several lines that look like rows of the file are counted in one `DataWarning`. Blank lines (and lines of
+separators only) are skipped, before the header as between rows; rows keep the line they are on in the file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from ..errors import DataError, DataWarning
 _LINE_END = re.compile(r"\r\n|\r|\n")
 # A line of a swallowed row: something path-like with an image extension, then the separator.
 _ROW_LIKE = r"[^\r\n]*\.(?:jpe?g|png|webp|gif|bmp|tiff?){sep}"
+# Blank lines from the start of a file: nothing but spaces and separators the sniffer may choose (a spreadsheet's
+# empty rows are ",,,").
+_BLANK_LINES = re.compile(r"(?:(?:[,;|]|[^\S\r\n])*(?:\r\n|\r|\n))*")
 
 
 def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
@@ -47,17 +51,22 @@ def read_table_with_lines(path: str | os.PathLike, *, columns: Sequence[str], fl
     if sep is None:
         sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
     records = _parse(path, text, sep)
-    header_line, header = records[0]
+    # Blank lines are skipped before the header as between rows (pandas skips them too); so are separators only.
+    first = next((i for i, (_, fields) in enumerate(records) if _filled(fields)), None)
+    if first is None:
+        raise DataError(f"{path} has only blank lines (or separators); expected a header line naming the columns "
+                        f"({','.join(columns)}) and one row per image")
+    header_line, header = records[first]
     for column in columns:
         if column not in header:
             raise DataError(f"{path}, line {header_line}: the header has no column {column!r} (columns found: "
                             f"{', '.join(header)}; separator {sep!r}). Set {flags} to the columns to use.")
     positions = [header.index(c) for c in columns]
     rows = [(line, {c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)})
-            for line, fields in records[1:] if any(f.strip() for f in fields)]
+            for line, fields in records[first + 1:] if _filled(fields)]
     if not rows:
         raise DataError(f"{path}, line {header_line}: a header but no rows after it; expected one row per image")
-    _warn_if_rows_were_swallowed(path, records[1:], sep)
+    _warn_if_rows_were_swallowed(path, records[first + 1:], sep)
     return rows
 
 
@@ -67,6 +76,11 @@ def split_lines(text: str) -> list[str]:
     stay inside their line. For the benchmark readers' plain-text lists and tab-separated files."""
     lines = _LINE_END.split(text)
     return lines[:-1] if lines[-1] == "" else lines
+
+
+def _filled(fields: list[str]) -> bool:
+    """Whether a record holds anything: not a blank line, nor one of separators and spaces only."""
+    return any(f.strip() for f in fields)
 
 
 def _read_text(path: Path) -> str:
@@ -125,7 +139,9 @@ def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]
 
 
 def _sniff(text: str) -> str:
+    start = _BLANK_LINES.match(text).end()  # blank lines before the header say nothing of the separator
+    sample = "\n".join(split_lines(text[start:start + 4096]))  # the Sniffer compares lines it cuts at \n only
     try:
-        return csv.Sniffer().sniff(text[:4096], delimiters=",\t;|").delimiter
+        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         return ","

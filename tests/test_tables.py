@@ -65,13 +65,36 @@ def test_captions_that_swallowed_rows_are_counted_in_one_warning(tmp_path: Path,
     assert rows[0]["caption"] == f"first{ends[1 % len(ends)]}b.png,second"
 
 
+@pytest.mark.parametrize("after, what", [
+    ("", "its field runs to the end of the file"),
+    ("\n", "its field runs to the end of the file"),  # a final line end starts no line of the file's
+    ("\nb.png,x", "the 1 line after it would become part of that field"),
+    ("\nb.png,x\nc.png,y\n", "the 2 lines after it would become one field"),
+], ids=["last-line", "last-line-ended", "1-line-after", "2-lines-after"])
+def test_an_unclosed_quote_counts_the_lines_after_it_in_words(tmp_path: Path, after: str, what: str) -> None:
+    path = tmp_path / "c.csv"
+    with pytest.raises(DataError) as e:
+        _rows(path, f'filepath,caption\na.png,"opened{after}')
+    assert str(e.value) == (f"{path}, line 2: a quote opened in this row is never closed, so {what}. Close the "
+                            'quote, or write a quote inside a quoted field as "".')
+
+
+def test_one_caption_that_swallowed_a_row_is_one_row_in_the_warning(tmp_path: Path) -> None:
+    with pytest.warns(DataWarning) as caught:
+        _rows(tmp_path / "c.csv", 'filepath,caption\na.png,"first\nb.png,second"\nc.png,x\n')
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'c.csv'}: 1 row has a field spanning lines that look like rows of this file (first at line 2); "
+        "check the quoting there"]
+
+
 def test_a_line_end_only_python_counts_neither_hides_a_row_nor_numbers_a_line(tmp_path: Path) -> None:
     # To the csv module U+2028 is text, not a line end: the caption holds one line, and no row can hide in it.
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         rows = _rows(tmp_path / "c.csv", 'filepath,caption\ra.png,"one\u2028b.png,line"\r')
     assert rows == [{"filepath": "a.png", "caption": "one\u2028b.png,line"}]
-    with pytest.raises(DataError, match=r"c.csv, line 3: a quote opened in this row is never closed, so the 1 lines"):
+    with pytest.raises(DataError, match=r"c.csv, line 3: a quote opened in this row is never closed, so the 1 line "
+                                        r"after it would become part of that field\."):
         _rows(tmp_path / "c.csv", 'filepath,caption\ra.png,"x\u2028y"\rb.png,"open\u2028c.png,z\rd.png,w\r')
 
 
@@ -131,7 +154,7 @@ def test_the_cli_gives_one_line_for_a_directory_and_for_broken_quoting(tmp_path:
                           (tmp_path / "mac.csv", "mac.csv, line 2: a quote opened in this row is never closed, so "
                                                  "the 2 lines after it"),
                           (tmp_path / "mixed.csv", "mixed.csv, line 3: a quote opened in this row is never closed, "
-                                                   "so the 1 lines after it"),
+                                                   "so the 1 line after it would become part of that field"),
                           (tmp_path / "blank.csv", "blank.csv has only blank lines (or separators); expected a header "
                                                    "line naming the columns (filepath,caption) and one row per image")):
         assert cli.main(["train", "--data", str(data), "--steps", "1", "--output-dir", str(tmp_path / "run")]) == 2

@@ -103,10 +103,13 @@ def _parse(path: Path, text: str, sep: str) -> list[tuple[int, list[str]]]:
     if error is None:
         return records
     if "unexpected end of data" in str(error):
-        swallowed = _n_lines(text) - start - 1  # the lines after this one
-        raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so the "
-                        f"{max(swallowed, 0)} lines after it would become one field. Close the quote, or write a "
-                        'quote inside a quoted field as "".')
+        last = _n_lines(text) - text.endswith(("\n", "\r"))  # the last line with text: a final line end starts none
+        swallowed = max(last - start, 0)  # the lines after this one
+        what = ("its field runs to the end of the file" if swallowed == 0 else
+                "the 1 line after it would become part of that field" if swallowed == 1 else
+                f"the {swallowed} lines after it would become one field")
+        raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so {what}. Close the "
+                        'quote, or write a quote inside a quoted field as "".')
     # Quoting the format does not allow but readers accept (e.g. `"a"b`): read it as other readers do.
     return _read(text, sep, strict=False)[0]
 
@@ -134,8 +137,9 @@ def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]
     suspicious = [line for line, fields in records
                   if any(row_like.search(_LINE_END.split(f, 1)[-1]) for f in fields if _LINE_END.search(f))]
     if suspicious:
-        warnings.warn(f"{path}: {len(suspicious)} rows have a field spanning lines that look like rows of this file "
-                      f"(first at line {suspicious[0]}); check the quoting there", DataWarning, stacklevel=3)
+        rows = "1 row has" if len(suspicious) == 1 else f"{len(suspicious)} rows have"
+        warnings.warn(f"{path}: {rows} a field spanning lines that look like rows of this file (first at line "
+                      f"{suspicious[0]}); check the quoting there", DataWarning, stacklevel=3)
 
 
 def _sniff(text: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clipworks import cli
+from clipworks.data.datasets import CsvDataset
 from clipworks.data.tables import read_table, read_table_with_lines, split_lines
 from clipworks.errors import DataError, DataWarning
 
@@ -85,6 +86,18 @@ def test_one_caption_that_swallowed_a_row_is_one_row_in_the_warning(tmp_path: Pa
     assert [str(w.message) for w in caught] == [
         f"{tmp_path / 'c.csv'}: 1 row has a field spanning lines that look like rows of this file (first at line 2); "
         "check the quoting there"]
+
+
+def test_the_warning_points_at_the_line_that_called_clipworks(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('filepath,caption\na.png,"first\nb.png,second"\n')
+    calls = {"read_table": lambda: read_table(path, columns=COLUMNS, flags=""),
+             "read_table_with_lines": lambda: read_table_with_lines(path, columns=COLUMNS, flags=""),
+             "CsvDataset": lambda: CsvDataset(path, transform=None)}
+    for name, call in calls.items():
+        with pytest.warns(DataWarning) as caught:
+            call()
+        assert [(w.filename, w.lineno) for w in caught] == [(__file__, call.__code__.co_firstlineno)], name
 
 
 def test_a_line_end_only_python_counts_neither_hides_a_row_nor_numbers_a_line(tmp_path: Path) -> None:

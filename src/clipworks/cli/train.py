@@ -68,6 +68,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if data.get("val", {}).get("skipped"):
         print(f"validated on {data['val']['samples']} images; {data['val']['skipped']} unreadable ones skipped "
               f"{listed}")
+    if data.get("zeroshot", {}).get("skipped"):
+        print(f"zero-shot evaluated on {data['zeroshot']['samples']} images; {data['zeroshot']['skipped']} unreadable "
+              f"ones skipped {listed}")
     print(f"checkpoint: {result.checkpoint}")
 
 

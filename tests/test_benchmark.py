@@ -370,8 +370,8 @@ def test_train_lists_the_zeroshot_sets_unreadable_images_in_its_log(tiny_run: Pa
                      "--output-dir", str(out)]) == 0
     source = str(folder) if given == "folder" else str(root / "colours")
     printed = capsys.readouterr().out
-    assert f"skipped 1 unreadable images of 24 in {source} (first: {bad}; all listed in log.jsonl)" in printed
-    assert f"zero-shot evaluated on 23 images; 1 unreadable ones skipped (listed in {out}/log.jsonl)" in printed
+    assert f"skipped 1 unreadable image of 24 in {source} (first: {bad}; all listed in log.jsonl)" in printed
+    assert f"zero-shot evaluated on 23 images; 1 unreadable one skipped (listed in {out}/log.jsonl)" in printed
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert records[0] == {"data": {"zeroshot": {"source": source, "samples": 23, "skipped": 1,
                                                 "skipped_images": [str(bad)]}}}

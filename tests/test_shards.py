@@ -216,7 +216,7 @@ def test_cli_writes_shards_from_a_csv_skipping_unreadable_images(tmp_path: Path,
     assert cli.main(["shards", "--from", str(out / "captions.csv"), "--out", str(tmp_path / "s"),
                      "--samples-per-shard", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "skipped 1 unreadable images" in printed
+    assert "skipped 1 unreadable image (first: " in printed
     assert f"--data '{tmp_path / 's'}/shard-{{00000..00001}}.tar'" in printed
     captions = _captions(ShardDataset(f"{tmp_path / 's'}/shard-{{00000..00001}}.tar", transform=T,
                                       shuffle_shards=False, shuffle_buffer=0))
@@ -265,9 +265,9 @@ def test_training_on_shards_logs_and_counts_skipped_samples(tmp_path: Path, caps
                      "--steps", "3", "--batch-size", "4", "--model", "RN-Tiny", "--eval-every", "0", "--workers", "2",
                      "--output-dir", str(run), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert f"skipped 1 unreadable images of 6 in {val / 'captions.csv'}" in printed
+    assert f"skipped 1 unreadable image of 6 in {val / 'captions.csv'}" in printed
     assert f"trained on the shards; 2 unusable samples or shards skipped (listed in {run}/log.jsonl)" in printed
-    assert f"validated on 5 images; 1 unreadable ones skipped (listed in {run}/log.jsonl)" in printed
+    assert f"validated on 5 images; 1 unreadable one skipped (listed in {run}/log.jsonl)" in printed
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     data = records[0]["data"]  # the first record: what was known before the first step
     assert (data["source"], data["streamed"]) == (f"{tmp_path}/s-{{0..1}}.tar", True)

@@ -65,8 +65,9 @@ def _scan(dataset: CsvDataset | LabelledImages, source: str) -> dict[str, Any]:
     what log.jsonl's first record and the run's last lines report of them."""
     bad = dataset.scan()
     if bad:
-        print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {source} "
-              f"(first: {bad[0]}; all listed in log.jsonl)")
+        images = "image" if len(bad) == 1 else "images"
+        print(f"skipped {len(bad)} unreadable {images} of {len(bad) + len(dataset)} in {source} (first: {bad[0]}; "
+              "all listed in log.jsonl)")
     return {"source": source, "samples": len(dataset), "skipped": len(bad), "skipped_images": [str(p) for p in bad]}
 
 

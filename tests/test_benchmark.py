@@ -8,6 +8,7 @@ these tests exercise the command itself, whatever datasets are registered.
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +354,30 @@ def test_train_logs_zeroshot_accuracy_equal_to_a_separate_evaluation(tiny_run: P
     assert board and b"eval/zeroshot_top1" in board[0].read_bytes()
 
 
+@pytest.mark.parametrize("given", ["folder", "key"])
+def test_train_lists_the_zeroshot_sets_unreadable_images_in_its_log(tiny_run: Path, world_root: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture, given: str) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world_root / "colours", root / "colours")
+    folder = root / "colours" / "test" / "colour"
+    bad = sorted(folder.rglob("*.png"))[5]
+    bad.write_text("not an image")
+    out = tmp_path / "run"
+    data = ["--zeroshot-data", str(folder)] if given == "folder" else ["--zeroshot-data", "colours",
+                                                                       "--zeroshot-root", str(root)]
+    assert cli.main(["train", "--init", str(tiny_run), "--steps", "1", "--batch-size", "8", "--world-samples", "64",
+                     "--eval-every", "0", *data, "--zeroshot-every", "1", "--precision", "fp32", "--quiet",
+                     "--output-dir", str(out)]) == 0
+    source = str(folder) if given == "folder" else str(root / "colours")
+    printed = capsys.readouterr().out
+    assert f"skipped 1 unreadable image of 24 in {source} (first: {bad}; all listed in log.jsonl)" in printed
+    assert f"zero-shot evaluated on 23 images; 1 unreadable one skipped (listed in {out}/log.jsonl)" in printed
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert records[0] == {"data": {"zeroshot": {"source": source, "samples": 23, "skipped": 1,
+                                                "skipped_images": [str(bad)]}}}
+    assert [set(r["eval"]) for r in records if "eval" in r] == [{"step", "zeroshot_top1", "zeroshot_top5"}]
+
+
 def test_zeroshot_evaluator_of_a_folder_uses_its_names_and_the_templates(tiny_run: Path, world_root: Path) -> None:
     from clipworks.evaluation.commands import run_zeroshot
     from clipworks.io.checkpoints import load_model
@@ -361,8 +386,9 @@ def test_zeroshot_evaluator_of_a_folder_uses_its_names_and_the_templates(tiny_ru
 
     data = str(world_root / "colours" / "test" / "colour")
     model = load_model(tiny_run)
-    evaluate = zeroshot_evaluator(TrainConfig(zeroshot_data=data, zeroshot_templates="cifar", batch_size=16),
-                                  model.image_size)
+    evaluate, report = zeroshot_evaluator(TrainConfig(zeroshot_data=data, zeroshot_templates="cifar", batch_size=16),
+                                          model.image_size)
+    assert (report["source"], report["skipped"], report["skipped_images"]) == (data, 0, [])
     with torch.no_grad():
         metrics = evaluate(model)
     direct = run_zeroshot(str(tiny_run), data, templates=list(CIFAR_TEMPLATES), precision="fp32", progress=False)

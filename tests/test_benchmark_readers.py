@@ -171,10 +171,13 @@ STL10_IMAGE = 3 * 96 * 96  # bytes
 @pytest.mark.parametrize("n_bytes, labels, broken, message", [
     (2 * STL10_IMAGE - 1, [1, 2], "test_X.bin",
      "{X} has 55295 bytes, not a whole number of 3x96x96 images: the file is truncated"),
-    (2 * STL10_IMAGE, [1, 2, 3], "test_y.bin", "{y} has 3 labels for 2 images in {X}, or labels outside 1..10"),
-    (2 * STL10_IMAGE, [1, 11], "test_y.bin", "{y} has 2 labels for 2 images in {X}, or labels outside 1..10"),
-    (2 * STL10_IMAGE, [0, 1], "test_y.bin", "{y} has 2 labels for 2 images in {X}, or labels outside 1..10"),
-], ids=["truncated-images", "more-labels", "label-11", "label-0"])
+    (2 * STL10_IMAGE, [1, 2, 3], "test_y.bin",
+     "{y} has 3 labels for the 2 images in {X}; expected one label byte per image"),
+    (2 * STL10_IMAGE, [1, 11], "test_y.bin",
+     "{y} has the label 11 at byte 1, outside 1..10 (the 10 classes of class_names.txt)"),
+    (2 * STL10_IMAGE, [0, 255], "test_y.bin",
+     "{y} has the label 0 at byte 0, outside 1..10 (the 10 classes of class_names.txt); 2 labels are outside"),
+], ids=["truncated-images", "more-labels", "label-11", "labels-0-and-255"])
 def test_stl10_malformed_binary(tmp_path: Path, n_bytes: int, labels: list[int], broken: str, message: str) -> None:
     folder = tmp_path / "stl10_binary"
     write_lines(folder / "class_names.txt", ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey",
@@ -182,6 +185,12 @@ def test_stl10_malformed_binary(tmp_path: Path, n_bytes: int, labels: list[int],
     x = write_bytes(folder / "test_X.bin", stl10_bytes(pixels(2, 96, 96, 3))[:n_bytes])
     y = write_bytes(folder / "test_y.bin", bytes(labels))
     assert one_line_error(DataError, "stl10", tmp_path, folder / broken) == message.format(X=x, y=y)
+
+
+def test_stl10_class_names_file_without_a_name(tmp_path: Path) -> None:
+    names = write_text(tmp_path / "stl10_binary" / "class_names.txt", "\n \n")
+    message = one_line_error(DataError, "stl10", tmp_path, names)
+    assert message == f"{names} names no classes; expected one class name a line"
 
 
 def test_fer2013_kaggle_csv_and_torchvision_files(tmp_path: Path) -> None:

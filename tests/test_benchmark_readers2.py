@@ -181,6 +181,53 @@ def test_birdsnap_species_and_test_list_leaves_out_missing_images(tmp_path, capl
     assert read_birdsnap(tmp_path, "train").labels == [1]
 
 
+BIRDSNAP_SPECIES = "id\tcommon\tdir\n1\tAcorn Woodpecker\tAcorn_Woodpecker\n"
+BIRDSNAP_IMAGES = "url\tmd5\tpath\tspecies_id\n"
+
+
+@pytest.mark.parametrize("broken, content, message", [
+    ("species.txt", BIRDSNAP_SPECIES + "one\tAcadian Flycatcher\tAcadian_Flycatcher\n",
+     "birdsnap: {file} line 3 has id 'one'; expected a whole number, the species' id"),
+    ("images.txt", BIRDSNAP_IMAGES + "u\tm\tAcorn_Woodpecker/1.jpg\t1\n\nu\tm\tAcorn_Woodpecker/2.jpg\t1.5\n",
+     "birdsnap: {file} line 4 has species_id '1.5'; expected a whole number, an id of species.txt"),
+    ("images.txt", BIRDSNAP_IMAGES + "u\tm\tAcorn_Woodpecker/1.jpg\n",
+     "birdsnap: {file} line 2 has 3 tab-separated fields, no 'species_id'; the header line names 4"),
+    ("images.txt", "url\tmd5\tpath\tspecies\nu\tm\tAcorn_Woodpecker/1.jpg\t1\n",
+     "birdsnap: {file} has no column 'species_id' in its header line"),
+    ("images.txt", BIRDSNAP_IMAGES + "u\tm\tAcorn_Woodpecker/1.jpg\t1\r\nu\tm\tOther/2.jpg\t7\r\n",
+     "birdsnap: {file} line 3 has species_id 7, which {species} does not list"),
+], ids=["species-id-a-word", "species-id-a-fraction", "row-without-species-id", "header-without-species-id",
+        "species-id-not-listed"])
+def test_birdsnap_malformed_species_or_images_file(tmp_path, broken, content, message):
+    base = tmp_path / "birdsnap"
+    species = write_text(base / "species.txt", BIRDSNAP_SPECIES)
+    write_text(base / "images.txt", BIRDSNAP_IMAGES + "u\tm\tAcorn_Woodpecker/1.jpg\t1\n")
+    write_text(base / "test_images.txt", "path\nAcorn_Woodpecker/1.jpg\n")
+    write_image(base / "images" / "Acorn_Woodpecker" / "1.jpg")
+    file = write_text(base / broken, content)
+    assert one_line_error(DataError, read_birdsnap, tmp_path, file) == message.format(file=file, species=species)
+
+
+def test_birdsnap_and_list_files_end_lines_at_line_ends_only(tmp_path):
+    # U+2028, U+0085 and form feed inside a field are text: splitlines() cut each of these rows in two.
+    base = tmp_path / "birdsnap"
+    write_text(base / "species.txt", "id\tcommon\tdir\r\n1\tAcorn\u2028Woodpecker\tAcorn_Woodpecker\r\n"
+                                     "2\tAcadian\x85Flycatcher\tAcadian_Flycatcher\r\n")
+    write_text(base / "images.txt", "url\tpath\tspecies_id\rhttp://a/\x0c1\tAcorn_Woodpecker/1.jpg\t1\r"
+                                    "http://a/2\tAcadian_Flycatcher/2.jpg\t2\r")
+    write_text(base / "test_images.txt", "path\nAcorn_Woodpecker/1.jpg\nAcadian_Flycatcher/2.jpg\n")
+    for rel in ("Acorn_Woodpecker/1.jpg", "Acadian_Flycatcher/2.jpg"):
+        write_image(base / "images" / rel)
+    test = read_birdsnap(tmp_path, "test")
+    assert test.classes == ["Acadian_Flycatcher", "Acorn_Woodpecker"]
+    assert names(test) == ["1.jpg", "2.jpg"] and test.labels == [1, 0]
+    data = tmp_path / "fgvc-aircraft-2013b" / "data"  # a plain list (read_lines): one name per line, whatever it holds
+    write_text(data / "variants.txt", "A300\x1cB4\rBoeing\u2029717\r")
+    write_text(data / "images_variant_test.txt", "1025794 Boeing\u2029717\r0062765 A300\x1cB4\r")
+    fgvc = read_fgvc_aircraft(tmp_path, "test")
+    assert fgvc.classes == ["A300\x1cB4", "Boeing\u2029717"] and fgvc.labels == [1, 0]
+
+
 def test_voc2007_multilabel_targets_with_difficult(tmp_path):
     base = tmp_path / "VOCdevkit" / "VOC2007"
     objects = {"000001": [("dog", 0), ("person", 1)], "000004": [("car", 1), ("car", 0), ("aeroplane", 1)],

@@ -21,6 +21,26 @@ def trained_run(tiny_run: Path) -> Path:
     return tiny_run
 
 
+@pytest.mark.parametrize("n, samples, images", [(1, "sample or shard", "one"), (2, "samples or shards", "ones")])
+def test_train_last_lines_count_skipped_images_in_words(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch, n: int, samples: str,
+                                                        images: str) -> None:
+    from clipworks.training import run
+    from clipworks.training.loop import TrainResult
+
+    data = {"streamed": True, "skipped": n, "val": {"samples": 5, "skipped": n}, "zeroshot": {"samples": 23,
+                                                                                             "skipped": n}}
+    monkeypatch.setattr(run, "run_training", lambda cfg, progress: TrainResult(
+        model=None, checkpoint=tmp_path / "checkpoint", history=[], evals=[], data=data))
+    assert cli.main(["train", "--output-dir", str(tmp_path / "r"), "--quiet"]) == 0
+    listed = f"(listed in {tmp_path / 'r'}/log.jsonl)"
+    assert capsys.readouterr().out.splitlines() == [
+        f"trained on the shards; {n} unusable {samples} skipped {listed}",
+        f"validated on 5 images; {n} unreadable {images} skipped {listed}",
+        f"zero-shot evaluated on 23 images; {n} unreadable {images} skipped {listed}",
+        f"checkpoint: {tmp_path / 'checkpoint'}"]
+
+
 def test_train_lowers_the_loss_and_writes_checkpoints(trained_run: Path) -> None:
     records = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from clipworks import cli
+from clipworks.data import shards
 from clipworks.data.shards import ShardDataset, expand_urls, is_shard_spec, shard_batches, shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
 from clipworks.distributed import Process
@@ -193,6 +194,48 @@ def test_corrupt_samples_and_a_truncated_shard_are_skipped_and_counted(tmp_path:
     assert "skipped sample b: undecodable .jpg" in caplog.text
 
 
+def _shard_with_captionless_first(path: Path, n_bad: int, n_good: int) -> Path:
+    """World samples 0..n_bad+n_good-1 in one shard; the first `n_bad` have no caption."""
+    members = []
+    for index in range(n_bad + n_good):
+        buffer = io.BytesIO()
+        WORLD.sample("train", index).image.save(buffer, "PNG")
+        members += [(f"{index:06d}.png", buffer.getvalue())]
+        members += [] if index < n_bad else [(f"{index:06d}.txt", WORLD.sample("train", index).caption.encode())]
+    return _tar(path, members)
+
+
+def test_bad_samples_are_all_counted_but_only_the_first_max_listed_kept_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(shards, "MAX_LISTED", 2)  # 1000 in use: a long run over broken shards keeps its memory
+    bad = _shard_with_captionless_first(tmp_path / "bad.tar", 5, 8)
+    whole = _world_shards(tmp_path / "w", 4, per_shard=4)[0].read_bytes()
+    truncated = tmp_path / "truncated.tar"
+    truncated.write_bytes(whole[:len(whole) // 2])
+    dataset = ShardDataset([str(bad)] + [str(truncated)] * 3, transform=T, shuffle_shards=False, shuffle_buffer=0)
+    for epoch in range(2):  # workers=0: one dataset reads every epoch, as in a run with --workers 0
+        dataset.set_epoch(epoch)
+        list(dataset)
+    first_two = [(f"{bad}:000000", "no .txt caption"), (f"{bad}:000001", "no .txt caption")]
+    assert (dataset.n_bad, dataset.bad) == (10, first_two)
+    assert (dataset.n_bad_shards, [url for url, _ in dataset.bad_shards]) == (6, [str(truncated)] * 2)
+    assert dataset.new_problems() == (16, first_two) and dataset.new_problems() == (0, [])
+    # A stream counts every problem of the batches it gives and hands on the first MAX_LISTED names a step.
+    stream = shard_batches(str(bad), transform=T, tokenize_fn=lambda caps: torch.zeros(len(caps), 5, dtype=torch.long),
+                           batch_size=4, workers=0, seed=0)(0, Process())
+    next(stream)
+    assert stream.take_skipped() == (5, first_two) and stream.take_skipped() == (5, [])
+    stream.close()
+    run = tmp_path / "r"
+    assert cli.main(["train", "--data", str(bad), "--steps", "2", "--batch-size", "4", "--model", "RN-Tiny",
+                     "--eval-every", "0", "--workers", "0", "--output-dir", str(run), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"trained on the shards; 5 unusable samples or shards skipped (listed in {run}/log.jsonl)" in printed
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert [(r["skipped"], r.get("skipped_samples")) for r in steps] == [(5, [list(p) for p in first_two]),
+                                                                         (5, None)]
+
+
 def test_mostly_bad_shards_stop_with_a_clear_error(tmp_path: Path) -> None:
     members = [m for i in range(40) for m in ((f"k{i:03d}.jpg", b"garbage" if i % 4 else _png((0, 0, 0))),
                                               (f"k{i:03d}.txt", b"caption"))]
@@ -216,7 +259,7 @@ def test_cli_writes_shards_from_a_csv_skipping_unreadable_images(tmp_path: Path,
     assert cli.main(["shards", "--from", str(out / "captions.csv"), "--out", str(tmp_path / "s"),
                      "--samples-per-shard", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "skipped 1 unreadable images" in printed
+    assert "skipped 1 unreadable image (first: " in printed
     assert f"--data '{tmp_path / 's'}/shard-{{00000..00001}}.tar'" in printed
     captions = _captions(ShardDataset(f"{tmp_path / 's'}/shard-{{00000..00001}}.tar", transform=T,
                                       shuffle_shards=False, shuffle_buffer=0))
@@ -265,9 +308,9 @@ def test_training_on_shards_logs_and_counts_skipped_samples(tmp_path: Path, caps
                      "--steps", "3", "--batch-size", "4", "--model", "RN-Tiny", "--eval-every", "0", "--workers", "2",
                      "--output-dir", str(run), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert f"skipped 1 unreadable images of 6 in {val / 'captions.csv'}" in printed
+    assert f"skipped 1 unreadable image of 6 in {val / 'captions.csv'}" in printed
     assert f"trained on the shards; 2 unusable samples or shards skipped (listed in {run}/log.jsonl)" in printed
-    assert f"validated on 5 images; 1 unreadable ones skipped (listed in {run}/log.jsonl)" in printed
+    assert f"validated on 5 images; 1 unreadable one skipped (listed in {run}/log.jsonl)" in printed
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     data = records[0]["data"]  # the first record: what was known before the first step
     assert (data["source"], data["streamed"]) == (f"{tmp_path}/s-{{0..1}}.tar", True)

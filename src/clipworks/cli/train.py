@@ -62,13 +62,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
     result = run_training(cfg, progress=not args.quiet)
     data, listed = result.data or {}, f"(listed in {cfg.output_dir}/log.jsonl)"
     if data.get("streamed") and data.get("skipped"):
-        print(f"trained on the shards; {data['skipped']} unusable samples or shards skipped {listed}")
+        unusable = _count(data["skipped"], "unusable sample or shard", "unusable samples or shards")
+        print(f"trained on the shards; {unusable} skipped {listed}")
     elif data.get("skipped"):
-        print(f"trained on {data['samples']} images; {data['skipped']} unreadable ones skipped {listed}")
-    if data.get("val", {}).get("skipped"):
-        print(f"validated on {data['val']['samples']} images; {data['val']['skipped']} unreadable ones skipped "
-              f"{listed}")
+        print(f"trained on {data['samples']} images; {_count(data['skipped'], 'unreadable one')} skipped {listed}")
+    for part, done in (("val", "validated"), ("zeroshot", "zero-shot evaluated")):
+        if data.get(part, {}).get("skipped"):
+            print(f"{done} on {data[part]['samples']} images; {_count(data[part]['skipped'], 'unreadable one')} "
+                  f"skipped {listed}")
     print(f"checkpoint: {result.checkpoint}")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """`n` and the noun in its number: 1 unreadable image, 2 unreadable images (`many` default: `one` + "s")."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _cmd_recipes(args: argparse.Namespace) -> None:
@@ -128,6 +135,6 @@ def _cmd_shards(args: argparse.Namespace) -> None:
     if not paths:
         raise DataError(f"no readable samples in {args.source}; nothing written")
     if skipped:
-        print(f"skipped {len(skipped)} unreadable images (first: {skipped[0]})")
+        print(f"skipped {_count(len(skipped), 'unreadable image')} (first: {skipped[0]})")
     print(f"wrote {len(paths)} shards to {args.out}; train with --data '{shard_pattern(paths)}'")
 

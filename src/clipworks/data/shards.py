@@ -58,10 +58,12 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
 _MIN_SEEN = 32  # samples seen before the bad fraction is judged
+MAX_LISTED = 1000  # bad samples (and failed shard reads) kept by name: the first ones; all of them are counted
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"(\d+)\.\.(\d+)")
 
 RawSample = tuple[str, str, dict[str, bytes]]  # (shard url, key, {suffix: bytes})
+Problems = tuple[int, list[tuple[str, str]]]  # (how many, (where, reason) of the first MAX_LISTED of them)
 
 
 def expand_urls(spec: str) -> list[str]:
@@ -127,7 +129,9 @@ class ShardDataset(IterableDataset):
 
     Call `set_epoch(e)` before each epoch (as with DistributedSampler): DataLoader workers get a copy of the
     dataset when the epoch starts, so the epoch must be set before iterating, with non-persistent workers.
-    Counts of bad data (`n_seen`, `n_bad`, `bad`, `bad_shards`) are per process, as in `data.py`.
+    Counts of bad data (`n_seen`, `n_bad`, `n_bad_shards`) are per process, as in `data.py`; `bad` and `bad_shards`
+    name the first MAX_LISTED only, so that a long run over broken shards (resampled, or with workers=0, where one
+    dataset reads every epoch) keeps its memory bounded.
     """
 
     def __init__(self, urls: str | Sequence[str], *, transform: Transform,
@@ -149,23 +153,27 @@ class ShardDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size  # None: from torch.distributed or the environment
         self.epoch = 0
         self.n_seen = 0
-        self.bad: list[tuple[str, str]] = []  # (shard:key, reason) of every bad sample met in this process
-        self.bad_shards: list[tuple[str, str]] = []  # (shard, reason) of every shard that failed to read
-        self._reported = (0, 0)  # how many of `bad` and `bad_shards` `new_problems` has returned
-
-    @property
-    def n_bad(self) -> int:
-        return len(self.bad)
+        self.n_bad = 0  # bad samples met in this process
+        self.bad: list[tuple[str, str]] = []  # (shard:key, reason) of the first MAX_LISTED of them
+        self.n_bad_shards = 0  # shard reads that failed part-way or at once
+        self.bad_shards: list[tuple[str, str]] = []  # (shard, reason) of the first MAX_LISTED of them
+        self._n_new = 0  # bad samples and failed shard reads met since `new_problems` was last called
+        self._new: list[tuple[str, str]] = []  # (where, reason) of the first MAX_LISTED of those
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def new_problems(self) -> list[tuple[str, str]]:
-        """(shard:key, reason) of each bad sample and (shard, reason) of each failed shard met since the last call."""
-        samples, shards = self._reported
-        self._reported = len(self.bad), len(self.bad_shards)
-        return self.bad[samples:] + [(url, f"unreadable from there on ({reason})")
-                                     for url, reason in self.bad_shards[shards:]]
+    def new_problems(self) -> Problems:
+        """(how many bad samples and failed shard reads were met since the last call, in the order met: (shard:key,
+        reason) of a sample, (shard, reason) of a shard, for the first MAX_LISTED of them)."""
+        new = self._n_new, self._new
+        self._n_new, self._new = 0, []
+        return new
+
+    def _problem(self, where: str, reason: str) -> None:
+        self._n_new += 1
+        if len(self._new) < MAX_LISTED:
+            self._new.append((where, reason))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | str]]:
         info = get_worker_info()
@@ -239,13 +247,16 @@ class ShardDataset(IterableDataset):
             except (tarfile.TarError, EOFError, OSError) as e:
                 # A truncated shard raises mid-stream; the samples before the damage were already used.
                 reason = f"{type(e).__name__}: {e}"
-                self.bad_shards.append((url, reason))
+                self.n_bad_shards += 1
+                if len(self.bad_shards) < MAX_LISTED:
+                    self.bad_shards.append((url, reason))
+                self._problem(url, f"unreadable from there on ({reason})")
                 n_bad_shards += 1
                 problems.append(f"unreadable from there on ({reason})")
             if problems:
                 log.warning("shard %s: skipped %d problem(s): %s", url, len(problems), "; ".join(problems[:3]))
             if judge_after is not None and n_good == 0 and n_bad_shards >= judge_after:
-                examples = "; ".join(f"{u} ({r})" for u, r in self.bad_shards[-3:])
+                examples = "; ".join(f"{u} ({r})" for u, r in self.bad_shards[:3])
                 raise DataError(f"none of the {n_bad_shards} shards tried could be read, e.g. {examples}. Check "
                                 "the --data pattern and that the files are tar archives (clipworks shards writes "
                                 "them).")
@@ -270,7 +281,10 @@ class ShardDataset(IterableDataset):
         return pixels, caption if self.tokenize_fn is None else self.tokenize_fn([caption])[0]
 
     def _record_bad(self, url: str, key: str, reason: str) -> None:
-        self.bad.append((f"{url}:{key}", reason))
+        self.n_bad += 1
+        if len(self.bad) < MAX_LISTED:
+            self.bad.append((f"{url}:{key}", reason))
+        self._problem(f"{url}:{key}", reason)
         if self.n_seen >= _MIN_SEEN and self.n_bad > MAX_BAD_FRACTION * self.n_seen:
             examples = "; ".join(f"{where} ({why})" for where, why in self.bad[:3])
             raise DataError(f"{self.n_bad} of {self.n_seen} samples in the shards could not be used, e.g. "
@@ -338,7 +352,7 @@ class _WorkerBatches(IterableDataset):
         self.dataset, self.share = dataset, share
         self.skip: list[int] = []
 
-    def __iter__(self) -> Iterator[tuple[int, Batch | None, bool, list[tuple[str, str]]]]:
+    def __iter__(self) -> Iterator[tuple[int, Batch | None, bool, Problems]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         skip = self.skip[worker] * self.share if self.skip else 0
@@ -370,7 +384,8 @@ class ShardStream:
         self.position = position or {"epoch": 0, "consumed": [0] * self.n_workers, "next": 0}
         self.description, self.rank, self.share = description, rank, share
         self.n_skipped = skipped  # bad samples and shards in the batches taken, by this stream and before it
-        self._untaken: list[tuple[str, str]] = []  # (where, reason) of those not yet returned by `take_skipped`
+        # (where, reason) of those not yet returned by `take_skipped`, the first MAX_LISTED of them
+        self._untaken: list[tuple[str, str]] = []
         self._batches = self._generate()
 
     def __iter__(self) -> ShardStream:
@@ -379,9 +394,9 @@ class ShardStream:
     def __next__(self) -> Batch:
         return next(self._batches)
 
-    def take_skipped(self) -> tuple[int, list[tuple[str, str]]]:
+    def take_skipped(self) -> Problems:
         """(bad samples and shards in the batches taken so far, this run's and any it resumed; (where, reason) of
-        those taken since the last call): what the training loop logs each step."""
+        those taken since the last call, at most MAX_LISTED): what the training loop logs each step."""
         new, self._untaken = self._untaken, []
         return self.n_skipped, new
 
@@ -397,7 +412,7 @@ class ShardStream:
             self.dataset.set_epoch(epoch)  # before the workers start, so their copies see it
             self.batched.skip = consumed
             delivered = self._delivered()
-            waiting: list[list[tuple[Batch | None, bool, list[tuple[str, str]]]]] = [[] for _ in range(self.n_workers)]
+            waiting: list[list[tuple[Batch | None, bool, Problems]]] = [[] for _ in range(self.n_workers)]
             finished: set[int] = set()
             n = 0
             while len(finished) < self.n_workers:
@@ -407,9 +422,10 @@ class ShardStream:
                 while not waiting[worker]:
                     w, batch, end, problems = next(delivered)
                     waiting[w].append((batch, end, problems))
-                batch, end, problems = waiting[worker].pop(0)
-                self._untaken += problems  # counted as their batch is taken, however far the workers read ahead
-                self.n_skipped += len(problems)
+                batch, end, (n_problems, listed) = waiting[worker].pop(0)
+                # Counted as their batch is taken, however far the workers read ahead.
+                self._untaken += listed[:MAX_LISTED - len(self._untaken)]
+                self.n_skipped += n_problems
                 if end:
                     finished.add(worker)
                     continue
@@ -426,7 +442,7 @@ class ShardStream:
                                 "shards)")
             epoch, consumed, turn = epoch + 1, [0] * self.n_workers, 0
 
-    def _delivered(self) -> Iterator[tuple[int, Batch | None, bool, list[tuple[str, str]]]]:
+    def _delivered(self) -> Iterator[tuple[int, Batch | None, bool, Problems]]:
         try:
             yield from self.loader
         except DataError as e:

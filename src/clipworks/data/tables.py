@@ -5,7 +5,8 @@ The file is parsed by the csv module from the decoded text itself, never from it
 split breaks on characters Python counts as line ends inside a quoted caption (U+2028, U+0085, form feed) and merges
 the words around them. What the format allows but usually means a broken file is reported, not silently accepted:
 a quote opened and never closed (every later row would become one caption) is an error naming its line; captions
-spanning several lines that look like rows of the file are counted in one `DataWarning`.
+spanning several lines that look like rows of the file are counted in one `DataWarning`. Blank lines (and lines of
+separators only) are skipped, before the header as between rows; rows keep the line they are on in the file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import csv
 import io
 import os
 import re
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +27,9 @@ from ..errors import DataError, DataWarning
 _LINE_END = re.compile(r"\r\n|\r|\n")
 # A line of a swallowed row: something path-like with an image extension, then the separator.
 _ROW_LIKE = r"[^\r\n]*\.(?:jpe?g|png|webp|gif|bmp|tiff?){sep}"
+# Blank lines from the start of a file: nothing but spaces and separators the sniffer may choose (a spreadsheet's
+# empty rows are ",,,").
+_BLANK_LINES = re.compile(r"(?:(?:[,;|]|[^\S\r\n])*(?:\r\n|\r|\n))*")
 
 
 def read_table(path: str | os.PathLike, *, columns: Sequence[str], flags: str, sep: str | None = None
@@ -47,18 +52,36 @@ def read_table_with_lines(path: str | os.PathLike, *, columns: Sequence[str], fl
     if sep is None:
         sep = {".tsv": "\t", ".csv": ","}.get(path.suffix.lower()) or _sniff(text)
     records = _parse(path, text, sep)
-    header_line, header = records[0]
+    # Blank lines are skipped before the header as between rows (pandas skips them too); so are separators only.
+    first = next((i for i, (_, fields) in enumerate(records) if _filled(fields)), None)
+    if first is None:
+        raise DataError(f"{path} has only blank lines (or separators); expected a header line naming the columns "
+                        f"({','.join(columns)}) and one row per image")
+    header_line, header = records[first]
     for column in columns:
         if column not in header:
             raise DataError(f"{path}, line {header_line}: the header has no column {column!r} (columns found: "
                             f"{', '.join(header)}; separator {sep!r}). Set {flags} to the columns to use.")
     positions = [header.index(c) for c in columns]
     rows = [(line, {c: (fields[i] if i < len(fields) else "") for c, i in zip(columns, positions)})
-            for line, fields in records[1:] if any(f.strip() for f in fields)]
+            for line, fields in records[first + 1:] if _filled(fields)]
     if not rows:
         raise DataError(f"{path}, line {header_line}: a header but no rows after it; expected one row per image")
-    _warn_if_rows_were_swallowed(path, records[1:], sep)
+    _warn_if_rows_were_swallowed(path, records[first + 1:], sep)
     return rows
+
+
+def split_lines(text: str) -> list[str]:
+    """`text` cut at \\r\\n, \\r and \\n only, as the csv module cuts records (and without an empty last line after a
+    final line end, as str.splitlines()): the other characters splitlines() cuts at (U+2028, U+0085, form feed, ...)
+    stay inside their line. For the benchmark readers' plain-text lists and tab-separated files."""
+    lines = _LINE_END.split(text)
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def _filled(fields: list[str]) -> bool:
+    """Whether a record holds anything: not a blank line, nor one of separators and spaces only."""
+    return any(f.strip() for f in fields)
 
 
 def _read_text(path: Path) -> str:
@@ -81,10 +104,13 @@ def _parse(path: Path, text: str, sep: str) -> list[tuple[int, list[str]]]:
     if error is None:
         return records
     if "unexpected end of data" in str(error):
-        swallowed = _n_lines(text) - start - 1  # the lines after this one
-        raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so the "
-                        f"{max(swallowed, 0)} lines after it would become one field. Close the quote, or write a "
-                        'quote inside a quoted field as "".')
+        last = _n_lines(text) - text.endswith(("\n", "\r"))  # the last line with text: a final line end starts none
+        swallowed = max(last - start, 0)  # the lines after this one
+        what = ("its field runs to the end of the file" if swallowed == 0 else
+                "the 1 line after it would become part of that field" if swallowed == 1 else
+                f"the {swallowed} lines after it would become one field")
+        raise DataError(f"{path}, line {start}: a quote opened in this row is never closed, so {what}. Close the "
+                        'quote, or write a quote inside a quoted field as "".')
     # Quoting the format does not allow but readers accept (e.g. `"a"b`): read it as other readers do.
     return _read(text, sep, strict=False)[0]
 
@@ -112,12 +138,26 @@ def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]
     suspicious = [line for line, fields in records
                   if any(row_like.search(_LINE_END.split(f, 1)[-1]) for f in fields if _LINE_END.search(f))]
     if suspicious:
-        warnings.warn(f"{path}: {len(suspicious)} rows have a field spanning lines that look like rows of this file "
-                      f"(first at line {suspicious[0]}); check the quoting there", DataWarning, stacklevel=3)
+        rows = "1 row has" if len(suspicious) == 1 else f"{len(suspicious)} rows have"
+        warnings.warn(f"{path}: {rows} a field spanning lines that look like rows of this file (first at line "
+                      f"{suspicious[0]}); check the quoting there", DataWarning, stacklevel=_outside_clipworks())
+
+
+def _outside_clipworks() -> int:
+    """The stacklevel, for a warnings.warn in the caller, of the nearest frame outside the clipworks package: the
+    user's line, whichever of the package's functions (read_table, read_table_with_lines, a dataset) it called.
+    Python 3.12's warn(skip_file_prefixes=...) does this; clipworks supports 3.10."""
+    package = __name__.split(".")[0]
+    frame, level = sys._getframe(1), 1  # level 1: the caller, which calls warnings.warn
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] == package:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _sniff(text: str) -> str:
+    start = _BLANK_LINES.match(text).end()  # blank lines before the header say nothing of the separator
+    sample = "\n".join(split_lines(text[start:start + 4096]))  # the Sniffer compares lines it cuts at \n only
     try:
-        return csv.Sniffer().sniff(text[:4096], delimiters=",\t;|").delimiter
+        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         return ","

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.batches import loader_batches, world_batches, world_data
-from ..data.datasets import CsvDataset, open_labelled
+from ..data.datasets import CsvDataset, LabelledImages, open_labelled
 from ..data.shards import is_shard_spec, shard_batches
 from ..errors import ConfigError
 from ..evaluation.evaluators import Evaluator, evaluate_captions, evaluate_world, evaluate_zeroshot
@@ -53,42 +53,49 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                              image_key=cfg.image_key, caption_key=cfg.caption_key)
             report["val"] = _scan(val, cfg.val_data)
             evaluate = evaluate_captions(val, cfg.batch_size)
-    zeroshot = zeroshot_evaluator(cfg, size) if cfg.zeroshot_data else None
+    zeroshot = None
+    if cfg.zeroshot_data:
+        zeroshot, scanned = zeroshot_evaluator(cfg, size)
+        report = {**(report or {}), "zeroshot": scanned}
     return train(cfg, batches, evaluate, zeroshot=zeroshot, progress=progress, data_report=report)
 
 
-def _scan(dataset: CsvDataset, source: str) -> dict[str, Any]:
+def _scan(dataset: CsvDataset | LabelledImages, source: str) -> dict[str, Any]:
     """Drop `dataset`'s unreadable images up front (a clear error when most are bad), say how many, and return
     what log.jsonl's first record and the run's last lines report of them."""
     bad = dataset.scan()
     if bad:
-        print(f"skipped {len(bad)} unreadable images of {len(bad) + len(dataset)} in {source} "
-              f"(first: {bad[0]}; all listed in log.jsonl)")
+        images = "image" if len(bad) == 1 else "images"
+        print(f"skipped {len(bad)} unreadable {images} of {len(bad) + len(dataset)} in {source} (first: {bad[0]}; "
+              "all listed in log.jsonl)")
     return {"source": source, "samples": len(dataset), "skipped": len(bad), "skipped_images": [str(p) for p in bad]}
 
 
-def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> Evaluator:
+def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> tuple[Evaluator, dict[str, Any]]:
     """Zero-shot top-1/top-5 on --zeroshot-data: a folder or CSV (its class names, --zeroshot-templates), or a
-    benchmark dataset key (its test split under --zeroshot-root/<key>, its spec's names and templates)."""
+    benchmark dataset key (its test split under --zeroshot-root/<key>, its spec's names and templates); and the
+    report of the set's unreadable images, dropped up front as --val-data's are (`_scan`)."""
     from ..evaluation.prompts import templates
 
     data = cfg.zeroshot_data
     if Path(data).exists():
         dataset = open_labelled(data, image_transform(image_size))
-        names, prompts = dataset.classes, templates(cfg.zeroshot_templates)
-    else:
-        from ..data.benchmarks import open_benchmark
-        from ..evaluation import benchmark, specs
+        report = _scan(dataset, data)
+        return evaluate_zeroshot(dataset, dataset.classes, templates(cfg.zeroshot_templates),
+                                 batch_size=cfg.batch_size, workers=cfg.workers), report
+    from ..data.benchmarks import open_benchmark
+    from ..evaluation import benchmark, specs
 
-        if data not in specs.SPECS:
-            raise ConfigError(f"--zeroshot-data {data}: no such file or folder, and not a benchmark dataset key "
-                              "(`clipworks benchmark --help`)")
-        dataset = open_benchmark(data, Path(cfg.zeroshot_root) / data, "test")
-        dataset.transform = image_transform(image_size)
-        spec = specs.spec(data)
-        names, prompts = benchmark.prompts(spec)
-        benchmark.check_classes(dataset, spec, names, Path(cfg.zeroshot_root) / data)
-        return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers,
-                                 weights=lambda model: benchmark.classifier(model, spec, names, prompts),
-                                 pool=benchmark.label_pool(spec))
-    return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers)
+    if data not in specs.SPECS:
+        raise ConfigError(f"--zeroshot-data {data}: no such file or folder, and not a benchmark dataset key "
+                          "(`clipworks benchmark --help`)")
+    root = Path(cfg.zeroshot_root) / data
+    dataset = open_benchmark(data, root, "test")
+    dataset.transform = image_transform(image_size)
+    spec = specs.spec(data)
+    names, prompts = benchmark.prompts(spec)
+    benchmark.check_classes(dataset, spec, names, root)
+    report = _scan(dataset, str(root))
+    return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers,
+                             weights=lambda model: benchmark.classifier(model, spec, names, prompts),
+                             pool=benchmark.label_pool(spec)), report

@@ -34,6 +34,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..datasets import IMAGE_EXTENSIONS, LabelledImages, MultiLabelImages
+from ..tables import split_lines
 from . import SPLITS, labelled, reader
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,8 @@ def loadmat(path: Path, dataset: str, *keys: str) -> list[Any]:
 
 
 def read_lines(path: Path, dataset: str) -> list[str]:
-    """The non-empty lines of a text file, stripped."""
-    return [line.strip() for line in need(path, dataset).read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The non-empty lines of a text file, stripped; lines end at \\r\\n, \\r or \\n only (`split_lines`)."""
+    return [line.strip() for line in split_lines(need(path, dataset).read_text(encoding="utf-8")) if line.strip()]
 
 
 # ---- readers ----
@@ -204,34 +205,59 @@ def read_flowers102(root: Path, split: str) -> LabelledImages:
     return labelled(paths, labels, classes, base / "setid.mat")
 
 
-def _tsv(path: Path, dataset: str, *columns: str) -> list[dict[str, str]]:
-    lines = [line.split("\t") for line in need(path, dataset).read_text(encoding="utf-8").splitlines() if line]
-    header = lines[0] if lines else []
+def _tsv(path: Path, dataset: str, *columns: str) -> list[tuple[int, dict[str, str]]]:
+    """(line number, fields by column name) of each non-empty line after the header line of a tab-separated file;
+    a one-line DataError naming the file (and line) for a header without one of `columns` or a row without them."""
+    text = need(path, dataset).read_text(encoding="utf-8")
+    lines = [(number, line.split("\t")) for number, line in enumerate(split_lines(text), 1) if line]
+    header = lines[0][1] if lines else []
     missing = [c for c in columns if c not in header]
     if missing:
         raise DataError(f"{dataset}: {path} has no column {missing[0]!r} in its header line")
-    return [dict(zip(header, fields)) for fields in lines[1:]]
+    rows = []
+    for number, fields in lines[1:]:
+        row = dict(zip(header, fields))
+        absent = [c for c in columns if c not in row]
+        if absent:
+            raise DataError(f"{dataset}: {path} line {number} has {len(fields)} tab-separated fields, no "
+                            f"{absent[0]!r}; the header line names {len(header)}")
+        rows.append((number, row))
+    return rows
+
+
+def _whole_number(path: Path, dataset: str, number: int, row: dict[str, str], column: str, what: str) -> int:
+    try:
+        return int(row[column])
+    except ValueError:
+        raise DataError(f"{dataset}: {path} line {number} has {column} {row[column]!r}; expected a whole number, "
+                        f"{what}") from None
 
 
 @reader("birdsnap")
 def read_birdsnap(root: Path, split: str) -> LabelledImages:
     check_split("birdsnap", split)
     base = inside(root, "birdsnap")
-    species = {int(r["id"]): r["dir"] for r in _tsv(base / "species.txt", "birdsnap", "id", "dir")}
+    species_file, images_file = base / "species.txt", base / "images.txt"
+    species = {_whole_number(species_file, "birdsnap", number, r, "id", "the species' id"): r["dir"]
+               for number, r in _tsv(species_file, "birdsnap", "id", "dir")}
     classes = sorted(species.values())
     label_of = {id_: classes.index(folder) for id_, folder in species.items()}
-    images = _tsv(base / "images.txt", "birdsnap", "path", "species_id")
+    images = []  # (path, label) of every row of images.txt
+    for number, r in _tsv(images_file, "birdsnap", "path", "species_id"):
+        id_ = _whole_number(images_file, "birdsnap", number, r, "species_id", "an id of species.txt")
+        if id_ not in label_of:
+            raise DataError(f"birdsnap: {images_file} line {number} has species_id {id_}, which {species_file} "
+                            "does not list")
+        images.append((r["path"], label_of[id_]))
     test = set(read_lines(base / "test_images.txt", "birdsnap")) - {"path"}  # less its header line
     folder = first_existing([base / "download" / "images", base / "images"], "birdsnap",
                             "the images get_birdsnap.py downloads")
-    rows = [r for r in images if (r["path"] in test) == (split == "test")]
-    present = [r for r in rows if (folder / r["path"]).is_file()]
+    rows = [(path, label) for path, label in images if (path in test) == (split == "test")]
+    present = [(path, label) for path, label in rows if (folder / path).is_file()]
     if len(present) < len(rows):
         log.warning("birdsnap: %d of the %d %s images are not under %s (removed from Flickr?); using the %d present",
                     len(rows) - len(present), len(rows), split, folder, len(present))
-    paths = [folder / r["path"] for r in present]
-    labels = [label_of[int(r["species_id"])] for r in present]
-    return labelled(paths, labels, classes, folder)
+    return labelled([folder / path for path, _ in present], [label for _, label in present], classes, folder)
 
 
 def voc_targets(annotation: Path, classes: tuple[str, ...] = VOC_CLASSES) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..datasets import ArrayImages
+from ..tables import split_lines
 from . import find, reader
 
 try:
@@ -177,14 +178,24 @@ def read_stl10(root: Path, split: str) -> ArrayImages:
     images, not one of the 1,000-image folds). Labels 1..10 in the files become 0..9, in the order of
     class_names.txt: airplane, bird, car, cat, deer, dog, horse, monkey, ship, truck.
     """
-    base = find(root, "stl10_binary/class_names.txt", "class_names.txt").parent
-    classes = [line.strip() for line in find(base, "class_names.txt").read_text().splitlines() if line.strip()]
+    names_file = find(root, "stl10_binary/class_names.txt", "class_names.txt")
+    base = names_file.parent
+    classes = [line.strip() for line in split_lines(names_file.read_text()) if line.strip()]
+    if not classes:
+        raise DataError(f"{names_file} names no classes; expected one class name a line")
     images = _MappedSTL10(find(base, f"{split}_X.bin"))
     labels_file = find(base, f"{split}_y.bin")
-    labels = np.fromfile(labels_file, np.uint8).astype(np.int64) - 1
-    if len(labels) != len(images) or (len(labels) and not 0 <= labels.min() <= labels.max() < len(classes)):
-        raise DataError(f"{labels_file} has {len(labels)} labels for {len(images)} images in {images.file}, or "
-                        f"labels outside 1..{len(classes)}")
+    raw = np.fromfile(labels_file, np.uint8)  # one byte a label, 1..10
+    if len(raw) != len(images):
+        raise DataError(f"{labels_file} has {len(raw)} labels for the {len(images)} images in {images.file}; "
+                        "expected one label byte per image")
+    outside = np.flatnonzero((raw < 1) | (raw > len(classes)))
+    if len(outside):
+        first = int(outside[0])
+        raise DataError(f"{labels_file} has the label {raw[first]} at byte {first}, outside 1..{len(classes)} (the "
+                        f"{len(classes)} classes of {names_file.name})"
+                        + (f"; {len(outside)} labels are outside" if len(outside) > 1 else ""))
+    labels = raw.astype(np.int64) - 1
     return ArrayImages(images, labels.tolist(), classes, paths=ArrayImages.stand_ins(images.file, len(images)),
                        transform=None, source=str(base))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..datasets import IMAGE_EXTENSIONS, LabelledImages
+from ..tables import split_lines
 from . import find, labelled, reader
 
 
@@ -47,7 +48,7 @@ def _from_folders(folders: list[Path], classes: list[str], source: Path) -> Labe
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in split_lines(path.read_text()) if line.strip()]
 
 
 def _hash_split(base: Path, paths: list[Path], labels: list[int], split: str, *, test: float, train: float

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..datasets import LabelledImages
+from ..tables import split_lines
 from . import labelled, reader
 from .annotated import check_split, first_existing, image_files, inside, loadmat, need, read_lines
 
@@ -173,7 +174,7 @@ def objectnet_imagenet_indices(mappings: Path, imagenet_names: list[str]) -> lis
     if not (to_2012.is_file() and labels_file.is_file()):
         return None
     index_of_2012 = {int(v): int(k) for k, v in _json(to_2012, "objectnet").items()}
-    line_of = {line.strip(): i for i, line in enumerate(labels_file.read_text(encoding="utf-8").splitlines())}
+    line_of = {line.strip(): i for i, line in enumerate(split_lines(labels_file.read_text(encoding="utf-8")))}
     try:
         return [[index_of_2012[line_of[name]] for name in names.split("; ")] for names in imagenet_names]
     except KeyError as e:

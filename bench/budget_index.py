@@ -30,8 +30,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from timing import append_results
 
-from clipworks.search.budget import (FLAT_MAX_N, HNSW_EF_CONSTRUCTION, HNSW_MAX_N, IndexPlan, choose_index,
-                                     plan_flat, plan_hnsw, plan_ivf, plan_ivfpq, pq_sizes)
+from clipworks.search.budget import (
+    FLAT_MAX_N,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_MAX_N,
+    IndexPlan,
+    choose_index,
+    plan_flat,
+    plan_hnsw,
+    plan_ivf,
+    plan_ivfpq,
+    pq_sizes,
+)
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq", "opq-ivfpq")
 # The child: the rule's two size limits and HNSW's efConstruction from argv, the CLI, then its peak RSS in kB into

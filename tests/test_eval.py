@@ -109,6 +109,9 @@ def test_eval_zeroshot_folder_and_csv_agree_and_features_are_cached(checkpoint: 
         assert m["top1"] == pytest.approx(np.trace(cm) / 48) and 0 <= m["top1"] <= m["top5"] <= 1
     md = (out / "zeroshot.md").read_text()
     assert "| single prompt |" in md and "Confusion matrix" in md
+    from clipworks.evaluation.commands import _zeroshot_markdown
+    for n, words in ((1, "1 unreadable image skipped."), (2, "2 unreadable images skipped.")):
+        assert words in _zeroshot_markdown({**r, "n_skipped": n})
     assert len(list((out / "cache").glob("*.npz"))) == 1
     # A second evaluation of the same images reads the features from the cache.
     from clipworks.models.clip import CLIP

@@ -43,6 +43,9 @@ def test_names_and_templates_from_files(tmp_path: Path) -> None:
     assert prompts.classnames("cifar10")[3] == "cat"
     (tmp_path / "t.txt").write_text("a photo of a {}.\na sketch of a {}.\n")
     assert prompts.templates(str(tmp_path / "t.txt")) == ["a photo of a {}.", "a sketch of a {}."]
+    # Lines end at \r\n, \r or \n only: a form feed or U+2028 inside a line stays in it (str.splitlines cuts there).
+    (tmp_path / "odd.txt").write_bytes("a photo of a {}.\r\na {}\u2028drawing.\ra {}\x0cmark.\n".encode())
+    assert prompts.templates(str(tmp_path / "odd.txt")) == ["a photo of a {}.", "a {}\u2028drawing.", "a {}\x0cmark."]
     (tmp_path / "bad.txt").write_text("a photo\n")
     with pytest.raises(ValueError, match="has no '\\{\\}'"):
         prompts.templates(str(tmp_path / "bad.txt"))

@@ -397,3 +397,13 @@ def test_serve_refuses_zero_model_threads(tmp_path: Path, capsys: pytest.Capture
 
     assert cli.main(["serve", str(tmp_path), "--model-threads", "0"]) == 2
     assert capsys.readouterr().err.strip().endswith("--model-threads 0: at least 1")
+
+
+def test_templates_are_cut_at_line_ends_only():
+    """The `templates` field is cut at \\r\\n, \\r and \\n, as the labels field and a templates file are: a U+2028 or
+    form feed inside a template stays in it."""
+    from clipworks.search.serve import Limits, parse_templates
+
+    assert parse_templates("a {}\r\nan {}\u2028drawing\ra {}\x0cmark\n\n", Limits()) == [
+        "a {}", "an {}\u2028drawing", "a {}\x0cmark"]
+    assert parse_templates(" \n", Limits()) == ["a photo of a {}."]

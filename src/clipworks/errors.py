@@ -31,3 +31,9 @@ class SearchIndexError(ClipworksError, ValueError):
 
 class DataWarning(UserWarning):
     """Data that can be used but looks wrong (e.g. a caption spanning lines that look like rows); worth a look."""
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """`n` and the noun in its number, for messages: 1 unreadable image, 2 unreadable images (`many` defaults to
+    `one` + "s")."""
+    return f"{n} {one if n == 1 else many or one + 's'}"

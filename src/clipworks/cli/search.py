@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import fields
 
-from ..errors import ConfigError
+from ..errors import ConfigError, counted
 from .parsing import Parser, precision_flag
 
 
@@ -102,7 +102,7 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
                                 image_key=args.image_key, caption_key=args.caption_key, chunk=args.chunk,
                                 progress=not args.quiet)
     if report.skipped:
-        print(f"skipped {len(report.skipped)} unreadable images (first: {report.skipped[0][0]}: "
+        print(f"skipped {counted(len(report.skipped), 'unreadable image')} (first: {report.skipped[0][0]}: "
               f"{report.skipped[0][1]})")
     print(f"embedded {report.embedded} new or changed, {report.unchanged} unchanged, {report.removed} removed; "
           f"{args.out}: {index.describe()}")

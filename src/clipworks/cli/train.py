@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, counted
 from ..training.recipes import RECIPES
 
 
@@ -62,20 +62,15 @@ def _cmd_train(args: argparse.Namespace) -> None:
     result = run_training(cfg, progress=not args.quiet)
     data, listed = result.data or {}, f"(listed in {cfg.output_dir}/log.jsonl)"
     if data.get("streamed") and data.get("skipped"):
-        unusable = _count(data["skipped"], "unusable sample or shard", "unusable samples or shards")
+        unusable = counted(data["skipped"], "unusable sample or shard", "unusable samples or shards")
         print(f"trained on the shards; {unusable} skipped {listed}")
     elif data.get("skipped"):
-        print(f"trained on {data['samples']} images; {_count(data['skipped'], 'unreadable one')} skipped {listed}")
+        print(f"trained on {data['samples']} images; {counted(data['skipped'], 'unreadable one')} skipped {listed}")
     for part, done in (("val", "validated"), ("zeroshot", "zero-shot evaluated")):
         if data.get(part, {}).get("skipped"):
-            print(f"{done} on {data[part]['samples']} images; {_count(data[part]['skipped'], 'unreadable one')} "
+            print(f"{done} on {data[part]['samples']} images; {counted(data[part]['skipped'], 'unreadable one')} "
                   f"skipped {listed}")
     print(f"checkpoint: {result.checkpoint}")
-
-
-def _count(n: int, one: str, many: str | None = None) -> str:
-    """`n` and the noun in its number: 1 unreadable image, 2 unreadable images (`many` default: `one` + "s")."""
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _cmd_recipes(args: argparse.Namespace) -> None:
@@ -135,6 +130,6 @@ def _cmd_shards(args: argparse.Namespace) -> None:
     if not paths:
         raise DataError(f"no readable samples in {args.source}; nothing written")
     if skipped:
-        print(f"skipped {_count(len(skipped), 'unreadable image')} (first: {skipped[0]})")
+        print(f"skipped {counted(len(skipped), 'unreadable image')} (first: {skipped[0]})")
     print(f"wrote {len(paths)} shards to {args.out}; train with --data '{shard_pattern(paths)}'")
 

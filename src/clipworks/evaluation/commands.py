@@ -19,7 +19,7 @@ import torch
 from ..data.datasets import LabelledImages, open_labelled
 from ..data.images import open_image
 from ..data.tables import read_table
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, counted
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference
 from ..models.clip import CLIP
@@ -115,7 +115,7 @@ def _zeroshot_markdown(results: dict[str, Any]) -> str:
     rows = [(name, r["top1"], r["top5"], r["mean_per_class_recall"]) for name, r in results["prompts"].items()]
     md = [f"# Zero-shot classification: {results['data']}", "",
           f"{results['n_images']} images, {len(classes)} classes (chance {1 / len(classes):.4f}), "
-          f"checkpoint `{results['checkpoint']}`" + (f"; {results['n_skipped']} unreadable images skipped"
+          f"checkpoint `{results['checkpoint']}`" + (f"; {counted(results['n_skipped'], 'unreadable image')} skipped"
                                                      if results["n_skipped"] else "") + ".", "",
           markdown_table(["prompts", "top-1", "top-5", "mean per-class recall"], rows), ""]
     main = results["prompts"][best]

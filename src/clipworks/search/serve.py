@@ -47,6 +47,7 @@ import torch
 from PIL import Image
 
 from ..data.images import TooManyPixels, UnreadableImage, open_image
+from ..data.tables import split_lines
 from ..errors import ConfigError, SearchIndexError
 from ..evaluation.prompts import DEFAULT_TEMPLATE
 from ..evaluation.zeroshot import zero_shot_classifier, zero_shot_logits
@@ -295,7 +296,7 @@ def parse_templates(text: str, limits: Limits) -> list[str]:
     """The templates of the `templates` field (default: one), or HTTPException 400 (malformed) / 422 (too many)."""
     from fastapi import HTTPException
 
-    templates = [t.strip() for t in text.splitlines() if t.strip()] or [DEFAULT_TEMPLATE]
+    templates = [t.strip() for t in split_lines(text) if t.strip()] or [DEFAULT_TEMPLATE]
     _check_bounds(templates, "template", limits.max_templates, limits.max_template_chars)
     for t in templates:
         if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):

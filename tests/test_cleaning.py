@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import random
+from types import SimpleNamespace
 
 import ftfy
 import pytest
@@ -117,3 +118,71 @@ def test_clean_equals_the_reference_cleaning(seed: int) -> None:
     for text in _fuzzed(rng, 2000, _ALPHABET):
         expected = regex.sub(r"\s+", " ", html.unescape(html.unescape(ftfy.fix_text(text)))).strip().lower()
         assert clean(text) == expected, repr(text)
+
+
+# Letters of many scripts (most texts of them fit no single-byte encoding, yet many are bad), runs that look like
+# UTF-8 read as a single-byte encoding (some of which `decode_inconsistent_utf8` fixes), C1 controls.
+_MIXED = list("abzÀÉÎØÜßàéîøüñçΑΒΓαβγδεЖЗИжзийкاببتثעבריתไทย한국어日本語中文") + ["Ã©", "â€™", "Ð¿Ñ€", "\x80", "\x9f"]
+
+
+def test_one_line_gets_ftfys_encoding_fix_with_fewer_searches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_fix_encoding_of_line` equals `ftfy.fix_encoding` on fuzzed lines, and settles lines that fit no
+    single-byte encoding without it, changed (embedded mojibake decoded) or not, bad or not."""
+    from clipworks.models.cleaning import _fix_encoding_of_line
+
+    screens = _screens()
+    assert _fix_encoding_of_line("日本cafÃ©", screens) == ftfy.fix_encoding("日本cafÃ©") == "日本café"
+    rng = random.Random(2)
+    texts = _fuzzed(rng, 8_000, _MIXED)
+    expected = [ftfy.fix_encoding(text) for text in texts]
+    calls: list[str] = []
+    fix_encoding_of_ftfy = ftfy.fix_encoding
+    # cleaning's own calls only (`decode_inconsistent_utf8` calls ftfy.fix_encoding on the runs it decodes).
+    monkeypatch.setattr(cleaning, "ftfy", SimpleNamespace(
+        fix_encoding=lambda t: calls.append(t) or fix_encoding_of_ftfy(t)))
+    settled = {"changed": 0, "bad, unchanged": 0}
+    for text, fixed in zip(texts, expected):
+        calls.clear()
+        assert _fix_encoding_of_line(text, screens) == fixed, repr(text)
+        if not calls:
+            if fixed != text:
+                settled["changed"] += 1
+            elif ftfy.badness.is_bad(text):
+                settled["bad, unchanged"] += 1
+    assert min(settled.values()) > 200, settled
+    monkeypatch.undo()
+    for text in texts[:3000]:
+        assert fix_text(text) == ftfy.fix_text(text), repr(text)
+
+
+def test_characters_beyond_every_single_byte_encoding() -> None:
+    """`beyond_single_byte` matches exactly the characters that no encoding ftfy re-decodes from can encode."""
+    from ftfy import chardata
+
+    beyond = _screens().beyond_single_byte
+    for c in map(chr, range(0x10000)):
+        fits = any(chardata.possible_encoding(c, encoding) for encoding in chardata.CHARMAP_ENCODINGS)
+        assert fits != bool(beyond.search(c)), hex(ord(c))
+    assert beyond.search("日本") and beyond.search("😀") and not beyond.search("Жé€\x1a")
+
+
+def test_text_the_encoding_fix_cannot_change_is_not_searched_for_badness() -> None:
+    """`_encoding_fix_changes_nothing` (the screen for text of several lines) is True only where ftfy's encoding
+    fix returns every line as it is: mixed-script lines that are bad are screened out, and text whose embedded
+    mojibake would be fixed is not."""
+    from clipworks.models.cleaning import _encoding_fix_changes_nothing
+
+    assert _encoding_fix_changes_nothing("日本àÉж") and ftfy.badness.is_bad("日本àÉж")
+    assert not _encoding_fix_changes_nothing("日本cafÃ©")
+    assert not _encoding_fix_changes_nothing("日本\nÃ©")  # the second line fits Latin-1
+    assert not _encoding_fix_changes_nothing("日本\x85")  # a C1 control
+    rng = random.Random(3)
+    screened = bad = 0
+    for text in _fuzzed(rng, 20_000, [*_MIXED, "\n"]):
+        if _encoding_fix_changes_nothing(text):
+            screened += 1
+            lines = text.split("\n")
+            bad += any(map(ftfy.badness.is_bad, lines))
+            assert [ftfy.fix_encoding(line) for line in lines] == lines, repr(text)
+            assert fix_text(text) == ftfy.fix_text(text), repr(text)
+    assert screened > 2000 and bad > 500, (screened, bad)

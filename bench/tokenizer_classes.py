@@ -21,7 +21,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
@@ -101,11 +101,12 @@ def other_tokenizer(src: Path) -> ModuleType:
 
 
 def per_char(how: str, text: str, repeats: int = 5, modules: Sequence[ModuleType] = (tokenizer_module,), *,
-             fresh: bool = True) -> list[PerChar]:
-    """Median µs per character of `how` ("encode": `Tokenizer.encode`; "tokenize": `tokenize(..., truncate=True)`)
-    on `text` with each module's tokenizer, each run on a fresh tokenizer (no warm cache), or with not `fresh` on
-    the module's shared tokenizer with its id caches emptied (its tables stay in the CPU's caches from earlier
-    runs). The modules take turns run by run, so load from elsewhere on the machine hits them alike."""
+             fresh: bool = True, statistic: Callable[[list[float]], float] = statistics.median) -> list[PerChar]:
+    """Median (or another `statistic` of the runs) µs per character of `how` ("encode": `Tokenizer.encode`;
+    "tokenize": `tokenize(..., truncate=True)`) on `text` with each module's tokenizer, each run on a fresh tokenizer
+    (no warm cache), or with not `fresh` on the module's shared tokenizer with its id caches emptied (its tables stay
+    in the CPU's caches from earlier runs). The modules take turns run by run, so load from elsewhere on the machine
+    hits them alike."""
     walls, cpus = [[] for _ in modules], [[] for _ in modules]
     for _ in range(repeats):
         for module, wall_times, cpu_times in zip(modules, walls, cpus):
@@ -121,7 +122,7 @@ def per_char(how: str, text: str, repeats: int = 5, modules: Sequence[ModuleType
             tokenizer.encode(text) if how == "encode" else module.tokenize(text, truncate=True)
             wall_times.append(time.perf_counter() - wall)
             cpu_times.append(time.process_time() - cpu)
-    return [PerChar(statistics.median(w) / len(text) * 1e6, statistics.median(c) / len(text) * 1e6)
+    return [PerChar(statistic(w) / len(text) * 1e6, statistic(c) / len(text) * 1e6)
             for w, c in zip(walls, cpus)]
 
 

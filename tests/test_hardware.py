@@ -54,6 +54,17 @@ def test_explicit_bf16_on_an_emulating_cpu_runs_but_warns_once() -> None:
         assert str(resolve_precision("bf16")) == "bf16: as requested (native on this CPU)"
 
 
+def test_the_precision_warning_points_at_the_callers_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However deep in clipworks the precision is resolved (here through `resolve_dtype`), the warning names the
+    line outside clipworks that asked for it."""
+    from clipworks import hardware
+
+    monkeypatch.setattr(hardware, "_warned", set())
+    with simulate_cpu(**AVX2), pytest.warns(PrecisionWarning) as caught:
+        hardware.resolve_dtype("bf16")
+    assert caught[0].filename == __file__
+
+
 def test_fp16_on_a_cpu_warns_that_it_is_meant_for_gpus() -> None:
     with simulate_cpu(**AVX512_BF16), pytest.warns(PrecisionWarning, match="fp16 is meant for GPUs"):
         assert resolve_precision("fp16", "cpu").name == "fp16"

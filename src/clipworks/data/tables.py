@@ -15,12 +15,11 @@ import csv
 import io
 import os
 import re
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, user_stacklevel
 
 # The line ends the csv module reads records by (as io's newline="" splits lines): \r\n, \r and \n. Other characters
 # Python counts as line ends (U+2028, U+0085, form feed, ...) are text to it, so they neither end nor number a line.
@@ -140,18 +139,7 @@ def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]
     if suspicious:
         rows = "1 row has" if len(suspicious) == 1 else f"{len(suspicious)} rows have"
         warnings.warn(f"{path}: {rows} a field spanning lines that look like rows of this file (first at line "
-                      f"{suspicious[0]}); check the quoting there", DataWarning, stacklevel=_outside_clipworks())
-
-
-def _outside_clipworks() -> int:
-    """The stacklevel, for a warnings.warn in the caller, of the nearest frame outside the clipworks package: the
-    user's line, whichever of the package's functions (read_table, read_table_with_lines, a dataset) it called.
-    Python 3.12's warn(skip_file_prefixes=...) does this; clipworks supports 3.10."""
-    package = __name__.split(".")[0]
-    frame, level = sys._getframe(1), 1  # level 1: the caller, which calls warnings.warn
-    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] == package:
-        frame, level = frame.f_back, level + 1
-    return level
+                      f"{suspicious[0]}); check the quoting there", DataWarning, stacklevel=user_stacklevel())
 
 
 def _sniff(text: str) -> str:

@@ -251,8 +251,12 @@ def data_and_checkpoint_cases(runs: Runs, straight: Path) -> list[Result]:
     results.append(workers_case(runs, data / "captions.csv"))
     modes = {p.relative_to(straight).as_posix(): oct(p.stat().st_mode & 0o777)
              for p in (straight / "checkpoints").rglob("*")}
-    wrong = {p: m for p, m in modes.items() if m != ("0o755" if (straight / p).is_dir() else "0o644")}
-    results.append(("checkpoint directories 0755, files 0644", not wrong, f"{len(modes)} checked; wrong: {wrong}"))
+    umask = os.umask(0)  # the runs inherited this process's umask; reading it means setting it, so set it back
+    os.umask(umask)
+    expected = {True: oct(0o777 & ~umask), False: oct(0o666 & ~umask)}  # a new directory's mode, a new file's
+    wrong = {p: m for p, m in modes.items() if m != expected[(straight / p).is_dir()]}
+    results.append((f"checkpoint directories {expected[True][2:]}, files {expected[False][2:]} (umask "
+                    f"{umask:03o})", not wrong, f"{len(modes)} checked; wrong: {wrong}"))
     return results
 
 

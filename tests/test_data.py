@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -84,6 +85,28 @@ def test_scan_reports_and_drops_bad_images(tmp_path: Path) -> None:
     assert sorted(p.name for p in bad) == ["missing.png", "text.png", "truncated.jpg"]  # verify() alone misses one
     assert len(ds) == 3 and ds.captions == ["good 0", "good 1", "good 2"]
     assert all(ds[i] is not None for i in range(len(ds)))
+
+
+def test_scan_decodes_in_threads_a_block_at_a_time_keeping_the_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """Several threads decode at once; the bad paths come back, and the good rows stay, in the dataset's order,
+    across blocks; `progress` shows a bar naming the data."""
+    from clipworks.data import datasets
+
+    monkeypatch.setattr(datasets, "_SCAN_BLOCK", 2)
+    ds = CsvDataset(_mixed_set(tmp_path, n_good=5), transform=T)
+    problem, threads = ds._problem, set()
+
+    def slow_problem(path: Path) -> str | None:
+        threads.add(threading.get_ident())
+        time.sleep(0.05)  # long enough that a block's images overlap in time
+        return problem(path)
+
+    monkeypatch.setattr(ds, "_problem", slow_problem)
+    bad = ds.scan(threads=2, progress=True)
+    assert [p.name for p in bad] == ["truncated.jpg", "text.png", "missing.png"]
+    assert ds.captions == [f"good {i}" for i in range(5)] and len(threads) == 2
+    assert f"checking {tmp_path / 'set.csv'}" in capsys.readouterr().err
 
 
 def test_mostly_bad_stops_with_error_naming_files(tmp_path: Path) -> None:

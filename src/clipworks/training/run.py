@@ -45,25 +45,25 @@ def run_training(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         else:
             dataset = CsvDataset(cfg.data, transform=image_transform(size, train=True), tokenize_fn=tok,
                                  image_key=cfg.image_key, caption_key=cfg.caption_key)
-            report = _scan(dataset, cfg.data)
+            report = _scan(dataset, cfg.data, progress)
             batches = loader_batches(dataset, cfg.batch_size, cfg.workers, cfg.seed)
         evaluate = None
         if cfg.val_data:
             val = CsvDataset(cfg.val_data, transform=image_transform(size), tokenize_fn=tok,
                              image_key=cfg.image_key, caption_key=cfg.caption_key)
-            report["val"] = _scan(val, cfg.val_data)
+            report["val"] = _scan(val, cfg.val_data, progress)
             evaluate = evaluate_captions(val, cfg.batch_size)
     zeroshot = None
     if cfg.zeroshot_data:
-        zeroshot, scanned = zeroshot_evaluator(cfg, size)
+        zeroshot, scanned = zeroshot_evaluator(cfg, size, progress=progress)
         report = {**(report or {}), "zeroshot": scanned}
     return train(cfg, batches, evaluate, zeroshot=zeroshot, progress=progress, data_report=report)
 
 
-def _scan(dataset: CsvDataset | LabelledImages, source: str) -> dict[str, Any]:
+def _scan(dataset: CsvDataset | LabelledImages, source: str, progress: bool) -> dict[str, Any]:
     """Drop `dataset`'s unreadable images up front (a clear error when most are bad), say how many, and return
     what log.jsonl's first record and the run's last lines report of them."""
-    bad = dataset.scan()
+    bad = dataset.scan(progress=progress)
     if bad:
         images = "image" if len(bad) == 1 else "images"
         print(f"skipped {len(bad)} unreadable {images} of {len(bad) + len(dataset)} in {source} (first: {bad[0]}; "
@@ -71,7 +71,8 @@ def _scan(dataset: CsvDataset | LabelledImages, source: str) -> dict[str, Any]:
     return {"source": source, "samples": len(dataset), "skipped": len(bad), "skipped_images": [str(p) for p in bad]}
 
 
-def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> tuple[Evaluator, dict[str, Any]]:
+def zeroshot_evaluator(cfg: TrainConfig, image_size: int, *, progress: bool = False
+                       ) -> tuple[Evaluator, dict[str, Any]]:
     """Zero-shot top-1/top-5 on --zeroshot-data: a folder or CSV (its class names, --zeroshot-templates), or a
     benchmark dataset key (its test split under --zeroshot-root/<key>, its spec's names and templates); and the
     report of the set's unreadable images, dropped up front as --val-data's are (`_scan`)."""
@@ -80,7 +81,7 @@ def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> tuple[Evaluator, di
     data = cfg.zeroshot_data
     if Path(data).exists():
         dataset = open_labelled(data, image_transform(image_size))
-        report = _scan(dataset, data)
+        report = _scan(dataset, data, progress)
         return evaluate_zeroshot(dataset, dataset.classes, templates(cfg.zeroshot_templates),
                                  batch_size=cfg.batch_size, workers=cfg.workers), report
     from ..data.benchmarks import open_benchmark
@@ -95,7 +96,7 @@ def zeroshot_evaluator(cfg: TrainConfig, image_size: int) -> tuple[Evaluator, di
     spec = specs.spec(data)
     names, prompts = benchmark.prompts(spec)
     benchmark.check_classes(dataset, spec, names, root)
-    report = _scan(dataset, str(root))
+    report = _scan(dataset, str(root), progress)
     return evaluate_zeroshot(dataset, names, prompts, batch_size=cfg.batch_size, workers=cfg.workers,
                              weights=lambda model: benchmark.classifier(model, spec, names, prompts),
                              pool=benchmark.label_pool(spec)), report

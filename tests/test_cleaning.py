@@ -186,3 +186,16 @@ def test_text_the_encoding_fix_cannot_change_is_not_searched_for_badness() -> No
             assert [ftfy.fix_encoding(line) for line in lines] == lines, repr(text)
             assert fix_text(text) == ftfy.fix_text(text), repr(text)
     assert screened > 2000 and bad > 500, (screened, bad)
+
+
+def test_an_unknown_ftfy_major_version_leaves_the_encoding_fix_to_ftfy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcuts follow ftfy 6's steps; under another major version ftfy's own `fix_encoding` runs instead."""
+    from clipworks.models.cleaning import _encoding_fix_changes_nothing, _fix_encoding_of_line
+
+    monkeypatch.setattr(cleaning, "_KNOWN_STEPS", False)
+    calls: list[str] = []
+    fix_encoding_of_ftfy = ftfy.fix_encoding
+    monkeypatch.setattr(cleaning, "ftfy", SimpleNamespace(
+        fix_encoding=lambda t: calls.append(t) or fix_encoding_of_ftfy(t)))
+    assert _fix_encoding_of_line("日本àÉж", _screens()) == "日本àÉж" and calls == ["日本àÉж"]
+    assert not _encoding_fix_changes_nothing("日本àÉж")

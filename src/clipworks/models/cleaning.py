@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib.metadata
 import re
 import unicodedata
 from collections.abc import Callable
@@ -49,6 +50,9 @@ _WHITESPACE = regex.compile(r"\s+")
 # ftfy cuts a line longer than this into pieces fixed apart (`TextFixerConfig.max_decode_length`); such text goes to
 # ftfy, as its cuts would be line starts the whole-text badness search does not see.
 _MAX_LINE = ftfy.TextFixerConfig().max_decode_length
+# The ftfy versions whose encoding-fix steps `_fix_encoding_of_line` and `_encoding_fix_changes_nothing` follow
+# (read in 6.1.1 and 6.3.1). Under any other major version both step aside and ftfy's own `fix_encoding` decides.
+_KNOWN_STEPS = importlib.metadata.version("ftfy").split(".")[0] == "6"
 
 
 def _class_chars(op: object, av: object) -> set[int] | None:
@@ -192,7 +196,7 @@ def _fix_encoding_of_line(line: str, screens: _Screens) -> str:
     that result is computed first and the badness searched for only if it differs. Other lines go to ftfy, unless
     no branch of the badness pattern can match."""
     while not line.isascii():
-        if chardata.C1_CONTROL_RE.search(line) or _fits_a_single_byte_encoding(line):
+        if not _KNOWN_STEPS or chardata.C1_CONTROL_RE.search(line) or _fits_a_single_byte_encoding(line):
             return ftfy.fix_encoding(line) if _may_be_bad(line, screens) else line
         fixed = _decode_inconsistent_utf8(line)
         if fixed == line or not badness.is_bad(line):
@@ -230,7 +234,7 @@ def _encoding_fix_changes_nothing(text: str) -> bool:
     or Hangul one among them, which would otherwise cost two badness searches. The lines of `text` are ftfy's
     lines or pieces of them; `decode_inconsistent_utf8`'s pattern does not match across a line break, and a run
     it leaves in the whole text it leaves in a line (where it fixes only runs shorter than the line)."""
-    if chardata.C1_CONTROL_RE.search(text):
+    if not _KNOWN_STEPS or chardata.C1_CONTROL_RE.search(text):
         return False
     if not all(line.isascii() or not _fits_a_single_byte_encoding(line) for line in text.split("\n")):
         return False

@@ -34,7 +34,7 @@ import torch
 
 from .data.datasets import IMAGE_EXTENSIONS, resolve_path
 from .data.images import UnreadableImage, open_image
-from .data.shards import IMAGE_SUFFIXES, _grouped, expand_urls, is_shard_spec
+from .data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec, tar_samples
 from .data.tables import read_table
 from .distributed import exit_with_parent, gather_objects, init_process, shutdown
 from .errors import ConfigError, DataError
@@ -75,7 +75,7 @@ class Shard:
             return self.rows, []
         rows: list[Row] = []
         try:
-            for key, files in _grouped(self.tar):
+            for key, files in tar_samples(self.tar):
                 image = next((files[s] for s in IMAGE_SUFFIXES if s in files), b"")  # none: listed as damaged
                 caption = files.get("txt", b"").decode("utf-8", "replace").strip()
                 rows.append(Row(f"{self.tar}#{key}", caption, len(rows), image))

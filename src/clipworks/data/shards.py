@@ -235,7 +235,7 @@ class ShardDataset(IterableDataset):
         for url in shards:
             problems: list[str] = []
             try:
-                for key, files in _grouped(url):
+                for key, files in tar_samples(url):
                     reason = _missing(files)
                     if reason is not None:
                         self.n_seen += 1  # complete samples are counted when decoded, after the shuffle buffer
@@ -292,7 +292,7 @@ class ShardDataset(IterableDataset):
                             "caption under the same key; check how the shards were written.")
 
 
-def _grouped(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+def tar_samples(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {suffix: bytes}) for each run of consecutive tar members sharing a key, streaming the file once."""
     with open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
         key, files = None, {}

@@ -22,7 +22,8 @@ import webdataset as wds
 from open_clip.transform import image_transform as open_clip_transform
 from timing import append_results
 
-from clipworks.data.shards import shard_batches, shard_pattern, write_shards
+from clipworks.data.shard_files import shard_pattern, write_shards
+from clipworks.data.shards import shard_batches
 from clipworks.data.world import World, WorldConfig
 from clipworks.distributed import Process
 from clipworks.models.tokenizer import tokenize

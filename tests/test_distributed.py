@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from clipworks import cli, load
-from clipworks.data.shards import shard_pattern, write_shards
+from clipworks.data.shard_files import shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
 from clipworks.io.checkpoints import load_training_state
 

@@ -20,7 +20,7 @@ import torch
 
 from clipworks import cli, embed
 from clipworks.data.images import open_image
-from clipworks.data.shards import shard_pattern, write_shards
+from clipworks.data.shard_files import shard_pattern, write_shards
 from clipworks.data.world import World, WorldConfig
 from clipworks.errors import ConfigError, DataError
 from clipworks.io.checkpoints import load_for_inference

@@ -150,7 +150,7 @@ def _features(d: Path, request: pytest.FixtureRequest) -> _Writer:
 def _shards(d: Path, request: pytest.FixtureRequest) -> _Writer:
     from PIL import Image
 
-    from clipworks.data.shards import write_shards
+    from clipworks.data.shard_files import write_shards
 
     samples = [(Image.new("RGB", (8, 8)), "a caption", {})] * 3
     return _Writer(lambda: write_shards(samples, d / "shards"), d / "shards" / "shard-00000.tar", d / "shards",

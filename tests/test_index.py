@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from clipworks import cli, tokenize
-from clipworks.data.shards import write_shards
+from clipworks.data.shard_files import write_shards
 from clipworks.errors import SearchIndexError
 from clipworks.io.checkpoints import save_checkpoint
 from clipworks.models.clip import create_model

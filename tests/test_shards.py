@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from clipworks import cli
 from clipworks.data import shards
-from clipworks.data.shards import ShardDataset, expand_urls, is_shard_spec, shard_batches, shard_pattern, write_shards
+from clipworks.data.shard_files import expand_urls, is_shard_spec, shard_pattern, write_shards
+from clipworks.data.shards import ShardDataset, shard_batches
 from clipworks.data.world import World, WorldConfig
 from clipworks.distributed import Process
 from clipworks.errors import DataError

@@ -34,7 +34,7 @@ import torch
 
 from .data.datasets import IMAGE_EXTENSIONS, resolve_path
 from .data.images import UnreadableImage, open_image
-from .data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec, tar_samples
+from .data.shard_files import IMAGE_SUFFIXES, expand_urls, is_shard_spec, tar_samples
 from .data.tables import read_table
 from .distributed import exit_with_parent, gather_objects, init_process, shutdown
 from .errors import ConfigError, DataError

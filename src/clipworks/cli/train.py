@@ -102,7 +102,7 @@ def _cmd_world(args: argparse.Namespace) -> None:
 def _cmd_shards(args: argparse.Namespace) -> None:
     from ..data.datasets import resolve_path
     from ..data.images import check_image
-    from ..data.shards import shard_pattern, write_shards
+    from ..data.shard_files import shard_pattern, write_shards
     from ..data.tables import read_table
     from ..data.world import World, WorldConfig
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..data.datasets import IMAGE_EXTENSIONS, resolve_path
 from ..data.images import open_image
-from ..data.shards import IMAGE_SUFFIXES, expand_urls, is_shard_spec
+from ..data.shard_files import IMAGE_SUFFIXES, expand_urls, is_shard_spec
 from ..data.tables import read_table
 from ..errors import DataError
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..data.batches import loader_batches, world_batches, world_data
 from ..data.datasets import CsvDataset, LabelledImages, open_labelled
-from ..data.shards import is_shard_spec, shard_batches
+from ..data.shard_files import is_shard_spec
+from ..data.shards import shard_batches
 from ..errors import ConfigError
 from ..evaluation.evaluators import Evaluator, evaluate_captions, evaluate_world, evaluate_zeroshot
 from ..models.tokenizer import tokenize

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import DataError, DataWarning, user_stacklevel
+from ..errors import DataError, DataWarning, counted, user_stacklevel
 
 # The line ends the csv module reads records by (as io's newline="" splits lines): \r\n, \r and \n. Other characters
 # Python counts as line ends (U+2028, U+0085, form feed, ...) are text to it, so they neither end nor number a line.
@@ -137,7 +137,7 @@ def _warn_if_rows_were_swallowed(path: Path, records: list[tuple[int, list[str]]
     suspicious = [line for line, fields in records
                   if any(row_like.search(_LINE_END.split(f, 1)[-1]) for f in fields if _LINE_END.search(f))]
     if suspicious:
-        rows = "1 row has" if len(suspicious) == 1 else f"{len(suspicious)} rows have"
+        rows = counted(len(suspicious), "row has", "rows have")
         warnings.warn(f"{path}: {rows} a field spanning lines that look like rows of this file (first at line "
                       f"{suspicious[0]}); check the quoting there", DataWarning, stacklevel=user_stacklevel())
 

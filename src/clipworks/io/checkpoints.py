@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, counted
 from ..models.clip import CLIP
 from ..models.configs import CLIPConfig, registry_name
 from ..models.inference import optimize_for_inference
@@ -108,7 +108,7 @@ def check_shapes(found: Mapping[str, tuple[int, ...]], expected: Mapping[str, tu
                 if found.get(name) != shape]
     problems += [f"unexpected tensor {name} of shape {shape}" for name, shape in found.items() if name not in expected]
     if problems:
-        more = f"; {len(problems) - 1} more difference{'s' * (len(problems) > 2)}" if len(problems) > 1 else ""
+        more = f"; {counted(len(problems) - 1, 'more difference')}" if len(problems) > 1 else ""
         raise CheckpointError(f"{what} ({problems[0]}{more}); expected one consistent CLIP state dict")
 
 

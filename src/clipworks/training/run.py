@@ -15,7 +15,7 @@ from ..data.batches import loader_batches, world_batches, world_data
 from ..data.datasets import CsvDataset, LabelledImages, open_labelled
 from ..data.shard_files import is_shard_spec
 from ..data.shards import shard_batches
-from ..errors import ConfigError
+from ..errors import ConfigError, counted
 from ..evaluation.evaluators import Evaluator, evaluate_captions, evaluate_world, evaluate_zeroshot
 from ..models.tokenizer import tokenize
 from ..models.transforms import image_transform
@@ -66,9 +66,8 @@ def _scan(dataset: CsvDataset | LabelledImages, source: str, progress: bool) -> 
     what log.jsonl's first record and the run's last lines report of them."""
     bad = dataset.scan(progress=progress)
     if bad:
-        images = "image" if len(bad) == 1 else "images"
-        print(f"skipped {len(bad)} unreadable {images} of {len(bad) + len(dataset)} in {source} (first: {bad[0]}; "
-              "all listed in log.jsonl)")
+        print(f"skipped {counted(len(bad), 'unreadable image')} of {len(bad) + len(dataset)} in {source} "
+              f"(first: {bad[0]}; all listed in log.jsonl)")
     return {"source": source, "samples": len(dataset), "skipped": len(bad), "skipped_images": [str(p) for p in bad]}
 
 

@@ -7,7 +7,6 @@ classifies images by name, including colour-shape combinations that never appear
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import time
@@ -17,7 +16,7 @@ from matplotlib.figure import Figure
 
 from .data.batches import world_batches, world_data
 from .evaluation.evaluators import evaluate_world
-from .io.files import write_bytes_atomic, write_text_atomic
+from .io.files import write_made_in_memory, write_text_atomic
 from .training.config import TrainConfig
 from .training.loop import TrainResult, train
 
@@ -108,6 +107,4 @@ def _plot(result: TrainResult, path: Path) -> None:
     ax.set_title("clipworks demo: training loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")  # in memory first: its size is known before writing
-    write_bytes_atomic(path, buffer.getvalue())
+    write_made_in_memory(path, lambda f: fig.savefig(f, format="png"))

@@ -19,7 +19,6 @@ Deliberate difference from clip-retrieval: no pyspark; the engine that trains (t
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import sys
 import tarfile
@@ -40,7 +39,7 @@ from .distributed import exit_with_parent, gather_objects, init_process, shutdow
 from .errors import ConfigError, DataError
 from .hardware import resolve_precision
 from .io.checkpoints import load_for_inference
-from .io.files import nbytes, write_atomic, write_bytes_atomic, write_text_atomic
+from .io.files import nbytes, write_atomic, write_made_in_memory, write_text_atomic
 from .models.clip import CLIP
 from .models.configs import registry_name
 from .models.encode import embed_images, encode_texts
@@ -190,9 +189,7 @@ def embed_shard(model: CLIP, transform: Callable, shard: Shard, out: Path, *, ke
                       "height": pa.array([b[2] for b in kept], pa.int32()),
                       "row": pa.array([rows[b[0]].row for b in kept], pa.int64())})
     table = table.replace_schema_metadata({"clipworks.damaged": json.dumps(damaged)})
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)  # in memory first: its size is known before writing
-    write_bytes_atomic(out / "metadata" / f"metadata_{name}.parquet", buffer.getvalue())
+    write_made_in_memory(out / "metadata" / f"metadata_{name}.parquet", lambda f: pq.write_table(table, f))
     return ShardResult(shard.number, len(kept), damaged)
 
 

@@ -13,7 +13,6 @@ Writes report.md, report.json, fewshot.png and robustness.png under `out`.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..errors import ConfigError
 from ..hardware import default_device
 from ..io.checkpoints import load_for_inference, resolve_checkpoint
 from ..io.files import cache_dir as world_cache_dir
-from ..io.files import write_bytes_atomic, write_text_atomic
+from ..io.files import write_made_in_memory, write_text_atomic
 from ..models.clip import CLIP
 from . import linear_probe as lp
 from .evaluators import encode_world_images
@@ -178,9 +177,7 @@ def _plot_robustness(robustness: dict[str, dict[str, dict[str, float]]], path: P
 
 
 def _write_png(fig: Figure, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")  # in memory first: its size is known before writing
-    write_bytes_atomic(path, buffer.getvalue())
+    write_made_in_memory(path, lambda f: fig.savefig(f, dpi=110, format="png"))
 
 
 def _markdown(r: dict[str, Any]) -> str:

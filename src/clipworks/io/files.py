@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -185,14 +185,20 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: Path(tmp).write_text(text), needed=len(text))  # a byte or more per character
 
 
+def write_made_in_memory(path: str | Path, make: Callable[[BinaryIO], object]) -> None:
+    """`make(f)` writes a file's bytes to `f`, here a buffer in memory; they then go to `path` atomically. For files
+    whose size is known only once made (compressed arrays, PNG figures, parquet tables): a disk without room for
+    them is refused before anything is written."""
+    buffer = io.BytesIO()
+    make(buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
 def write_npz_atomic(path: str | Path, *, compressed: bool = False, **arrays: np.ndarray) -> None:
-    """`np.savez` (or `savez_compressed`) of `arrays` to `path`, atomically. Written through a file object: given a
-    name, numpy would append ".npz" to the temporary's. Compressed, it is made in memory first, so that its size is
-    known before writing."""
+    """`np.savez` (or `savez_compressed`, made in memory first) of `arrays` to `path`, atomically. Written through a
+    file object: given a name, numpy would append ".npz" to the temporary's."""
     if compressed:
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        write_bytes_atomic(path, buffer.getvalue())
+        write_made_in_memory(path, lambda f: np.savez_compressed(f, **arrays))
         return
 
     def write(tmp: str) -> None:

@@ -78,6 +78,11 @@ def split_lines(text: str) -> list[str]:
     return lines[:-1] if lines[-1] == "" else lines
 
 
+def nonblank_lines(path: str | os.PathLike) -> list[str]:
+    """The non-empty lines of a UTF-8 text file, stripped; lines end at \\r\\n, \\r or \\n only (`split_lines`)."""
+    return [line.strip() for line in split_lines(Path(path).read_text(encoding="utf-8")) if line.strip()]
+
+
 def _filled(fields: list[str]) -> bool:
     """Whether a record holds anything: not a blank line, nor one of separators and spaces only."""
     return any(f.strip() for f in fields)

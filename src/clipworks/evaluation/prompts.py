@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.tables import split_lines
+from ..data.tables import nonblank_lines
 from ..errors import ConfigError
 
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -237,8 +237,7 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 
 
 def _read_lines(path: Path, what: str) -> list[str]:
-    lines = [line.strip() for line in split_lines(path.read_text(encoding="utf-8"))]
-    lines = [line for line in lines if line and not line.startswith("#")]
+    lines = [line for line in nonblank_lines(path) if not line.startswith("#")]
     if not lines:
         raise ConfigError(f"{path} has no {what}; write one per line")
     return lines

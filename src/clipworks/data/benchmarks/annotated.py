@@ -34,7 +34,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..datasets import IMAGE_EXTENSIONS, LabelledImages, MultiLabelImages
-from ..tables import split_lines
+from ..tables import nonblank_lines, split_lines
 from . import SPLITS, labelled, reader
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,8 @@ def loadmat(path: Path, dataset: str, *keys: str) -> list[Any]:
 
 
 def read_lines(path: Path, dataset: str) -> list[str]:
-    """The non-empty lines of a text file, stripped; lines end at \\r\\n, \\r or \\n only (`split_lines`)."""
-    return [line.strip() for line in split_lines(need(path, dataset).read_text(encoding="utf-8")) if line.strip()]
+    """The non-empty lines of a text file, stripped (`nonblank_lines`); a missing file is one error naming it."""
+    return nonblank_lines(need(path, dataset))
 
 
 # ---- readers ----

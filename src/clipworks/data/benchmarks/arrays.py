@@ -20,7 +20,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..datasets import ArrayImages
-from ..tables import split_lines
+from ..tables import nonblank_lines
 from . import find, reader
 
 try:
@@ -180,7 +180,7 @@ def read_stl10(root: Path, split: str) -> ArrayImages:
     """
     names_file = find(root, "stl10_binary/class_names.txt", "class_names.txt")
     base = names_file.parent
-    classes = [line.strip() for line in split_lines(names_file.read_text()) if line.strip()]
+    classes = nonblank_lines(names_file)
     if not classes:
         raise DataError(f"{names_file} names no classes; expected one class name a line")
     images = _MappedSTL10(find(base, f"{split}_X.bin"))

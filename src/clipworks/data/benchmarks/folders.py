@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..datasets import IMAGE_EXTENSIONS, LabelledImages
-from ..tables import split_lines
+from ..tables import nonblank_lines
 from . import find, labelled, reader
 
 
@@ -45,10 +45,6 @@ def _from_folders(folders: list[Path], classes: list[str], source: Path) -> Labe
             paths += images
             labels += [index[name]] * len(images)
     return labelled(paths, labels, classes, source)
-
-
-def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in split_lines(path.read_text()) if line.strip()]
 
 
 def _hash_split(base: Path, paths: list[Path], labels: list[int], split: str, *, test: float, train: float
@@ -135,7 +131,7 @@ def read_resisc45(root: Path, split: str) -> LabelledImages:
     paths, labels = [], []
     for part in ("test",) if split == "test" else ("train", "val"):
         listing = find(base.parent, f"resisc45-{part}.txt", f"{base.name}/resisc45-{part}.txt")
-        for name in _lines(listing):
+        for name in nonblank_lines(listing):
             folder = name.rsplit("_", 1)[0]
             if folder not in index:
                 raise DataError(f"{listing}: {name} names class {folder!r}, which has no folder in {base}")
@@ -156,7 +152,7 @@ def read_dtd(root: Path, split: str) -> LabelledImages:
     paths, labels = [], []
     for part in ("test",) if split == "test" else ("train", "val"):
         listing = find(base, f"labels/{part}1.txt")
-        for line in _lines(listing):
+        for line in nonblank_lines(listing):
             name = line.split("/")[0]
             if name not in index:
                 raise DataError(f"{listing}: {line} is not in a class folder of {base / 'images'}")
@@ -171,11 +167,11 @@ def read_food101(root: Path, split: str) -> LabelledImages:
     `meta/classes.txt`, whose order (alphabetical: apple_pie, baby_back_ribs, ...) the labels follow.
     """
     base = find(root, "food-101/meta/classes.txt", "meta/classes.txt").parent.parent
-    classes = _lines(base / "meta" / "classes.txt")
+    classes = nonblank_lines(base / "meta" / "classes.txt")
     index = {name: i for i, name in enumerate(classes)}
     listing = find(base, f"meta/{split}.txt")
     paths, labels = [], []
-    for line in _lines(listing):
+    for line in nonblank_lines(listing):
         name = line.split("/")[0]
         if name not in index:
             raise DataError(f"{listing}: {line} is of a class not in {base / 'meta' / 'classes.txt'}")
@@ -192,7 +188,7 @@ def read_sun397(root: Path, split: str) -> LabelledImages:
     (alphabetical).
     """
     base = find(root, "SUN397/ClassName.txt", "ClassName.txt").parent
-    entries = _lines(base / "ClassName.txt")
+    entries = nonblank_lines(base / "ClassName.txt")
     flat = next((entry for entry in entries if "/" not in entry.strip("/")), None)
     if flat is not None:
         raise DataError(f"{base / 'ClassName.txt'} has the line {flat!r}; expected /<letter>/<class> lines, "
@@ -202,7 +198,7 @@ def read_sun397(root: Path, split: str) -> LabelledImages:
     name = f"{'Testing' if split == 'test' else 'Training'}_01.txt"
     listing = find(base, f"Partitions/{name}", f"../Partitions/{name}")
     paths, labels = [], []
-    for line in _lines(listing):
+    for line in nonblank_lines(listing):
         folder = line.strip("/").rsplit("/", 1)[0]
         if folder not in index:
             raise DataError(f"{listing}: {line} is in no class of {base / 'ClassName.txt'}")
@@ -242,7 +238,7 @@ def read_hateful_memes(root: Path, split: str) -> LabelledImages:
     base = find(root, "hateful_memes/img", "img").parent
     listing = find(base, "dev_seen.jsonl", "dev.jsonl") if split == "test" else find(base, "train.jsonl")
     paths, labels = [], []
-    for number, line in enumerate(_lines(listing), 1):
+    for number, line in enumerate(nonblank_lines(listing), 1):
         try:
             entry = json.loads(line)
             paths.append(base / entry["img"])
